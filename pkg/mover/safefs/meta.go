@@ -1,0 +1,110 @@
+package safefs
+
+import (
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Meta is what SetMeta applies.
+type Meta struct {
+	Mode     uint32
+	UID, GID uint32
+	Mtime    int64
+	Symlink  bool
+	Owners   bool // chown too (only root can)
+}
+
+func times(mtime int64) [2]unix.Timespec {
+	return [2]unix.Timespec{{Nsec: unix.UTIME_OMIT}, unix.NsecToTimespec(mtime)}
+}
+
+// SetMeta applies owner, mode and mtime to p without following a symlink.
+func (r *Root) SetMeta(p string, m Meta) error {
+	r.trim()
+	dfd, name := r.fd, ""
+	if p != "." {
+		var err error
+		if dfd, name, err = r.parent(p); err != nil {
+			return err
+		}
+	}
+	// O_PATH|O_NOFOLLOW pins the inode, so a swapped-in symlink cannot
+	// redirect the chmod below.
+	fd, err := unix.Openat(dfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if p == "." {
+		fd, err = unix.Dup(r.fd)
+	}
+	if err != nil {
+		return &os.PathError{Op: "meta", Path: p, Err: err}
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	isLink := st.Mode&unix.S_IFMT == unix.S_IFLNK
+	if m.Owners {
+		if err := unix.Fchownat(fd, "", int(m.UID), int(m.GID), unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return &os.PathError{Op: "chown", Path: p, Err: err}
+		}
+	}
+	if !isLink {
+		// chmod through /proc on the pinned descriptor: O_PATH fds
+		// cannot be fchmod'ed directly.
+		if err := unix.Fchmodat(unix.AT_FDCWD, procPath(fd), m.Mode&07777, 0); err != nil {
+			return &os.PathError{Op: "chmod", Path: p, Err: err}
+		}
+	}
+	ts := times(m.Mtime)
+	if err := unix.UtimesNanoAt(dfd, nameOrDot(name), ts[:], unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return &os.PathError{Op: "utimes", Path: p, Err: err}
+	}
+	return nil
+}
+
+func nameOrDot(n string) string {
+	if n == "" {
+		return "."
+	}
+	return n
+}
+
+func procPath(fd int) string {
+	return "/proc/self/fd/" + itoa(fd)
+}
+
+func itoa(n int) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			break
+		}
+	}
+	return string(b[i:])
+}
+
+// FileMeta applies metadata through an open file; mode after chown because
+// chown clears setuid bits.
+func FileMeta(f *os.File, m Meta) error {
+	fd := int(f.Fd())
+	if m.Owners {
+		if err := unix.Fchown(fd, int(m.UID), int(m.GID)); err != nil {
+			return &os.PathError{Op: "chown", Path: f.Name(), Err: err}
+		}
+	}
+	if err := unix.Fchmod(fd, m.Mode&07777); err != nil {
+		return &os.PathError{Op: "chmod", Path: f.Name(), Err: err}
+	}
+	ts := times(m.Mtime)
+	// utimensat(fd, NULL, ...) sets times on the descriptor itself.
+	if _, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0); e != 0 {
+		return &os.PathError{Op: "utimes", Path: f.Name(), Err: e}
+	}
+	return nil
+}

@@ -1,0 +1,64 @@
+// Package tree scans, indexes, hashes and compares directory trees.
+package tree
+
+// Kind is the type of a tree entry; other file types are skipped.
+type Kind uint8
+
+// Entry kinds.
+const (
+	KindFile    Kind = 1
+	KindDir     Kind = 2
+	KindSymlink Kind = 3
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindFile:
+		return "file"
+	case KindDir:
+		return "dir"
+	case KindSymlink:
+		return "symlink"
+	}
+	return "unknown"
+}
+
+// Entry describes one path of a tree. Path is clean, slash separated and
+// relative; "." is the root itself.
+type Entry struct {
+	Path   string
+	Kind   Kind
+	Mode   uint32 // permission and special bits only (07777)
+	UID    uint32
+	GID    uint32
+	Size   int64
+	Mtime  int64  // unix nanoseconds
+	Target string // symlink target
+	LinkTo string // hard link: the group's first path, which holds the data
+	Sparse bool   // the file has at least one hole
+
+	// Local facts, never trusted from the peer.
+	Ino   uint64
+	Ctime int64
+	Nlink uint32
+}
+
+// SameContentKey reports whether two file entries look unchanged by the
+// cheap size+mtime test (the receiver sets mtime only after the data).
+func (e *Entry) SameContentKey(o *Entry) bool {
+	return e.Kind == o.Kind && e.Size == o.Size && e.Mtime == o.Mtime && e.Sparse == o.Sparse
+}
+
+// SameMeta reports whether everything but the data matches.
+func (e *Entry) SameMeta(o *Entry, owners bool) bool {
+	if e.Kind != o.Kind || e.Mtime != o.Mtime || e.Target != o.Target || e.LinkTo != o.LinkTo {
+		return false
+	}
+	if e.Kind != KindSymlink && e.Mode != o.Mode {
+		return false
+	}
+	if owners && (e.UID != o.UID || e.GID != o.GID) {
+		return false
+	}
+	return true
+}

@@ -1,0 +1,227 @@
+package tree
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path"
+	"sort"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// ScanWorkers is how many directories are read at once; directory reads
+// block on the disk, so a few more than the cores keeps it busy.
+var ScanWorkers = 8
+
+// Scan lists root's subtree at sub ("." for everything), sorted by path.
+// Entries that vanish while scanning are skipped: the live tree moves on and
+// the next pass catches up. Sockets, fifos and devices are skipped.
+func Scan(root, sub string) ([]Entry, error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(join(root, sub), &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil, nil
+		}
+		return nil, &os.PathError{Op: "lstat", Path: join(root, sub), Err: err}
+	}
+	first, ok := FromStat(sub, &st)
+	if !ok {
+		return nil, nil
+	}
+	if first.Kind == KindSymlink {
+		first.Target, _ = readlink(join(root, sub))
+	}
+	out := []Entry{first}
+	if first.Kind == KindFile && first.Size > 0 && isSparseCandidate(&st) {
+		out[0].Sparse = hasHole(join(root, sub), st.Size)
+	}
+	if first.Kind != KindDir {
+		return out, nil
+	}
+	s := &scanner{root: root, work: make(chan string, 1024)}
+	s.pending.Add(1)
+	s.work <- sub
+	var wg sync.WaitGroup
+	for range ScanWorkers {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.loop() }()
+	}
+	go func() { s.pending.Wait(); close(s.work) }()
+	wg.Wait()
+	if s.err != nil {
+		return nil, s.err
+	}
+	out = append(out, s.out...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out, nil
+}
+
+type scanner struct {
+	root    string
+	work    chan string
+	pending sync.WaitGroup
+	mu      sync.Mutex
+	out     []Entry
+	err     error
+	backlog []string
+}
+
+func (s *scanner) loop() {
+	for dir := range s.work {
+		ents, subdirs, err := s.readDir(dir)
+		s.mu.Lock()
+		if err != nil && s.err == nil {
+			s.err = err
+		}
+		s.out = append(s.out, ents...)
+		s.mu.Unlock()
+		s.pending.Add(len(subdirs))
+		for _, d := range subdirs {
+			select {
+			case s.work <- d:
+			default:
+				// Queue full: recurse here rather than deadlock.
+				go func(d string) { s.work <- d }(d)
+			}
+		}
+		s.pending.Done()
+	}
+}
+
+func (s *scanner) readDir(dir string) ([]Entry, []string, error) {
+	full := join(s.root, dir)
+	fd, err := unix.Open(full, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
+			return nil, nil, nil
+		}
+		return nil, nil, &os.PathError{Op: "open", Path: full, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), full)
+	defer f.Close()
+	var ents []Entry
+	var subdirs []string
+	for {
+		names, err := f.Readdirnames(1024)
+		for _, n := range names {
+			var st unix.Stat_t
+			if err := unix.Fstatat(fd, n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				continue // vanished
+			}
+			p := n
+			if dir != "." {
+				p = dir + "/" + n
+			}
+			e, ok := FromStat(p, &st)
+			if !ok {
+				continue
+			}
+			switch e.Kind {
+			case KindDir:
+				subdirs = append(subdirs, p)
+			case KindSymlink:
+				if e.Target, err = readlinkat(fd, n); err != nil {
+					continue
+				}
+			case KindFile:
+				if e.Size > 0 && isSparseCandidate(&st) {
+					e.Sparse = hasHoleAt(fd, n, st.Size)
+				}
+			}
+			ents = append(ents, e)
+		}
+		if err == io.EOF || len(names) == 0 {
+			break
+		}
+		if err != nil {
+			return nil, nil, &os.PathError{Op: "readdir", Path: full, Err: err}
+		}
+	}
+	return ents, subdirs, nil
+}
+
+// FromStat converts a stat result; ok is false for unsupported types.
+func FromStat(p string, st *unix.Stat_t) (Entry, bool) {
+	e := Entry{Path: p, Mode: st.Mode & 07777, UID: st.Uid, GID: st.Gid,
+		Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano(), Ino: st.Ino, Nlink: uint32(st.Nlink)}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		e.Kind, e.Size = KindFile, st.Size
+	case unix.S_IFDIR:
+		e.Kind = KindDir
+	case unix.S_IFLNK:
+		e.Kind = KindSymlink
+	default:
+		return e, false
+	}
+	return e, true
+}
+
+func isSparseCandidate(st *unix.Stat_t) bool { return st.Blocks*512 < st.Size }
+
+// hasHole asks the filesystem whether the file has a hole before EOF.
+func hasHole(p string, size int64) bool {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	off, err := unix.Seek(fd, 0, unix.SEEK_HOLE)
+	return err == nil && off < size
+}
+
+func hasHoleAt(dfd int, name string, size int64) bool {
+	fd, err := unix.Openat(dfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	off, err := unix.Seek(fd, 0, unix.SEEK_HOLE)
+	return err == nil && off < size
+}
+
+func readlink(p string) (string, error) { return readlinkat(unix.AT_FDCWD, p) }
+
+func readlinkat(dfd int, name string) (string, error) {
+	for n := 256; n <= 1<<16; n *= 4 {
+		b := make([]byte, n)
+		k, err := unix.Readlinkat(dfd, name, b)
+		if err != nil {
+			return "", err
+		}
+		if k < n {
+			return string(b[:k]), nil
+		}
+	}
+	return "", unix.ENAMETOOLONG
+}
+
+func join(root, p string) string {
+	if p == "." {
+		return root
+	}
+	return path.Join(root, p)
+}
+
+// Join returns the OS path of tree path p under root.
+func Join(root, p string) string { return join(root, p) }
+
+// LinkGroups sets LinkTo on every hard link but the first (by path) of its
+// inode group within the list, which must be sorted.
+func LinkGroups(es []Entry) {
+	first := map[uint64]string{}
+	for i := range es {
+		e := &es[i]
+		e.LinkTo = ""
+		if e.Kind != KindFile || e.Nlink < 2 {
+			continue
+		}
+		if p, ok := first[e.Ino]; ok {
+			e.LinkTo = p
+		} else {
+			first[e.Ino] = e.Path
+		}
+	}
+}

@@ -1,0 +1,88 @@
+package tree
+
+import (
+	"fmt"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// VerifyWorkers bounds parallel hashing during verification.
+var VerifyWorkers = 4
+
+// Verify scans root and returns its digest and per-path records. Content
+// sums come from cache when the inode's stat key is unchanged, unless full
+// asks to reread every byte.
+func Verify(root string, cache *SumCache, full, owners bool) (Hash, []Record, error) {
+	es, err := Scan(root, ".")
+	if err != nil {
+		return Hash{}, nil, err
+	}
+	LinkGroups(es)
+	sums := make([]Hash, len(es))
+	var firstErr error
+	var mu sync.Mutex
+	idx := make(chan int)
+	var wg sync.WaitGroup
+	for range VerifyWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range idx {
+				s, err := contentSum(root, &es[i], cache, full)
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+				}
+				sums[i] = s
+			}
+		}()
+	}
+	for i := range es {
+		if es[i].Kind == KindFile && es[i].LinkTo == "" {
+			idx <- i
+		}
+	}
+	close(idx)
+	wg.Wait()
+	if firstErr != nil {
+		return Hash{}, nil, firstErr
+	}
+	rs := make([]Record, len(es))
+	for i := range es {
+		rs[i] = RecordOf(&es[i], sums[i], owners)
+	}
+	return Digest(rs), rs, nil
+}
+
+func contentSum(root string, e *Entry, cache *SumCache, full bool) (Hash, error) {
+	p := join(root, e.Path)
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return Hash{}, fmt.Errorf("verify %s: %w", e.Path, err)
+	}
+	f := os.NewFile(uintptr(fd), p)
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return Hash{}, err
+	}
+	k := KeyOf(&st)
+	if !full && cache != nil {
+		if b, ok := cache.Get(st.Ino, k); ok {
+			return ContentSum(b), nil
+		}
+	}
+	b, err := HashBlocks(f, st.Size, e.Sparse)
+	if err != nil {
+		return Hash{}, fmt.Errorf("verify %s: %w", e.Path, err)
+	}
+	if cache != nil {
+		cache.Put(st.Ino, k, b)
+	}
+	return ContentSum(b), nil
+}

@@ -1,0 +1,45 @@
+package wire
+
+// Type identifies a frame.
+type Type uint8
+
+// Frame types. Values are part of the protocol: append only.
+const (
+	THello Type = iota + 1
+	THelloAck
+	TIndexReq
+	TIndexChunk
+	TIndexEnd
+	TMkdir
+	TSymlink
+	TLink
+	TDelete
+	TRename
+	TMeta
+	TFile
+	TBegin
+	TData
+	TPunch
+	TEnd
+	THashReq
+	THashes
+	TSync
+	TSyncAck
+	TVerifyReq
+	TVerifyRecs
+	TVerifyResp
+	TDone
+	TError
+	typeEnd
+)
+
+func (t Type) valid() bool { return t >= THello && t < typeEnd }
+
+// Version is the protocol version; peers must match exactly.
+const Version = 1
+
+// Volume modes carried in Hello.
+const (
+	ModeTree  = 0
+	ModeBlock = 1
+)
