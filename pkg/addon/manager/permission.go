@@ -1,0 +1,49 @@
+package manager
+
+import (
+	"context"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"open-cluster-management.io/addon-framework/pkg/agent"
+	"open-cluster-management.io/addon-framework/pkg/utils"
+	addonv1beta1 "open-cluster-management.io/api/addon/v1beta1"
+	clusterv1 "open-cluster-management.io/api/cluster/v1"
+)
+
+// AgentHubRole is everything the agent may do on the hub, bound in its own
+// cluster namespace only: read and report on its own ManagedClusterAddOn, and
+// record events. Progress travels up through that status; work travels down
+// through ManifestWork, which the agent never reads.
+func AgentHubRole() *rbacv1.Role {
+	return &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "open-cluster-management:stateful-migration:agent"},
+		Rules: []rbacv1.PolicyRule{
+			{
+				APIGroups:     []string{"addon.open-cluster-management.io"},
+				Resources:     []string{"managedclusteraddons"},
+				ResourceNames: []string{AddonName},
+				Verbs:         []string{"get", "list", "watch"},
+			},
+			{
+				APIGroups:     []string{"addon.open-cluster-management.io"},
+				Resources:     []string{"managedclusteraddons/status"},
+				ResourceNames: []string{AddonName},
+				Verbs:         []string{"patch"},
+			},
+			{
+				APIGroups: []string{"", "events.k8s.io"},
+				Resources: []string{"events"},
+				Verbs:     []string{"create", "patch"},
+			},
+		},
+	}
+}
+
+func hubPermissions(kubeClient kubernetes.Interface) agent.PermissionConfigFunc {
+	build := utils.NewRBACPermissionConfigBuilder(kubeClient).BindKubeClientRole(AgentHubRole()).Build()
+	return func(ctx context.Context, cluster *clusterv1.ManagedCluster, addon *addonv1beta1.ManagedClusterAddOn) error {
+		return build(ctx, cluster, addon)
+	}
+}
