@@ -88,7 +88,12 @@ func Dial(ctx context.Context, addr string, cfg *tls.Config, bwlimit int64) (*tl
 	if err != nil {
 		return nil, err
 	}
-	conn := tls.Client(Limit(raw, bwlimit), c)
+	return Handshake(ctx, Limit(raw, bwlimit), c, addr)
+}
+
+// Handshake runs the client side of TLS on an established connection.
+func Handshake(ctx context.Context, raw net.Conn, cfg *tls.Config, addr string) (*tls.Conn, error) {
+	conn := tls.Client(raw, cfg)
 	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if err := conn.HandshakeContext(hctx); err != nil {

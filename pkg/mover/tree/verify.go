@@ -20,6 +20,11 @@ func Verify(root string, cache *SumCache, full, owners bool) (Hash, []Record, er
 		return Hash{}, nil, err
 	}
 	LinkGroups(es)
+	return VerifyEntries(root, es, cache, full, owners)
+}
+
+// VerifyEntries is Verify on an existing sorted, link-grouped scan.
+func VerifyEntries(root string, es []Entry, cache *SumCache, full, owners bool) (Hash, []Record, error) {
 	sums := make([]Hash, len(es))
 	var firstErr error
 	var mu sync.Mutex

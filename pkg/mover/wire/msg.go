@@ -259,13 +259,21 @@ type VerifyReq struct {
 	Full   bool
 	Detail bool
 	Owners bool
+	Size   int64 // block mode: bytes to compare
 }
 
-func (m *VerifyReq) Encode(e *Enc) { e.Bool(m.Full); e.Bool(m.Detail); e.Bool(m.Owners) }
+func (m *VerifyReq) Encode(e *Enc) {
+	e.Bool(m.Full)
+	e.Bool(m.Detail)
+	e.Bool(m.Owners)
+	e.I(m.Size)
+}
+
 func (m *VerifyReq) Decode(d *Dec) error {
 	m.Full = d.Bool()
 	m.Detail = d.Bool()
 	m.Owners = d.Bool()
+	m.Size = d.I()
 	return d.Done()
 }
 

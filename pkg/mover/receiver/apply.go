@@ -1,0 +1,335 @@
+package receiver
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/stateful-migration/stateful-migration/pkg/mover/safefs"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/tree"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/wire"
+)
+
+func (s *session) meta(e *tree.Entry) error {
+	if s.block {
+		return errBlockOp
+	}
+	if err := safefs.CheckPath(e.Path); err != nil {
+		return err
+	}
+	before, berr := s.r.root.Lstat(e.Path)
+	err := s.r.root.SetMeta(e.Path, safefs.Meta{Mode: e.Mode, UID: e.UID, GID: e.GID,
+		Mtime: e.Mtime, Owners: s.owners})
+	if err != nil {
+		return classify(err, "setting metadata of "+e.Path)
+	}
+	s.rekey(e.Path, before, berr)
+	return nil
+}
+
+// rekey keeps a cached content sum valid across our own metadata changes,
+// which move ctime but not the data.
+func (s *session) rekey(p string, before unix.Stat_t, berr error) {
+	if berr != nil || before.Mode&unix.S_IFMT != unix.S_IFREG {
+		return
+	}
+	if after, err := s.r.root.Lstat(p); err == nil && after.Ino == before.Ino && after.Size == before.Size {
+		s.r.cache.Rekey(before.Ino, tree.KeyOf(&before), tree.KeyOf(&after))
+	}
+}
+
+var errBlockOp = errors.New("protocol error: tree operation sent to a block-volume receiver")
+
+func (s *session) mkdir(e *tree.Entry) error {
+	if s.block {
+		return errBlockOp
+	}
+	if err := s.r.root.Mkdir(e.Path); err != nil {
+		return classify(err, "creating directory "+e.Path)
+	}
+	return nil
+}
+
+func (s *session) symlink(e *tree.Entry) error {
+	if s.block {
+		return errBlockOp
+	}
+	if e.Target == "" {
+		return fmt.Errorf("protocol error: empty symlink target for %q", e.Path)
+	}
+	if err := s.r.root.Symlink(e.Target, e.Path); err != nil {
+		return classify(err, "creating symlink "+e.Path)
+	}
+	return s.meta(e)
+}
+
+func (s *session) link(e *tree.Entry) error {
+	if s.block {
+		return errBlockOp
+	}
+	if err := safefs.CheckPath(e.LinkTo); err != nil {
+		return err
+	}
+	before, berr := s.r.root.Lstat(e.LinkTo)
+	if err := s.r.root.Link(e.LinkTo, e.Path); err != nil {
+		return classify(err, "linking "+e.Path)
+	}
+	s.rekey(e.LinkTo, before, berr)
+	return nil
+}
+
+func (s *session) delete(p string) error {
+	if s.block {
+		return errBlockOp
+	}
+	if p == "." {
+		return fmt.Errorf("%w: refusing to delete the root", safefs.ErrBadPath)
+	}
+	if err := s.r.root.Remove(p); err != nil {
+		return classify(err, "deleting "+p)
+	}
+	return nil
+}
+
+func (s *session) rename(from, to string) error {
+	if s.block {
+		return errBlockOp
+	}
+	if from == "." || to == "." {
+		return fmt.Errorf("%w: refusing to rename the root", safefs.ErrBadPath)
+	}
+	before, berr := s.r.root.Lstat(from)
+	if err := s.r.root.Rename(from, to); err != nil {
+		return classify(err, "renaming "+from)
+	}
+	s.rekey(to, before, berr)
+	return nil
+}
+
+func (s *session) metaOf(e *tree.Entry) safefs.Meta {
+	return safefs.Meta{Mode: e.Mode, UID: e.UID, GID: e.GID, Mtime: e.Mtime, Owners: s.owners}
+}
+
+// file writes a whole small file in one go.
+func (s *session) file(m *wire.File) error {
+	if s.block {
+		return errBlockOp
+	}
+	if int64(len(m.Data)) != m.Entry.Size {
+		return fmt.Errorf("protocol error: %q carries %d bytes for size %d", m.Entry.Path, len(m.Data), m.Entry.Size)
+	}
+	f, err := s.r.root.Create(m.Entry.Path)
+	if err != nil {
+		return classify(err, "creating "+m.Entry.Path)
+	}
+	defer f.Close()
+	if _, err := f.Write(m.Data); err != nil {
+		return classify(err, "writing "+m.Entry.Path)
+	}
+	var blocks []tree.Hash
+	for off := 0; off < len(m.Data); off += tree.BlockSize {
+		blocks = append(blocks, tree.BlockSum(m.Data[off:min(off+tree.BlockSize, len(m.Data))]))
+	}
+	s.r.Tracker.AddCopied(int64(len(m.Data)), 1)
+	return s.finish(f, &m.Entry, blocks)
+}
+
+// finish applies metadata and records the content sums under the final key.
+func (s *session) finish(f *os.File, e *tree.Entry, blocks []tree.Hash) error {
+	if err := safefs.FileMeta(f, s.metaOf(e)); err != nil {
+		return classify(err, "setting metadata of "+e.Path)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return err
+	}
+	if blocks != nil && st.Size == e.Size {
+		s.r.cache.Put(st.Ino, tree.KeyOf(&st), blocks)
+	} else {
+		s.r.cache.Drop(st.Ino)
+	}
+	return nil
+}
+
+// begin opens a large file: fresh (whole copy) or existing (in-place delta).
+func (s *session) begin(m *wire.File) error {
+	if _, dup := s.files[m.ID]; dup {
+		return fmt.Errorf("protocol error: file id %d already open", m.ID)
+	}
+	if len(s.files) >= 64 {
+		return errors.New("protocol error: too many open files")
+	}
+	if s.block {
+		return s.beginBlock(m)
+	}
+	e := m.Entry
+	var f *os.File
+	var err error
+	var blocks []tree.Hash
+	if m.InPlace {
+		if f, err = s.r.root.OpenRW(e.Path); err != nil {
+			return classify(err, "opening "+e.Path)
+		}
+		var st unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &st) == nil {
+			if b, ok := s.r.cache.Get(st.Ino, tree.KeyOf(&st)); ok {
+				blocks = resize(append([]tree.Hash(nil), b...), st.Size, e.Size)
+			}
+		}
+	} else {
+		if f, err = s.r.root.Create(e.Path); err != nil {
+			return classify(err, "creating "+e.Path)
+		}
+		blocks = resize(nil, 0, e.Size)
+	}
+	// Sizing first leaves unsent ranges as holes, as they are at the source.
+	if err := f.Truncate(e.Size); err != nil {
+		f.Close()
+		return classify(err, "sizing "+e.Path)
+	}
+	s.files[m.ID] = &openFile{f: f, e: e, blocks: blocks}
+	return nil
+}
+
+// resize fits a sum list to a new size; new or cut blocks read as zeros
+// until data for them arrives.
+func resize(b []tree.Hash, oldSize, size int64) []tree.Hash {
+	n := int((size + tree.BlockSize - 1) / tree.BlockSize)
+	if len(b) > n {
+		b = b[:n]
+	}
+	if oldSize%tree.BlockSize != 0 && len(b) > 0 && oldSize < size {
+		b = b[:len(b)-1] // the old partial tail no longer matches
+	}
+	for len(b) < n {
+		i := int64(len(b))
+		b = append(b, zeroSumLen(min(int64(tree.BlockSize), size-i*tree.BlockSize)))
+	}
+	if n > 0 && size%tree.BlockSize != 0 && size < oldSize {
+		b[n-1] = tree.Hash{} // truncated tail: unknown until resent
+	}
+	return b
+}
+
+func zeroSumLen(n int64) tree.Hash { return tree.BlockSum(make([]byte, n)) }
+
+func (s *session) open(id uint64) (*openFile, error) {
+	of, ok := s.files[id]
+	if !ok {
+		return nil, fmt.Errorf("protocol error: data for unknown file id %d", id)
+	}
+	return of, nil
+}
+
+func (s *session) data(m *wire.Data) error {
+	of, err := s.open(m.ID)
+	if err != nil {
+		return err
+	}
+	end := m.Off + int64(len(m.Data))
+	if end > of.e.Size {
+		return fmt.Errorf("protocol error: write past end of %q", of.e.Path)
+	}
+	if _, err := of.f.WriteAt(m.Data, m.Off); err != nil {
+		return classify(err, "writing "+of.e.Path)
+	}
+	s.r.Tracker.AddCopied(int64(len(m.Data)), 0)
+	s.track(of, m.Off, m.Data)
+	return nil
+}
+
+// track updates the block sums for block-aligned writes and gives up on
+// the cache for anything else (verification then rereads the file).
+func (s *session) track(of *openFile, off int64, p []byte) {
+	if of.blocks == nil {
+		return
+	}
+	if off%tree.BlockSize != 0 || (len(p)%tree.BlockSize != 0 && off+int64(len(p)) != of.e.Size) {
+		of.blocks = nil
+		return
+	}
+	for i := 0; i < len(p); i += tree.BlockSize {
+		of.blocks[(off+int64(i))/tree.BlockSize] = tree.BlockSum(p[i:min(i+tree.BlockSize, len(p))])
+	}
+}
+
+func (s *session) punch(m *wire.Data) error {
+	of, err := s.open(m.ID)
+	if err != nil {
+		return err
+	}
+	if m.Off+m.Len > of.e.Size {
+		return fmt.Errorf("protocol error: punch past end of %q", of.e.Path)
+	}
+	const mode = unix.FALLOC_FL_PUNCH_HOLE | unix.FALLOC_FL_KEEP_SIZE
+	if err := unix.Fallocate(int(of.f.Fd()), mode, m.Off, m.Len); err != nil {
+		// No hole support: write zeros, content stays right.
+		if _, err := of.f.WriteAt(make([]byte, m.Len), m.Off); err != nil {
+			return classify(err, "zeroing "+of.e.Path)
+		}
+	}
+	if of.blocks != nil && m.Off%tree.BlockSize == 0 {
+		for o := m.Off; o < m.Off+m.Len; o += tree.BlockSize {
+			of.blocks[o/tree.BlockSize] = zeroSumLen(min(int64(tree.BlockSize), of.e.Size-o))
+		}
+	} else {
+		of.blocks = nil
+	}
+	return nil
+}
+
+func (s *session) end(id uint64) error {
+	of, err := s.open(id)
+	if err != nil {
+		return err
+	}
+	delete(s.files, id)
+	if s.block {
+		return nil
+	}
+	defer of.f.Close()
+	for _, b := range of.blocks {
+		if b == (tree.Hash{}) {
+			of.blocks = nil
+			break
+		}
+	}
+	s.r.Tracker.AddCopied(0, 1)
+	return s.finish(of.f, &of.e, of.blocks)
+}
+
+func (s *session) hashes(m *wire.HashReq) error {
+	resp := wire.Hashes{ID: m.ID}
+	var f *os.File
+	var err error
+	if s.block {
+		f, err = s.dev, nil
+	} else if f, err = s.r.root.OpenRead(m.Path); err == nil {
+		defer f.Close()
+	}
+	if err != nil {
+		resp.Err = err.Error()
+		return s.w.Send(wire.THashes, &resp)
+	}
+	if s.block {
+		resp.Blocks, err = s.blockHashes()
+	} else {
+		var st unix.Stat_t
+		if err = unix.Fstat(int(f.Fd()), &st); err == nil {
+			resp.Size = st.Size
+			var ok bool
+			if resp.Blocks, ok = s.r.cache.Get(st.Ino, tree.KeyOf(&st)); !ok {
+				resp.Blocks, err = tree.HashBlocks(f, st.Size, true)
+				if err == nil {
+					s.r.cache.Put(st.Ino, tree.KeyOf(&st), resp.Blocks)
+				}
+			}
+		}
+	}
+	if err != nil {
+		resp.Err = err.Error()
+	}
+	return s.w.Send(wire.THashes, &resp)
+}

@@ -1,0 +1,263 @@
+package receiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/stateful-migration/stateful-migration/pkg/mover/progress"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/tree"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/wire"
+)
+
+type frame struct {
+	t   wire.Type
+	buf *[]byte
+}
+
+var framePool = sync.Pool{New: func() any { b := make([]byte, 0, wire.ChunkSize+4096); return &b }}
+
+type session struct {
+	r      *Receiver
+	w      *wire.Writer
+	owners bool
+	block  bool
+	files  map[uint64]*openFile
+	dev    *os.File
+}
+
+type openFile struct {
+	f      *os.File
+	e      tree.Entry
+	blocks []tree.Hash // nil when the cache cannot be maintained
+}
+
+// ServeConn runs one sender session on rw. It returns nil once the sender
+// declared a verified final sync, and an error for anything else,
+// including a truncated or corrupt stream.
+func (r *Receiver) ServeConn(ctx context.Context, rw io.ReadWriter) error {
+	s := &session{r: r, w: wire.NewWriter(rw, false), files: map[uint64]*openFile{}}
+	defer s.closeAll()
+	frames := make(chan frame, 32)
+	readErr := make(chan error, 1)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		rd := wire.NewReader(rw)
+		for {
+			f, err := rd.Next()
+			if err != nil {
+				if err == io.EOF {
+					err = fmt.Errorf("sender closed the stream mid-session: %w", io.ErrUnexpectedEOF)
+				}
+				readErr <- err
+				close(frames)
+				return
+			}
+			bp := framePool.Get().(*[]byte)
+			*bp = append((*bp)[:0], f.Payload...)
+			r.Tracker.Update(func(p *progress.Progress) { p.BytesSent = rd.N })
+			select {
+			case frames <- frame{f.Type, bp}:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	first := true
+	for fr := range frames {
+		m, err := wire.Decode(wire.Frame{Type: fr.t, Payload: *fr.buf})
+		if err == nil {
+			if first && fr.t != wire.THello {
+				err = errors.New("protocol error: session must start with Hello")
+			}
+			first = false
+		}
+		var done bool
+		if err == nil {
+			done, err = s.apply(fr.t, m)
+		}
+		framePool.Put(fr.buf)
+		if err == nil && s.w.Buffered() > 0 {
+			err = s.w.Flush()
+		}
+		if err != nil {
+			s.w.Send(wire.TError, &wire.Text{S: err.Error()})
+			s.w.Flush()
+			return err
+		}
+		if done {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return <-readErr
+}
+
+func (s *session) closeAll() {
+	for id, of := range s.files {
+		if of.f != s.dev {
+			of.f.Close()
+		}
+		delete(s.files, id)
+	}
+	if s.dev != nil {
+		s.dev.Close()
+	}
+}
+
+func (s *session) apply(t wire.Type, m wire.Msg) (bool, error) {
+	switch t {
+	case wire.THello:
+		return false, s.hello(m.(*wire.Hello))
+	case wire.TIndexReq:
+		return false, s.index()
+	case wire.TMkdir:
+		return false, s.mkdir(&m.(*wire.EntryMsg).E)
+	case wire.TSymlink:
+		return false, s.symlink(&m.(*wire.EntryMsg).E)
+	case wire.TLink:
+		return false, s.link(&m.(*wire.EntryMsg).E)
+	case wire.TMeta:
+		return false, s.meta(&m.(*wire.EntryMsg).E)
+	case wire.TDelete:
+		return false, s.delete(m.(*wire.Text).S)
+	case wire.TRename:
+		mm := m.(*wire.Rename)
+		return false, s.rename(mm.From, mm.To)
+	case wire.TFile:
+		return false, s.file(m.(*wire.File))
+	case wire.TBegin:
+		return false, s.begin(m.(*wire.File))
+	case wire.TData:
+		return false, s.data(m.(*wire.Data))
+	case wire.TPunch:
+		return false, s.punch(m.(*wire.Data))
+	case wire.TEnd:
+		return false, s.end(m.(*wire.ID).ID)
+	case wire.THashReq:
+		return false, s.hashes(m.(*wire.HashReq))
+	case wire.TSync:
+		return false, s.sync(m.(*wire.Sync))
+	case wire.TVerifyReq:
+		return false, s.verify(m.(*wire.VerifyReq))
+	case wire.TDone:
+		return s.done(m.(*wire.VerifyResp))
+	}
+	return false, fmt.Errorf("protocol error: unexpected frame type %d from sender", t)
+}
+
+func (s *session) hello(h *wire.Hello) error {
+	ack := wire.HelloAck{Version: wire.Version, Owners: s.r.owners}
+	switch {
+	case h.Version != wire.Version:
+		ack.Err = fmt.Sprintf("protocol version %d not supported (want %d)", h.Version, wire.Version)
+	case (h.Mode == wire.ModeBlock) != s.r.opts.Block:
+		ack.Err = "volume mode mismatch: sender and receiver must both use --block-device or neither"
+	}
+	if ack.Err == "" && s.r.opts.Block {
+		if err := s.openDev(&ack); err != nil {
+			ack.Err = err.Error()
+		}
+	}
+	s.owners = ack.Owners
+	s.block = s.r.opts.Block
+	if err := s.w.Send(wire.THelloAck, &ack); err != nil {
+		return err
+	}
+	if ack.Err != "" {
+		s.w.Flush()
+		return errors.New(ack.Err)
+	}
+	s.r.Tracker.SetPhase(progress.Receiving)
+	return nil
+}
+
+func (s *session) index() error {
+	if s.block {
+		return s.w.Send(wire.TIndexEnd, wire.Empty{})
+	}
+	es, err := tree.Scan(s.r.opts.Dir, ".")
+	if err != nil {
+		return err
+	}
+	tree.LinkGroups(es)
+	const batch = 2000
+	for i := 0; i < len(es); i += batch {
+		if err := s.w.Send(wire.TIndexChunk, &wire.Entries{List: es[i:min(i+batch, len(es))]}); err != nil {
+			return err
+		}
+	}
+	return s.w.Send(wire.TIndexEnd, wire.Empty{})
+}
+
+func (s *session) sync(m *wire.Sync) error {
+	if m.Final {
+		if err := s.fsync(); err != nil {
+			return classify(err, "flushing the destination")
+		}
+	}
+	s.r.Tracker.Update(func(p *progress.Progress) { p.Passes++ })
+	return s.w.Send(wire.TSyncAck, &wire.Ack{Seq: m.Seq})
+}
+
+func (s *session) fsync() error {
+	if s.dev != nil {
+		return s.dev.Sync()
+	}
+	fd, err := unix.Open(s.r.opts.Dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Syncfs(fd)
+}
+
+func (s *session) verify(m *wire.VerifyReq) error {
+	var d tree.Hash
+	var rs []tree.Record
+	var err error
+	if s.block {
+		d, err = s.blockDigest(m.Size, m.Full)
+	} else {
+		d, rs, err = tree.Verify(s.r.opts.Dir, s.r.cache, m.Full, m.Owners)
+	}
+	if err != nil {
+		return s.w.Send(wire.TVerifyResp, &wire.VerifyResp{Err: err.Error()})
+	}
+	s.r.digest = d
+	if m.Detail {
+		const batch = 20000
+		for i := 0; i < len(rs); i += batch {
+			if err := s.w.Send(wire.TVerifyRecs, &wire.Records{List: rs[i:min(i+batch, len(rs))]}); err != nil {
+				return err
+			}
+		}
+	}
+	return s.w.Send(wire.TVerifyResp, &wire.VerifyResp{Digest: d, Count: uint64(len(rs))})
+}
+
+// done ends the receiver successfully only if the sender's verified digest
+// is the one this side computed.
+func (s *session) done(m *wire.VerifyResp) (bool, error) {
+	if m.Err != "" || m.Digest != s.r.digest {
+		return false, fmt.Errorf("sender reported completion with digest %x, receiver has %x", m.Digest, s.r.digest)
+	}
+	s.r.Tracker.Update(func(p *progress.Progress) {
+		p.Digest = fmt.Sprintf("%x", m.Digest)
+		p.Verified = true
+	})
+	s.r.Tracker.SetPhase(progress.Completed)
+	err := s.w.Send(wire.TSyncAck, &wire.Ack{})
+	if err == nil {
+		err = s.w.Flush()
+	}
+	return true, err
+}

@@ -1,0 +1,177 @@
+package sender
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/stateful-migration/stateful-migration/pkg/mover/tree"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/wire"
+)
+
+// ErrReceiver marks an error reported by the receiver; retrying the same
+// operation cannot help (disk full, refused path, mode mismatch).
+var ErrReceiver = errors.New("receiver error")
+
+// conn multiplexes one session: many goroutines write frames, one reader
+// routes the receiver's answers.
+type conn struct {
+	c      net.Conn
+	wmu    sync.Mutex
+	w      *wire.Writer
+	nextID atomic.Uint64
+
+	mu      sync.Mutex
+	hashes  map[uint64]chan *wire.Hashes
+	acks    chan *wire.Ack
+	index   chan []tree.Entry // nil slice = end
+	records chan []tree.Record
+	verify  chan *wire.VerifyResp
+	hello   chan *wire.HelloAck
+	dead    chan struct{}
+	err     error
+}
+
+func newConn(c net.Conn, compress bool) *conn {
+	k := &conn{c: c, w: wire.NewWriter(c, compress), hashes: map[uint64]chan *wire.Hashes{},
+		acks: make(chan *wire.Ack, 4), index: make(chan []tree.Entry, 16),
+		records: make(chan []tree.Record, 16), verify: make(chan *wire.VerifyResp, 1),
+		hello: make(chan *wire.HelloAck, 1), dead: make(chan struct{})}
+	go k.readLoop()
+	return k
+}
+
+func (k *conn) fail(err error) {
+	k.mu.Lock()
+	if k.err == nil {
+		k.err = err
+		close(k.dead)
+		k.c.Close()
+	}
+	k.mu.Unlock()
+}
+
+// Err returns why the connection died.
+func (k *conn) Err() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.err
+}
+
+func (k *conn) readLoop() {
+	rd := wire.NewReader(k.c)
+	for {
+		f, err := rd.Next()
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			k.fail(fmt.Errorf("connection lost: %w", err))
+			return
+		}
+		m, err := wire.Decode(f)
+		if err != nil {
+			k.fail(err)
+			return
+		}
+		switch f.Type {
+		case wire.THelloAck:
+			k.hello <- m.(*wire.HelloAck)
+		case wire.TIndexChunk:
+			k.deliverIndex(append([]tree.Entry(nil), m.(*wire.Entries).List...))
+		case wire.TIndexEnd:
+			k.deliverIndex(nil)
+		case wire.THashes:
+			h := m.(*wire.Hashes)
+			k.mu.Lock()
+			ch := k.hashes[h.ID]
+			delete(k.hashes, h.ID)
+			k.mu.Unlock()
+			if ch != nil {
+				ch <- h
+			}
+		case wire.TSyncAck:
+			select {
+			case k.acks <- m.(*wire.Ack):
+			case <-k.dead:
+				return
+			}
+		case wire.TVerifyRecs:
+			select {
+			case k.records <- m.(*wire.Records).List:
+			case <-k.dead:
+				return
+			}
+		case wire.TVerifyResp:
+			k.verify <- m.(*wire.VerifyResp)
+		case wire.TError:
+			k.fail(fmt.Errorf("%w: %s", ErrReceiver, m.(*wire.Text).S))
+			return
+		default:
+			k.fail(fmt.Errorf("protocol error: unexpected frame %d from receiver", f.Type))
+			return
+		}
+	}
+}
+
+func (k *conn) deliverIndex(es []tree.Entry) {
+	select {
+	case k.index <- es:
+	case <-k.dead:
+	}
+}
+
+// send writes one frame; flush pushes it out now (requests, barriers).
+func (k *conn) send(t wire.Type, m wire.Msg, flush bool) error {
+	k.wmu.Lock()
+	err := k.w.Send(t, m)
+	if err == nil && flush {
+		err = k.w.Flush()
+	}
+	k.wmu.Unlock()
+	if err != nil {
+		k.fail(fmt.Errorf("connection lost: %w", err))
+		return k.Err()
+	}
+	return nil
+}
+
+// sent returns stream bytes written so far.
+func (k *conn) sent() int64 {
+	k.wmu.Lock()
+	defer k.wmu.Unlock()
+	return k.w.N
+}
+
+func (k *conn) id() uint64 { return k.nextID.Add(1) }
+
+// hashReq fetches the receiver's block sums for p.
+func (k *conn) hashReq(p string) (*wire.Hashes, error) {
+	id := k.id()
+	ch := make(chan *wire.Hashes, 1)
+	k.mu.Lock()
+	k.hashes[id] = ch
+	k.mu.Unlock()
+	if err := k.send(wire.THashReq, &wire.HashReq{ID: id, Path: p}, true); err != nil {
+		return nil, err
+	}
+	select {
+	case h := <-ch:
+		return h, nil
+	case <-k.dead:
+		return nil, k.Err()
+	}
+}
+
+func wait[T any](k *conn, ch chan T) (T, error) {
+	select {
+	case v := <-ch:
+		return v, nil
+	case <-k.dead:
+		var zero T
+		return zero, k.Err()
+	}
+}

@@ -1,0 +1,372 @@
+package sender
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/stateful-migration/stateful-migration/pkg/mover/progress"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/tree"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/wire"
+)
+
+// plan is one pass's view: the source entries in scope and the receiver
+// paths in scope (candidates for rename or deletion).
+type plan struct {
+	cur     []tree.Entry
+	curMap  map[string]*tree.Entry
+	roots   []string // incremental scope roots; nil = whole tree
+	touched map[string]bool
+	whole   map[string]bool // files replaced by a fresh inode this pass
+}
+
+func parentOf(p string) string {
+	if d := path.Dir(p); d != "" {
+		return d
+	}
+	return "."
+}
+
+func under(p, root string) bool {
+	return root == "." || p == root || strings.HasPrefix(p, root+"/")
+}
+
+// sentUnder lists receiver paths at or below root.
+func (s *Sender) sentUnder(root string) []string {
+	var out []string
+	if e := s.sent[root]; e != nil && e.Kind != tree.KindDir {
+		return []string{root}
+	}
+	for p := range s.sent {
+		if under(p, root) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// pass makes the receiver match the source within scope (dirty == nil: the
+// whole tree). unstable reports files that changed while being read.
+func (s *Sender) pass(ctx context.Context, k *conn, dirty []string, final bool) (unstable bool, err error) {
+	start := time.Now()
+	pl, err := s.scan(dirty)
+	if err != nil {
+		return false, err
+	}
+	if pl == nil { // hard links involved: only a full pass is exact
+		pl, err = s.scan(nil)
+		if err != nil {
+			return false, err
+		}
+	}
+	var scoped []string
+	if pl.roots == nil {
+		s.lastScan = pl.cur
+		for p := range s.sent {
+			scoped = append(scoped, p)
+		}
+		var total int64
+		for i := range pl.cur {
+			total += pl.cur[i].Size
+		}
+		s.t.Update(func(p *progress.Progress) { p.BytesTotal = total; p.FilesTotal = int64(len(pl.cur)) })
+	} else {
+		seen := map[string]bool{}
+		for _, r := range pl.roots {
+			for _, p := range s.sentUnder(r) {
+				if !seen[p] {
+					seen[p] = true
+					scoped = append(scoped, p)
+				}
+			}
+		}
+	}
+	sort.Strings(scoped)
+	if err := s.renames(k, pl, scoped); err != nil {
+		return false, err
+	}
+	if err := s.deletes(k, pl, scoped); err != nil {
+		return false, err
+	}
+	jobs, links, err := s.entries(k, pl)
+	if err != nil {
+		return false, err
+	}
+	var lag int64
+	for _, e := range jobs {
+		lag += e.Size
+	}
+	s.t.Update(func(p *progress.Progress) { p.LagBytes = lag })
+	unstable, err = s.transfer(ctx, k, pl, jobs)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range links {
+		if o := s.sent[e.Path]; o != nil && o.Kind == tree.KindFile && o.LinkTo == e.LinkTo && !pl.whole[e.LinkTo] {
+			continue
+		}
+		if err := k.send(wire.TLink, &wire.EntryMsg{E: *e}, false); err != nil {
+			return false, err
+		}
+		s.record(e, e.Ino)
+		pl.touched[parentOf(e.Path)] = true
+	}
+	// Directory metadata last, deepest first, since every change inside a
+	// directory moved its mtime on the receiver.
+	for i := len(pl.cur) - 1; i >= 0; i-- {
+		e := &pl.cur[i]
+		if e.Kind != tree.KindDir {
+			continue
+		}
+		if o := s.sent[e.Path]; o == nil || !o.SameMeta(e, s.owners) || pl.touched[e.Path] {
+			if err := k.send(wire.TMeta, &wire.EntryMsg{E: *e}, false); err != nil {
+				return false, err
+			}
+			s.record(e, e.Ino)
+		}
+	}
+	if err := s.barrier(k, final); err != nil {
+		return false, err
+	}
+	s.t.Update(func(p *progress.Progress) {
+		p.Passes++
+		p.LastPassSecond = time.Since(start).Seconds()
+		p.LagBytes = 0
+	})
+	return unstable, nil
+}
+
+var syncSeq uint64
+
+func errReceiver(msg string) error { return fmt.Errorf("%w: %s", ErrReceiver, msg) }
+
+func (s *Sender) barrier(k *conn, final bool) error {
+	syncSeq++
+	if err := k.send(wire.TSync, &wire.Sync{Seq: syncSeq, Final: final}, true); err != nil {
+		return err
+	}
+	ack, err := wait(k, k.acks)
+	if err != nil {
+		return err
+	}
+	if ack.Err != "" {
+		return errReceiver(ack.Err)
+	}
+	return nil
+}
+
+func (s *Sender) record(e *tree.Entry, ino uint64) {
+	c := *e
+	s.sent[e.Path] = &c
+	s.srcIno[e.Path] = ino
+}
+
+func (s *Sender) forget(p string) {
+	for _, q := range s.sentUnder(p) {
+		delete(s.sent, q)
+		delete(s.blocks, q)
+		delete(s.srcIno, q)
+	}
+}
+
+// renames moves receiver entries whose source inode reappeared under a new
+// path, so renamed files and directories are not copied again.
+func (s *Sender) renames(k *conn, pl *plan, scoped []string) error {
+	byIno := map[uint64]string{}
+	for _, p := range scoped {
+		ino := s.srcIno[p]
+		if c := pl.curMap[p]; ino != 0 && (c == nil || c.Ino != ino) && p != "." {
+			byIno[ino] = p
+		}
+	}
+	if len(byIno) == 0 {
+		return nil
+	}
+	for i := range pl.cur { // sorted, so parents move before children
+		e := &pl.cur[i]
+		if e.Path == "." || (s.sent[e.Path] != nil && s.srcIno[e.Path] == e.Ino) {
+			continue
+		}
+		o, ok := byIno[e.Ino]
+		if !ok || s.sent[o] == nil || s.srcIno[o] != e.Ino || s.sent[o].Kind != e.Kind || under(e.Path, o) {
+			continue
+		}
+		if err := k.send(wire.TRename, &wire.Rename{From: o, To: e.Path}, false); err != nil {
+			return err
+		}
+		delete(byIno, e.Ino)
+		s.forget(e.Path)
+		for _, q := range s.sentUnder(o) {
+			nq := e.Path + strings.TrimPrefix(q, o)
+			s.sent[nq], s.blocks[nq], s.srcIno[nq] = s.sent[q], s.blocks[q], s.srcIno[q]
+			s.sent[nq].Path = nq
+			delete(s.sent, q)
+			delete(s.blocks, q)
+			delete(s.srcIno, q)
+			if ino := s.srcIno[nq]; byIno[ino] == q {
+				byIno[ino] = nq
+			}
+		}
+		pl.touched[parentOf(o)] = true
+		pl.touched[parentOf(e.Path)] = true
+	}
+	return nil
+}
+
+func (s *Sender) deletes(k *conn, pl *plan, scoped []string) error {
+	var gone string
+	for _, p := range scoped {
+		if p == "." || pl.curMap[p] != nil || s.sent[p] == nil {
+			continue
+		}
+		if gone != "" && under(p, gone) {
+			continue
+		}
+		if err := k.send(wire.TDelete, &wire.Text{S: p}, false); err != nil {
+			return err
+		}
+		gone = p
+		s.forget(p)
+		pl.touched[parentOf(p)] = true
+	}
+	return nil
+}
+
+// entries sends directory, symlink and metadata changes and returns the
+// files whose content must move, and the hard links to make afterwards.
+func (s *Sender) entries(k *conn, pl *plan) (jobs, links []*tree.Entry, err error) {
+	for i := range pl.cur {
+		e := &pl.cur[i]
+		o := s.sent[e.Path]
+		switch {
+		case e.Kind == tree.KindDir:
+			if o == nil || o.Kind != tree.KindDir {
+				if err := k.send(wire.TMkdir, &wire.EntryMsg{E: *e}, false); err != nil {
+					return nil, nil, err
+				}
+				if o != nil {
+					s.forget(e.Path)
+				}
+				c := *e
+				c.Mtime = -1 // metadata follows at the end of the pass
+				s.sent[e.Path] = &c
+				s.srcIno[e.Path] = e.Ino
+				pl.touched[parentOf(e.Path)] = true
+			}
+		case e.Kind == tree.KindSymlink:
+			if o == nil || o.Kind != tree.KindSymlink || o.Target != e.Target {
+				if err := k.send(wire.TSymlink, &wire.EntryMsg{E: *e}, false); err != nil {
+					return nil, nil, err
+				}
+				s.record(e, e.Ino)
+				pl.touched[parentOf(e.Path)] = true
+			} else if !o.SameMeta(e, s.owners) {
+				if err := s.sendMeta(k, e); err != nil {
+					return nil, nil, err
+				}
+			}
+		case e.LinkTo != "":
+			links = append(links, e)
+		case o == nil || o.Kind != tree.KindFile || o.LinkTo != "" || !o.SameContentKey(e):
+			jobs = append(jobs, e)
+		case !o.SameMeta(e, s.owners):
+			if err := s.sendMeta(k, e); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	return jobs, links, nil
+}
+
+func (s *Sender) sendMeta(k *conn, e *tree.Entry) error {
+	if err := k.send(wire.TMeta, &wire.EntryMsg{E: *e}, false); err != nil {
+		return err
+	}
+	o := s.sent[e.Path]
+	c := *e
+	if o != nil {
+		c.Size, c.Sparse = o.Size, o.Sparse
+	}
+	s.sent[e.Path] = &c
+	return nil
+}
+
+// transfer copies file contents with parallel readers.
+func (s *Sender) transfer(ctx context.Context, k *conn, pl *plan, jobs []*tree.Entry) (bool, error) {
+	// Big files first so they overlap with the stream of small ones.
+	sort.SliceStable(jobs, func(i, j int) bool { return jobs[i].Size > jobs[j].Size && jobs[i].Size > wire.ChunkSize })
+	type job struct {
+		e      *tree.Entry
+		old    *tree.Entry
+		blocks []tree.Hash
+	}
+	ch := make(chan job)
+	var mu sync.Mutex
+	var firstErr error
+	unstable := false
+	var wg sync.WaitGroup
+	for range s.o.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			x := newXfer(s, k)
+			for j := range ch {
+				e := j.e
+				r, err := x.send(e, j.old, j.blocks)
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				if err == nil {
+					s.applyResult(pl, e, r)
+					unstable = unstable || !r.stable
+				}
+				mu.Unlock()
+				s.t.Update(func(p *progress.Progress) { p.LagBytes -= e.Size })
+			}
+		}()
+	}
+loop:
+	for _, e := range jobs {
+		mu.Lock() // workers update sent concurrently
+		j := job{e, s.sent[e.Path], s.blocks[e.Path]}
+		mu.Unlock()
+		select {
+		case ch <- j:
+		case <-k.dead:
+			break loop
+		case <-ctx.Done():
+			break loop
+		}
+	}
+	close(ch)
+	wg.Wait()
+	if firstErr == nil {
+		firstErr = k.Err()
+	}
+	if firstErr == nil {
+		firstErr = ctx.Err()
+	}
+	return unstable, firstErr
+}
+
+func (s *Sender) applyResult(pl *plan, e *tree.Entry, r xferResult) {
+	if r.vanished {
+		return // the next pass sees it gone
+	}
+	c := r.entry
+	if !r.stable {
+		c.Mtime = -1 // resend next pass
+	}
+	s.sent[e.Path] = &c
+	s.srcIno[e.Path] = r.ino
+	s.blocks[e.Path] = r.blocks
+	if r.whole {
+		pl.whole[e.Path] = true
+		pl.touched[parentOf(e.Path)] = true
+	}
+}

@@ -1,0 +1,215 @@
+package sender
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/stateful-migration/stateful-migration/pkg/mover/tree"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/wire"
+)
+
+// DeltaMin is the size from which a changed file that the receiver already
+// has is updated in place block by block instead of being resent.
+const DeltaMin = 1 << 20
+
+type xfer struct {
+	s   *Sender
+	k   *conn
+	buf []byte
+}
+
+type xferResult struct {
+	entry    tree.Entry
+	ino      uint64
+	blocks   []tree.Hash
+	stable   bool // unchanged while read
+	whole    bool // receiver got a fresh inode
+	vanished bool
+}
+
+func newXfer(s *Sender, k *conn) *xfer {
+	return &xfer{s: s, k: k, buf: make([]byte, wire.ChunkSize)}
+}
+
+// send copies one file: whole when small or new, otherwise only the blocks
+// whose sums differ from what the receiver holds.
+func (x *xfer) send(e, old *tree.Entry, oldBlocks []tree.Hash) (xferResult, error) {
+	var r xferResult
+	p := tree.Join(x.s.o.Dir, e.Path)
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+			r.vanished = true
+			return r, nil
+		}
+		return r, fmt.Errorf("open %s: %w", p, err)
+	}
+	f := os.NewFile(uintptr(fd), p)
+	defer f.Close()
+	var st0 unix.Stat_t
+	if err := unix.Fstat(fd, &st0); err != nil {
+		return r, err
+	}
+	if st0.Mode&unix.S_IFMT != unix.S_IFREG {
+		r.vanished = true // replaced by another type: next pass
+		return r, nil
+	}
+	ent, _ := tree.FromStat(e.Path, &st0)
+	ent.Sparse = e.Sparse && st0.Size == e.Size
+	r.entry, r.ino = ent, st0.Ino
+	size := st0.Size
+
+	inPlace := old != nil && old.Kind == tree.KindFile && old.LinkTo == "" && size >= DeltaMin
+	if inPlace && oldBlocks == nil {
+		h, err := x.k.hashReq(e.Path)
+		if err != nil {
+			return r, err
+		}
+		if h.Err != "" || h.Size != old.Size {
+			inPlace = false
+		} else {
+			oldBlocks = h.Blocks
+		}
+	}
+	if !inPlace && size <= wire.ChunkSize {
+		err = x.small(f, &r)
+	} else {
+		if !inPlace {
+			oldBlocks = nil
+		}
+		err = x.large(f, &r, inPlace, oldBlocks)
+	}
+	if err != nil {
+		return r, err
+	}
+	var st1 unix.Stat_t
+	if err := unix.Fstat(fd, &st1); err != nil {
+		return r, err
+	}
+	r.stable = tree.KeyOf(&st0) == tree.KeyOf(&st1)
+	if r.stable {
+		x.s.cache.Put(st0.Ino, tree.KeyOf(&st0), r.blocks)
+	}
+	return r, nil
+}
+
+func (x *xfer) small(f *os.File, r *xferResult) error {
+	size := r.entry.Size
+	n, err := f.ReadAt(x.buf[:size], 0)
+	if err != nil && err != io.EOF {
+		return fmt.Errorf("read %s: %w", f.Name(), err)
+	}
+	data := x.buf[:n]
+	r.entry.Size = int64(n) // a shrinking file is caught by the stat check
+	for off := 0; off < n; off += tree.BlockSize {
+		r.blocks = append(r.blocks, tree.BlockSum(data[off:min(off+tree.BlockSize, n)]))
+	}
+	r.whole = true
+	x.s.t.AddCopied(int64(n), 1)
+	return x.k.send(wire.TFile, &wire.File{Entry: r.entry, Data: data}, false)
+}
+
+// large streams a file in chunks; with old sums only changed blocks go out
+// and holes are punched rather than written.
+func (x *xfer) large(f *os.File, r *xferResult, inPlace bool, old []tree.Hash) error {
+	size := r.entry.Size
+	id := x.k.id()
+	if err := x.k.send(wire.TBegin, &wire.File{ID: id, Entry: r.entry, InPlace: inPlace}, false); err != nil {
+		return err
+	}
+	var ext [][2]int64
+	if r.entry.Sparse {
+		ext = tree.Extents(int(f.Fd()), size)
+	}
+	blocks := make([]tree.Hash, 0, (size+tree.BlockSize-1)/tree.BlockSize)
+	var copied int64
+	// run accumulates adjacent changed blocks into one Data frame.
+	runOff, runLen := int64(0), 0
+	flush := func() error {
+		if runLen == 0 {
+			return nil
+		}
+		start := runOff % wire.ChunkSize
+		err := x.k.send(wire.TData, &wire.Data{ID: id, Off: runOff, Data: x.buf[start : start+int64(runLen)]}, false)
+		copied += int64(runLen)
+		runLen = 0
+		return err
+	}
+	for off := int64(0); off < size; off += wire.ChunkSize {
+		clen := min(int64(wire.ChunkSize), size-off)
+		n, err := f.ReadAt(x.buf[:clen], off)
+		if err != nil && err != io.EOF {
+			return fmt.Errorf("read %s: %w", f.Name(), err)
+		}
+		if int64(n) < clen { // shrank under us: zeros, and the stat check retries
+			clear(x.buf[n:clen])
+		}
+		for b := int64(0); b < clen; b += tree.BlockSize {
+			bo, bl := off+b, min(int64(tree.BlockSize), clen-b)
+			i := int(bo / tree.BlockSize)
+			hole := ext != nil && inHole(ext, bo, bo+bl)
+			var sum tree.Hash
+			if hole {
+				sum = zeroSum(bl)
+			} else {
+				sum = tree.BlockSum(x.buf[b : b+bl])
+			}
+			blocks = append(blocks, sum)
+			same := old != nil && i < len(old) && old[i] == sum
+			if same || (hole && !inPlace) {
+				if err := flush(); err != nil {
+					return err
+				}
+				continue
+			}
+			if hole {
+				if err := flush(); err != nil {
+					return err
+				}
+				if err := x.k.send(wire.TPunch, &wire.Data{ID: id, Off: bo, Len: bl}, false); err != nil {
+					return err
+				}
+				continue
+			}
+			if runLen == 0 {
+				runOff = bo
+			}
+			runLen += int(bl)
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+	if err := x.k.send(wire.TEnd, &wire.ID{ID: id}, false); err != nil {
+		return err
+	}
+	r.blocks = blocks
+	r.whole = !inPlace
+	x.s.t.AddCopied(copied, 1)
+	return nil
+}
+
+func inHole(ext [][2]int64, off, end int64) bool {
+	for _, x := range ext {
+		if x[0] < end && x[1] > off {
+			return false
+		}
+	}
+	return true
+}
+
+var (
+	zeroBuf  = make([]byte, tree.BlockSize)
+	zeroFull = tree.BlockSum(zeroBuf)
+)
+
+func zeroSum(n int64) tree.Hash {
+	if n == tree.BlockSize {
+		return zeroFull
+	}
+	return tree.BlockSum(zeroBuf[:n])
+}
