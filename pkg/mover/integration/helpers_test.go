@@ -238,3 +238,5 @@ func joinLines(s []string) string {
 }
 
 var _ = tls.VersionTLS13
+
+func inode(fi os.FileInfo) uint64 { return fi.Sys().(*syscall.Stat_t).Ino }
