@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -20,10 +21,14 @@ type Files struct {
 
 func (f Files) load() (*x509.CertPool, tls.Certificate, error) {
 	var zero tls.Certificate
-	for flag, p := range map[string]string{"--ca": f.CA, "--cert": f.Cert, "--key": f.Key} {
-		if p == "" {
-			return nil, zero, fmt.Errorf("missing credentials: %s is required", flag)
+	var missing []string
+	for _, x := range [][2]string{{"--ca", f.CA}, {"--cert", f.Cert}, {"--key", f.Key}} {
+		if x[1] == "" {
+			missing = append(missing, x[0])
 		}
+	}
+	if len(missing) > 0 {
+		return nil, zero, fmt.Errorf("missing credentials: %s required", strings.Join(missing, ", "))
 	}
 	caPEM, err := os.ReadFile(f.CA)
 	if err != nil {
