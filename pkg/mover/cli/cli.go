@@ -115,7 +115,7 @@ func receiveCmd() *cobra.Command {
 			defer stop()
 			r, err := receiver.New(receiver.Options{Dir: c.dir, Block: c.block, Listen: listen, TLS: c.files(),
 				Progress: c.reporter(cmd),
-				Logf: func(f string, a ...any) { fmt.Fprintf(cmd.ErrOrStderr(), f+"\n", a...) }})
+				Logf:     func(f string, a ...any) { fmt.Fprintf(cmd.ErrOrStderr(), f+"\n", a...) }})
 			if err != nil {
 				return err
 			}

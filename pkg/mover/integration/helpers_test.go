@@ -139,15 +139,15 @@ func populate(t testing.TB, d string) {
 }
 
 type fact struct {
-	kind        fs.FileMode
-	mode        fs.FileMode
-	uid, gid    uint32
-	size        int64
-	mtime       int64
-	target      string
-	data        []byte
-	sparse      bool
-	linkedWith  string
+	kind       fs.FileMode
+	mode       fs.FileMode
+	uid, gid   uint32
+	size       int64
+	mtime      int64
+	target     string
+	data       []byte
+	sparse     bool
+	linkedWith string
 }
 
 // snapshot records a tree independently of the mover's own code.

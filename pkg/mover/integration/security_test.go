@@ -184,7 +184,7 @@ func TestHostilePathsRejected(t *testing.T) {
 				w.Send(wire.TFile, fileMsg("in2", []byte("x")))
 				w.Send(wire.TRename, &wire.Rename{From: "in2", To: "esc3/moved"})
 			},
-			"delete root": func(w *wire.Writer) { w.Send(wire.TDelete, &wire.Text{S: "."}) },
+			"delete root":    func(w *wire.Writer) { w.Send(wire.TDelete, &wire.Text{S: "."}) },
 			"delete outside": func(w *wire.Writer) { w.Send(wire.TDelete, &wire.Text{S: "../outside"}) },
 			"NUL in name":    func(w *wire.Writer) { w.Send(wire.TFile, fileMsg("a\x00b", []byte("x"))) },
 			"huge name": func(w *wire.Writer) {
@@ -237,13 +237,13 @@ func TestTruncatedAndCorruptStreams(t *testing.T) {
 	corrupt := append([]byte(nil), fb...)
 	corrupt[8] = 9 // an entry kind that does not exist
 	cases := map[string][]byte{
-		"empty":           nil,
+		"empty":            nil,
 		"truncated header": fb[:3],
-		"truncated body":  fb[:len(fb)-100],
-		"corrupt body":    corrupt,
-		"unknown type":    {0x7f, 0, 0, 0, 0},
-		"oversized frame": {byte(wire.TFile), 0xff, 0xff, 0xff, 0xff},
-		"garbage":         bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, 100),
+		"truncated body":   fb[:len(fb)-100],
+		"corrupt body":     corrupt,
+		"unknown type":     {0x7f, 0, 0, 0, 0},
+		"oversized frame":  {byte(wire.TFile), 0xff, 0xff, 0xff, 0xff},
+		"garbage":          bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, 100),
 	}
 	for name, tail := range cases {
 		in := append(append([]byte(nil), hello.Bytes()...), tail...)

@@ -67,8 +67,8 @@ type Sender struct {
 	resumed bool                   // a later session must catch up with a full pass
 	// lastScan is the last full scan, reused by verification.
 	lastScan []tree.Entry
-	w       *watcher
-	blk     *blockState
+	w        *watcher
+	blk      *blockState
 }
 
 // Run replicates until done: one pass plus final sync without Continuous,
