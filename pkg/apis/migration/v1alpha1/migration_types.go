@@ -1,0 +1,206 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// MigrationPhase is the step a Migration is at (DESIGN section 4).
+// +kubebuilder:validation:Enum=Pending;Preparing;InitialSync;Syncing;Quiescing;FinalSync;Launching;Completed;Failed;RollingBack;RolledBack
+type MigrationPhase string
+
+const (
+	PhasePending     MigrationPhase = "Pending"
+	PhasePreparing   MigrationPhase = "Preparing"
+	PhaseInitialSync MigrationPhase = "InitialSync"
+	PhaseSyncing     MigrationPhase = "Syncing"
+	PhaseQuiescing   MigrationPhase = "Quiescing"
+	PhaseFinalSync   MigrationPhase = "FinalSync"
+	PhaseLaunching   MigrationPhase = "Launching"
+	PhaseCompleted   MigrationPhase = "Completed"
+	PhaseFailed      MigrationPhase = "Failed"
+	PhaseRollingBack MigrationPhase = "RollingBack"
+	PhaseRolledBack  MigrationPhase = "RolledBack"
+)
+
+// IsFinished is true once the sequencing controller has nothing left to do.
+func (p MigrationPhase) IsFinished() bool {
+	return p == PhaseCompleted || p == PhaseFailed || p == PhaseRolledBack
+}
+
+// HoldsApp is true in the phases where the app runs on neither cluster or is
+// being moved back: un-enrolling then would let the scheduler start it on
+// unverified data.
+func (p MigrationPhase) HoldsApp() bool {
+	switch p {
+	case PhaseQuiescing, PhaseFinalSync, PhaseLaunching, PhaseRollingBack:
+		return true
+	}
+	return false
+}
+
+// MigrationSpec is one (source -> destination) move, written once by the hub.
+// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec is immutable"
+// +kubebuilder:validation:XValidation:rule="self.sourceCluster != self.destinationCluster",message="sourceCluster and destinationCluster must differ"
+type MigrationSpec struct {
+	// PolicyName is the MigrationPolicy, in this namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	PolicyName string `json:"policyName"`
+	// PlacementName is the enrolled Placement, in this namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	PlacementName string `json:"placementName"`
+	// SourceCluster is the ManagedCluster the app leaves.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	SourceCluster string `json:"sourceCluster"`
+	// DestinationCluster is the ManagedCluster the app moves to.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	DestinationCluster string `json:"destinationCluster"`
+}
+
+// Progress of the copy, summarised from the agents' reports.
+type Progress struct {
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	BytesTotal int64 `json:"bytesTotal,omitempty"`
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	BytesCopied int64 `json:"bytesCopied,omitempty"`
+	// Percent of BytesTotal copied.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	Percent int32 `json:"percent,omitempty"`
+	// LagBytes not yet copied to the destination.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	LagBytes int64 `json:"lagBytes,omitempty"`
+	// LagSeconds: age of the oldest change not yet copied.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	LagSeconds int64 `json:"lagSeconds,omitempty"`
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	ThroughputBytesPerSecond int64 `json:"throughputBytesPerSecond,omitempty"`
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	FilesTotal int64 `json:"filesTotal,omitempty"`
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	FilesCopied int64 `json:"filesCopied,omitempty"`
+	// LastReportTime of the agent report this summarises.
+	// +optional
+	LastReportTime *metav1.Time `json:"lastReportTime,omitempty"`
+}
+
+// Timings of the cutover; Downtime = Termination + FinalSync + Launch.
+type Timings struct {
+	// QuiesceStart: the old cluster was dropped from the decision.
+	// +optional
+	QuiesceStart *metav1.Time `json:"quiesceStart,omitempty"`
+	// LaunchStart: the new cluster was added to the decision.
+	// +optional
+	LaunchStart *metav1.Time `json:"launchStart,omitempty"`
+	// Termination is T_term: last source pod gone - quiesce start.
+	// +optional
+	Termination *metav1.Duration `json:"termination,omitempty"`
+	// FinalSync is T_copy: the final sync and its verification.
+	// +optional
+	FinalSync *metav1.Duration `json:"finalSync,omitempty"`
+	// Launch is T_launch: app Available - launch start.
+	// +optional
+	Launch *metav1.Duration `json:"launch,omitempty"`
+	// Downtime is T_down, the sum of the three.
+	// +optional
+	Downtime *metav1.Duration `json:"downtime,omitempty"`
+}
+
+// Condition types of a Migration, owned by the sequencing controller.
+const (
+	// ConditionSucceeded is True once Completed, False once Failed or RolledBack.
+	ConditionSucceeded = "Succeeded"
+)
+
+// MigrationStatus is written by the hub sequencing controller.
+type MigrationStatus struct {
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Phase of the move; empty means Pending.
+	// +optional
+	Phase MigrationPhase `json:"phase,omitempty"`
+	// PhaseTransitionTime is when Phase last changed (phase timeouts count from it).
+	// +optional
+	PhaseTransitionTime *metav1.Time `json:"phaseTransitionTime,omitempty"`
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Reason is a CamelCase word for the last failure or wait.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// Message is for humans.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// Attempts started so far.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Attempts int32 `json:"attempts,omitempty"`
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+	// +optional
+	Progress Progress `json:"progress,omitempty"`
+	// +optional
+	Timings Timings `json:"timings,omitempty"`
+	// Digest of the verified tree, equal on source and destination.
+	// +optional
+	Digest string `json:"digest,omitempty"`
+}
+
+// Migration records one move of an enrolled app from one cluster to another.
+// The policy controller creates it (Pending); the sequencing controller drives it.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=mig,categories=ocm
+// +kubebuilder:printcolumn:name="SOURCE",type=string,JSONPath=`.spec.sourceCluster`
+// +kubebuilder:printcolumn:name="DESTINATION",type=string,JSONPath=`.spec.destinationCluster`
+// +kubebuilder:printcolumn:name="PHASE",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="PROGRESS",type=integer,JSONPath=`.status.progress.percent`,description="percent of bytes copied"
+// +kubebuilder:printcolumn:name="COPIED",type=integer,JSONPath=`.status.progress.bytesCopied`,description="bytes copied"
+// +kubebuilder:printcolumn:name="LAG",type=integer,JSONPath=`.status.progress.lagBytes`,description="bytes not yet copied"
+// +kubebuilder:printcolumn:name="DOWNTIME",type=string,JSONPath=`.status.timings.downtime`
+// +kubebuilder:printcolumn:name="REASON",type=string,JSONPath=`.status.reason`,priority=1
+// +kubebuilder:printcolumn:name="THROUGHPUT",type=integer,JSONPath=`.status.progress.throughputBytesPerSecond`,priority=1
+// +kubebuilder:printcolumn:name="AGE",type=date,JSONPath=`.metadata.creationTimestamp`
+type Migration struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   MigrationSpec   `json:"spec"`
+	Status MigrationStatus `json:"status,omitempty"`
+}
+
+// CurrentPhase treats an empty phase as Pending.
+func (m *Migration) CurrentPhase() MigrationPhase {
+	if m.Status.Phase == "" {
+		return PhasePending
+	}
+	return m.Status.Phase
+}
+
+// MigrationList is a list of Migration.
+// +kubebuilder:object:root=true
+type MigrationList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Migration `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Migration{}, &MigrationList{})
+}

@@ -1,0 +1,266 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// EndpointType is how the destination's receiver is exposed to the source mover.
+// +kubebuilder:validation:Enum=LoadBalancer;NodePort;ClusterIP
+type EndpointType string
+
+const (
+	EndpointLoadBalancer EndpointType = "LoadBalancer"
+	EndpointNodePort     EndpointType = "NodePort"
+	EndpointClusterIP    EndpointType = "ClusterIP"
+)
+
+// SourceDataPolicy says what happens to the source volumes after a successful move.
+// +kubebuilder:validation:Enum=Retain;Delete
+type SourceDataPolicy string
+
+const (
+	SourceDataRetain SourceDataPolicy = "Retain"
+	SourceDataDelete SourceDataPolicy = "Delete"
+)
+
+// PlacementRef names a Placement in the policy's namespace.
+type PlacementRef struct {
+	// Name of the Placement.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+}
+
+// VolumeSelection picks PVCs of one namespace on the source cluster: those
+// named, plus those matching the selector.
+// +kubebuilder:validation:XValidation:rule="(has(self.names) && size(self.names) > 0) || has(self.selector)",message="set names, selector or both"
+type VolumeSelection struct {
+	// Namespace of the PVCs on the managed clusters.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Namespace string `json:"namespace"`
+
+	// Names of PVCs.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=253
+	Names []string `json:"names,omitempty"`
+
+	// Selector of PVCs by label; an empty selector selects every PVC of the namespace.
+	// +optional
+	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+}
+
+// StorageClassMapping maps a source storage class to a destination one.
+type StorageClassMapping struct {
+	// Source storage class name.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Source string `json:"source"`
+	// Destination storage class name.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Destination string `json:"destination"`
+}
+
+// Endpoint says how the destination receiver is reached.
+type Endpoint struct {
+	// Type of the receiver's Service. NodePort is the default because it works
+	// wherever the clusters' nodes can reach each other (kind, bare metal, one
+	// cloud VPC) without a load-balancer implementation or a multi-cluster
+	// network; ClusterIP only suits flat multi-cluster networks (Submariner,
+	// Cilium cluster mesh); LoadBalancer needs a provider. Traffic is mutual TLS
+	// with per-migration credentials whatever the type.
+	// +kubebuilder:default=NodePort
+	// +optional
+	Type EndpointType `json:"type,omitempty"`
+
+	// ServiceAnnotations are added to the receiver's Service, e.g. to ask a
+	// cloud provider for an internal load balancer.
+	// +optional
+	ServiceAnnotations map[string]string `json:"serviceAnnotations,omitempty"`
+}
+
+// Cutover bounds when the app may be stopped on the source.
+type Cutover struct {
+	// MaxLagBytes: the app is stopped only when the bytes not yet copied are at most this.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:default=67108864
+	// +optional
+	MaxLagBytes *int64 `json:"maxLagBytes,omitempty"`
+
+	// MaxEstimatedFinalSync: the app is stopped only when the final sync is
+	// estimated (lag / throughput) to take at most this.
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="must not be negative"
+	// +kubebuilder:default="10s"
+	// +optional
+	MaxEstimatedFinalSync *metav1.Duration `json:"maxEstimatedFinalSync,omitempty"`
+}
+
+// Timeouts bound each phase; a phase that overruns fails the attempt.
+// Zero means no limit.
+type Timeouts struct {
+	// Prepare: destination namespace, PVCs, receiver and endpoint ready.
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="must not be negative"
+	// +kubebuilder:default="10m"
+	// +optional
+	Prepare *metav1.Duration `json:"prepare,omitempty"`
+	// InitialSync: the first full copy, while the app runs.
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="must not be negative"
+	// +kubebuilder:default="24h"
+	// +optional
+	InitialSync *metav1.Duration `json:"initialSync,omitempty"`
+	// CatchUp: from initial sync done until lag is under the cutover bounds.
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="must not be negative"
+	// +kubebuilder:default="1h"
+	// +optional
+	CatchUp *metav1.Duration `json:"catchUp,omitempty"`
+	// FinalSync: from quiesce start until the destination is verified
+	// (includes waiting for the app's pods to go away on the source).
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="must not be negative"
+	// +kubebuilder:default="10m"
+	// +optional
+	FinalSync *metav1.Duration `json:"finalSync,omitempty"`
+	// Launch: from launch start until the app is Available on the destination.
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="must not be negative"
+	// +kubebuilder:default="10m"
+	// +optional
+	Launch *metav1.Duration `json:"launch,omitempty"`
+}
+
+// MigrationPolicySpec enrols one Placement.
+type MigrationPolicySpec struct {
+	// PlacementRef is the user's Placement, in this namespace. Immutable:
+	// delete the policy (un-enrol) and create another to govern a different one.
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="placementRef is immutable"
+	PlacementRef PlacementRef `json:"placementRef"`
+
+	// Volumes are the PVCs that travel with the app.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	Volumes []VolumeSelection `json:"volumes"`
+
+	// StorageClassMapping maps source classes to destination classes; an
+	// unmapped class is kept as is.
+	// +optional
+	// +listType=map
+	// +listMapKey=source
+	// +kubebuilder:validation:MaxItems=64
+	StorageClassMapping []StorageClassMapping `json:"storageClassMapping,omitempty"`
+
+	// Endpoint exposes the destination receiver.
+	// +kubebuilder:default={}
+	// +optional
+	Endpoint Endpoint `json:"endpoint,omitempty"`
+
+	// Cutover bounds lag before the app is stopped on the source.
+	// +kubebuilder:default={}
+	// +optional
+	Cutover Cutover `json:"cutover,omitempty"`
+
+	// Timeouts per phase.
+	// +kubebuilder:default={}
+	// +optional
+	Timeouts Timeouts `json:"timeouts,omitempty"`
+
+	// MaxAttempts of one migration before it stays Failed.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +kubebuilder:default=3
+	// +optional
+	MaxAttempts int32 `json:"maxAttempts,omitempty"`
+
+	// SourceDataPolicy: what happens to the source PVCs once the app is
+	// Available on the destination. Retain keeps them (safe default).
+	// +kubebuilder:default=Retain
+	// +optional
+	SourceDataPolicy SourceDataPolicy `json:"sourceDataPolicy,omitempty"`
+}
+
+// Condition types and reasons of a MigrationPolicy.
+const (
+	// ConditionEnrolled: the Placement's decisions are written by this policy.
+	ConditionEnrolled = "Enrolled"
+	// ConditionConverged: actual clusters equal desired clusters.
+	ConditionConverged = "Converged"
+
+	ReasonEnrolled                 = "Enrolled"
+	ReasonPlacementNotFound        = "PlacementNotFound"
+	ReasonPlacementAlreadyEnrolled = "PlacementAlreadyEnrolled"
+	ReasonUnenrolling              = "Unenrolling"
+	ReasonUnenrolBlocked           = "UnenrolBlockedByMigration"
+
+	ReasonActualMatchesDesired = "ActualMatchesDesired"
+	ReasonSchedulingPending    = "SchedulingPending"
+	ReasonMigrationInProgress  = "MigrationInProgress"
+	ReasonMigrationBlocked     = "MigrationBlocked"
+	ReasonWaitingForMigration  = "WaitingForMigration"
+)
+
+// MigrationPolicyStatus is what the hub observed and did.
+type MigrationPolicyStatus struct {
+	// ObservedGeneration is the spec generation last acted on.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Enrolled, Converged.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// DesiredPlacement is the companion Placement the scheduler fills.
+	// +optional
+	DesiredPlacement string `json:"desiredPlacement,omitempty"`
+
+	// DesiredClusters are the companion Placement's decisions.
+	// +optional
+	// +listType=set
+	DesiredClusters []string `json:"desiredClusters,omitempty"`
+
+	// ActualClusters are the user's Placement's decisions.
+	// +optional
+	// +listType=set
+	ActualClusters []string `json:"actualClusters,omitempty"`
+
+	// ActiveMigrations are the names of Migrations not yet Completed.
+	// +optional
+	// +listType=set
+	ActiveMigrations []string `json:"activeMigrations,omitempty"`
+}
+
+// MigrationPolicy enrols a Placement: while it exists, the app's clusters
+// change only through migrations that carry its volumes along.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=mpol,categories=ocm
+// +kubebuilder:printcolumn:name="PLACEMENT",type=string,JSONPath=`.spec.placementRef.name`
+// +kubebuilder:printcolumn:name="ENROLLED",type=string,JSONPath=`.status.conditions[?(@.type=="Enrolled")].status`
+// +kubebuilder:printcolumn:name="CONVERGED",type=string,JSONPath=`.status.conditions[?(@.type=="Converged")].reason`
+// +kubebuilder:printcolumn:name="ACTUAL",type=string,JSONPath=`.status.actualClusters`
+// +kubebuilder:printcolumn:name="DESIRED",type=string,JSONPath=`.status.desiredClusters`
+// +kubebuilder:printcolumn:name="AGE",type=date,JSONPath=`.metadata.creationTimestamp`
+type MigrationPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   MigrationPolicySpec   `json:"spec"`
+	Status MigrationPolicyStatus `json:"status,omitempty"`
+}
+
+// MigrationPolicyList is a list of MigrationPolicy.
+// +kubebuilder:object:root=true
+type MigrationPolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []MigrationPolicy `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&MigrationPolicy{}, &MigrationPolicyList{})
+}
