@@ -31,18 +31,14 @@ func NewAgentAddon(kubeClient kubernetes.Interface, addonClient addonclient.Inte
 		WithConfigGVRs(utils.AddOnDeploymentConfigGVR).
 		WithGetValuesFuncs(
 			defaultValues(agentImage),
-			addonfactory.GetAddOnDeploymentConfigValues(
-				configGetter,
-				deploymentConfigValues,
-				addonfactory.ToImageOverrideValuesFunc("Image", agentImage),
-			),
+			deploymentConfigValuesFunc(configGetter, agentImage),
 		).
 		WithAgentRegistrationOption(&agent.RegistrationOption{
 			Configurations:   agent.KubeClientSignerConfigurations(AddonName, agentName),
 			CSRApproveCheck:  utils.DefaultCSRApprover(agentName),
 			PermissionConfig: hubPermissions(kubeClient),
 		}).
-		WithAgentInstallNamespace(utils.AgentInstallNamespaceFromDeploymentConfigFunc(configGetter)).
+		WithAgentInstallNamespace(installNamespace(configGetter)).
 		WithAgentHealthProber(&agent.HealthProber{Type: agent.HealthProberTypeLease}).
 		BuildTemplateAgentAddon()
 }

@@ -1,0 +1,188 @@
+package manager
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	kubefake "k8s.io/client-go/kubernetes/fake"
+	"open-cluster-management.io/addon-framework/pkg/utils"
+	addonv1beta1 "open-cluster-management.io/api/addon/v1beta1"
+	addonfake "open-cluster-management.io/api/client/addon/clientset/versioned/fake"
+	clusterv1 "open-cluster-management.io/api/cluster/v1"
+)
+
+const testImage = "registry.example/stateful-migration:v1"
+
+func render(t *testing.T, addon *addonv1beta1.ManagedClusterAddOn, configs ...runtime.Object) ([]runtime.Object, error) {
+	t.Helper()
+	agentAddon, err := NewAgentAddon(kubefake.NewClientset(), addonfake.NewSimpleClientset(configs...), testImage)
+	if err != nil {
+		t.Fatalf("building agent addon: %v", err)
+	}
+	cluster := &clusterv1.ManagedCluster{ObjectMeta: metav1.ObjectMeta{Name: "cluster1"}}
+	return agentAddon.Manifests(context.Background(), cluster, addon)
+}
+
+func newAddon() *addonv1beta1.ManagedClusterAddOn {
+	return &addonv1beta1.ManagedClusterAddOn{ObjectMeta: metav1.ObjectMeta{Name: AddonName, Namespace: "cluster1"}}
+}
+
+// withConfig references adc the way OCM's addon manager records it.
+func withConfig(t *testing.T, addon *addonv1beta1.ManagedClusterAddOn, adc *addonv1beta1.AddOnDeploymentConfig) *addonv1beta1.ManagedClusterAddOn {
+	t.Helper()
+	hash, err := utils.GetAddOnDeploymentConfigSpecHash(adc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addon.Status.ConfigReferences = []addonv1beta1.ConfigReference{{
+		ConfigGroupResource: addonv1beta1.ConfigGroupResource{Group: "addon.open-cluster-management.io", Resource: "addondeploymentconfigs"},
+		DesiredConfig: &addonv1beta1.ConfigSpecHash{
+			ConfigReferent: addonv1beta1.ConfigReferent{Namespace: adc.Namespace, Name: adc.Name},
+			SpecHash:       hash,
+		},
+	}}
+	return addon
+}
+
+type rendered struct {
+	sa          *corev1.ServiceAccount
+	role        *rbacv1.Role
+	roleBinding *rbacv1.RoleBinding
+	deployment  *appsv1.Deployment
+}
+
+func sortObjects(t *testing.T, objs []runtime.Object) rendered {
+	t.Helper()
+	var r rendered
+	for _, o := range objs {
+		switch o := o.(type) {
+		case *corev1.ServiceAccount:
+			r.sa = o
+		case *rbacv1.Role:
+			r.role = o
+		case *rbacv1.RoleBinding:
+			r.roleBinding = o
+		case *appsv1.Deployment:
+			r.deployment = o
+		default:
+			t.Errorf("unexpected object %T", o)
+		}
+	}
+	if r.sa == nil || r.role == nil || r.roleBinding == nil || r.deployment == nil {
+		t.Fatalf("missing objects, got %d: %+v", len(objs), r)
+	}
+	return r
+}
+
+func TestManifestsDefaults(t *testing.T) {
+	objs, err := render(t, newAddon())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := sortObjects(t, objs)
+	for _, ns := range []string{r.sa.Namespace, r.role.Namespace, r.roleBinding.Namespace, r.deployment.Namespace, r.roleBinding.Subjects[0].Namespace} {
+		if ns != DefaultInstallNamespace {
+			t.Errorf("namespace = %q, want %q", ns, DefaultInstallNamespace)
+		}
+	}
+	spec := r.deployment.Spec.Template.Spec
+	c := spec.Containers[0]
+	if c.Image != testImage {
+		t.Errorf("image = %q, want %q", c.Image, testImage)
+	}
+	wantArgs := []string{"agent", "--hub-kubeconfig=/var/run/hub/kubeconfig", "--cluster-name=cluster1", "--addon-namespace=" + DefaultInstallNamespace}
+	if strings.Join(c.Args, " ") != strings.Join(wantArgs, " ") {
+		t.Errorf("args = %v, want %v", c.Args, wantArgs)
+	}
+	if got := spec.Volumes[0].Secret.SecretName; got != "stateful-migration-hub-kubeconfig" {
+		t.Errorf("hub kubeconfig secret = %q", got)
+	}
+	if spec.ServiceAccountName != r.sa.Name || r.roleBinding.Subjects[0].Name != r.sa.Name || r.roleBinding.RoleRef.Name != r.role.Name {
+		t.Errorf("service account, role and binding do not line up")
+	}
+	if spec.NodeSelector != nil || spec.Tolerations != nil || c.Env != nil {
+		t.Errorf("no placement or env expected without a config: %v %v %v", spec.NodeSelector, spec.Tolerations, c.Env)
+	}
+}
+
+func TestManifestsFromAddOnDeploymentConfig(t *testing.T) {
+	seconds := int64(30)
+	adc := &addonv1beta1.AddOnDeploymentConfig{
+		ObjectMeta: metav1.ObjectMeta{Name: "custom", Namespace: "cluster1"},
+		Spec: addonv1beta1.AddOnDeploymentConfigSpec{
+			AgentInstallNamespace: "migration-agent",
+			NodePlacement: &addonv1beta1.NodePlacement{
+				// Values that would break naive YAML templating.
+				NodeSelector: map[string]string{"example.com/role": `storage: "fast"`},
+				Tolerations: []corev1.Toleration{{
+					Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "io",
+					Effect: corev1.TaintEffectNoExecute, TolerationSeconds: &seconds,
+				}},
+			},
+			Registries:  []addonv1beta1.ImageMirror{{Source: "registry.example", Mirror: "mirror.local:5000"}},
+			ProxyConfig: addonv1beta1.ProxyConfig{HTTPSProxy: "http://proxy.local:3128", NoProxy: "10.0.0.0/8"},
+		},
+	}
+	objs, err := render(t, withConfig(t, newAddon(), adc), adc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := sortObjects(t, objs)
+	for _, ns := range []string{r.sa.Namespace, r.role.Namespace, r.roleBinding.Namespace, r.deployment.Namespace, r.roleBinding.Subjects[0].Namespace} {
+		if ns != "migration-agent" {
+			t.Errorf("namespace = %q, want migration-agent", ns)
+		}
+	}
+	spec := r.deployment.Spec.Template.Spec
+	c := spec.Containers[0]
+	if c.Image != "mirror.local:5000/stateful-migration:v1" {
+		t.Errorf("image = %q, want the mirrored image", c.Image)
+	}
+	if !strings.Contains(strings.Join(c.Args, " "), "--addon-namespace=migration-agent") {
+		t.Errorf("args do not carry the install namespace: %v", c.Args)
+	}
+	if got := spec.NodeSelector["example.com/role"]; got != `storage: "fast"` {
+		t.Errorf("node selector value = %q", got)
+	}
+	if len(spec.Tolerations) != 1 || spec.Tolerations[0].Key != "dedicated" || *spec.Tolerations[0].TolerationSeconds != 30 {
+		t.Errorf("tolerations = %+v", spec.Tolerations)
+	}
+	env, _ := json.Marshal(c.Env)
+	if len(c.Env) != 2 || !strings.Contains(string(env), "proxy.local:3128") || !strings.Contains(string(env), "NO_PROXY") {
+		t.Errorf("env = %s", env)
+	}
+}
+
+func TestManifestsMissingDeploymentConfig(t *testing.T) {
+	adc := &addonv1beta1.AddOnDeploymentConfig{ObjectMeta: metav1.ObjectMeta{Name: "gone", Namespace: "cluster1"}}
+	// Referenced, but not present on the hub.
+	_, err := render(t, withConfig(t, newAddon(), adc))
+	if err == nil || !strings.Contains(err.Error(), "AddOnDeploymentConfig cluster1/gone referenced by this addon does not exist") {
+		t.Fatalf("want an error naming the missing config, got %v", err)
+	}
+}
+
+func TestAgentHubRoleIsScopedToOwnAddon(t *testing.T) {
+	for _, rule := range AgentHubRole().Rules {
+		for _, res := range rule.Resources {
+			if res == "events" {
+				continue
+			}
+			if len(rule.ResourceNames) != 1 || rule.ResourceNames[0] != AddonName {
+				t.Errorf("rule on %s is not limited to the addon's own object: %+v", res, rule)
+			}
+		}
+		for _, verb := range rule.Verbs {
+			if verb == "*" || verb == "delete" || verb == "create" && rule.Resources[0] != "events" {
+				t.Errorf("verb %q too broad in %+v", verb, rule)
+			}
+		}
+	}
+}
