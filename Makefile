@@ -73,3 +73,8 @@ undeploy:
 .PHONY: help
 help:
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-18s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+##@ Demo
+.PHONY: demo
+demo: ## Local demo migration on kind (not yet available).
+	@echo "demo: the kind demo has not landed yet (see the e2e issue)." >&2; exit 1

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stateful-migration/stateful-migration/pkg/addon/agent"
 	"github.com/stateful-migration/stateful-migration/pkg/addon/manager"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/cli"
 	"github.com/stateful-migration/stateful-migration/pkg/version"
 )
 
@@ -28,8 +29,13 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().AddGoFlagSet(goflag.CommandLine)
-	root.AddCommand(manager.NewCommand(), agent.NewCommand())
+	// Of the Go flags (klog, controller-runtime) only these are ours to offer.
+	for _, name := range []string{"v", "vmodule", "kubeconfig"} {
+		if f := goflag.CommandLine.Lookup(name); f != nil {
+			root.PersistentFlags().AddGoFlag(f)
+		}
+	}
+	root.AddCommand(manager.NewCommand(), agent.NewCommand(), cli.NewCommand())
 
 	ctx := ctrl.SetupSignalHandler()
 	if err := root.ExecuteContext(ctx); err != nil {

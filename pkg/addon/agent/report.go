@@ -21,6 +21,8 @@ type readyReporter struct {
 	message  string
 	interval time.Duration
 	backoff  []time.Duration
+	// onAttempt, if set, observes each report's outcome (tests).
+	onAttempt func(error)
 }
 
 func (r *readyReporter) Start(ctx context.Context) error {
@@ -33,6 +35,9 @@ func (r *readyReporter) Start(ctx context.Context) error {
 			Reason:  "AgentRunning",
 			Message: r.message,
 		}})
+		if r.onAttempt != nil {
+			r.onAttempt(err)
+		}
 		if err != nil {
 			delay = r.backoff[min(failures, len(r.backoff)-1)]
 			failures++
