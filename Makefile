@@ -31,8 +31,11 @@ generate: ## Generate deepcopy code.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths="./pkg/apis/..."
 
 .PHONY: manifests
-manifests: ## Generate CRDs (hub and spoke) and RBAC from markers.
-	$(CONTROLLER_GEN) crd paths="./pkg/apis/..." output:crd:artifacts:config=manifests/crds
+manifests: ## Generate CRDs: hub CRDs into manifests/, spoke CRDs into the agent templates.
+	$(CONTROLLER_GEN) crd paths="./pkg/apis/migration/..." output:crd:artifacts:config=manifests/crds
+	@if [ -d pkg/apis/replication ]; then \
+	  $(CONTROLLER_GEN) crd paths="./pkg/apis/replication/..." output:crd:artifacts:config=addon/manifests/templates/crds; \
+	fi
 
 .PHONY: verify
 verify: generate manifests ## Fail when generated files, gofmt or go vet are not clean.
@@ -50,7 +53,7 @@ test-unit: ## Unit tests (no cluster).
 
 .PHONY: test-integration
 test-integration: ## Integration tests on a real kube-apiserver and etcd (envtest).
-	export KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)"; \
+	assets=$$(hack/envtest-assets.sh); export KUBEBUILDER_ASSETS=$$assets; \
 	$(GO) test -count=1 -timeout 30m ./test/integration/... -ginkgo.v
 
 .PHONY: test-e2e
