@@ -1,0 +1,59 @@
+// Package v1alpha1 is the spoke API of stateful-migration: the replication
+// tasks the hub sends to a managed cluster's agent through ManifestWork
+// (docs/protocol.md). ReplicationDestination prepares and receives a copy,
+// ReplicationSource protects and sends the app's volumes.
+// +kubebuilder:object:generate=true
+// +groupName=replication.migration.open-cluster-management.io
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/scheme"
+)
+
+var (
+	// GroupVersion is the group and version of this API.
+	GroupVersion = schema.GroupVersion{Group: "replication.migration.open-cluster-management.io", Version: "v1alpha1"}
+
+	// SchemeBuilder registers the types of this package.
+	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+
+	// AddToScheme adds the types of this package to a scheme.
+	AddToScheme = SchemeBuilder.AddToScheme
+)
+
+// Names shared by the agent, the hub and the mover pods.
+const (
+	// ConditionTypePrefix prefixes the agent's per-migration conditions on its
+	// ManagedClusterAddOn: <prefix><migrationID>-source|-destination.
+	ConditionTypePrefix = "migration.open-cluster-management.io/"
+	// Finalizer is set by the agent on ReplicationSources and
+	// ReplicationDestinations so that it can clean up and withdraw its
+	// ManagedClusterAddOn condition before the object goes.
+	Finalizer = "replication.migration.open-cluster-management.io/cleanup"
+	// PVCProtectionFinalizer is set on each source PVC while a
+	// ReplicationSource needs its data.
+	PVCProtectionFinalizer = "replication.migration.open-cluster-management.io/source-protection"
+	// OriginalReclaimPolicyAnnotation on a source PV remembers the reclaim
+	// policy it had before the agent set Retain.
+	OriginalReclaimPolicyAnnotation = "replication.migration.open-cluster-management.io/original-reclaim-policy"
+	// MigrationIDLabel is set on every object the agent creates.
+	MigrationIDLabel = "replication.migration.open-cluster-management.io/migration-id"
+	// RoleLabel is "receiver" or "sender" on mover pods.
+	RoleLabel = "replication.migration.open-cluster-management.io/role"
+	// VolumeLabel names the PVC a mover pod serves.
+	VolumeLabel = "replication.migration.open-cluster-management.io/pvc"
+	// ManagedByLabel / ManagedByValue mark objects the agent created.
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedByValue = "stateful-migration-agent"
+
+	// TLS secret keys (a kubernetes.io/tls Secret plus the CA).
+	TLSCAKey   = "ca.crt"
+	TLSCertKey = "tls.crt"
+	TLSKeyKey  = "tls.key"
+	// DefaultServerName is the DNS name the hub puts in the receiver
+	// certificate; the sender expects it whatever address it dials.
+	DefaultServerName = "stateful-migration-receiver"
+	// ReceiverPort is the port each receiver pod listens on.
+	ReceiverPort = 8443
+)

@@ -1,0 +1,159 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// DestinationPhase is where a ReplicationDestination is.
+// +kubebuilder:validation:Enum=Preparing;Ready;Receiving;Verified;Failed
+type DestinationPhase string
+
+const (
+	DestinationPreparing DestinationPhase = "Preparing"
+	DestinationReady     DestinationPhase = "Ready"
+	DestinationReceiving DestinationPhase = "Receiving"
+	DestinationVerified  DestinationPhase = "Verified"
+	DestinationFailed    DestinationPhase = "Failed"
+)
+
+// EndpointType is how the receivers are exposed to the source cluster.
+// +kubebuilder:validation:Enum=ClusterIP;NodePort;LoadBalancer
+type EndpointType string
+
+const (
+	EndpointClusterIP    EndpointType = "ClusterIP"
+	EndpointNodePort     EndpointType = "NodePort"
+	EndpointLoadBalancer EndpointType = "LoadBalancer"
+)
+
+// DestinationVolume is one PVC to create and fill.
+type DestinationVolume struct {
+	// PVCName is the PVC's name, the same as on the source cluster.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	PVCName string `json:"pvcName"`
+	// Capacity is the requested size (at least the source PVC's request).
+	Capacity resource.Quantity `json:"capacity"`
+	// AccessModes of the PVC, as on the source.
+	// +kubebuilder:validation:MinItems=1
+	AccessModes []corev1.PersistentVolumeAccessMode `json:"accessModes"`
+	// VolumeMode is Filesystem (default) or Block.
+	// +kubebuilder:validation:Enum=Filesystem;Block
+	// +kubebuilder:default=Filesystem
+	// +optional
+	VolumeMode *corev1.PersistentVolumeMode `json:"volumeMode,omitempty"`
+	// StorageClassName is the destination storage class (already mapped by
+	// the hub). Unset means the cluster's default class.
+	// +optional
+	StorageClassName *string `json:"storageClassName,omitempty"`
+}
+
+// ReplicationDestinationSpec is written by the hub.
+// +kubebuilder:validation:XValidation:rule="self.migrationID == oldSelf.migrationID",message="migrationID is immutable"
+// +kubebuilder:validation:XValidation:rule="self.volumes == oldSelf.volumes",message="volumes are immutable"
+type ReplicationDestinationSpec struct {
+	// MigrationID identifies the migration (the hub's Migration UID prefix).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=40
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	MigrationID string `json:"migrationID"`
+	// Volumes to create and receive, in this namespace.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=map
+	// +listMapKey=pvcName
+	Volumes []DestinationVolume `json:"volumes"`
+	// EndpointType is the Service type exposing the receivers.
+	// +kubebuilder:default=ClusterIP
+	// +optional
+	EndpointType EndpointType `json:"endpointType,omitempty"`
+	// TLSSecretName is the Secret (in this namespace) with ca.crt, tls.crt
+	// and tls.key: the CA and the receiver's server pair.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	TLSSecretName string `json:"tlsSecretName"`
+	// MoverImage overrides the mover image (default: the agent's image).
+	// +optional
+	MoverImage string `json:"moverImage,omitempty"`
+}
+
+// DestinationVolumeStatus is one volume's progress.
+type DestinationVolumeStatus struct {
+	PVCName string `json:"pvcName"`
+	// Endpoint is "host:port" the source sends this volume to.
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+	// Phase of this volume's receiver.
+	// +optional
+	Phase DestinationPhase `json:"phase,omitempty"`
+	// BytesReceived is file data received so far.
+	// +optional
+	BytesReceived int64 `json:"bytesReceived,omitempty"`
+	// Digest of the verified tree after the final sync.
+	// +optional
+	Digest string `json:"digest,omitempty"`
+}
+
+// ReplicationDestinationStatus is written by the agent.
+type ReplicationDestinationStatus struct {
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// +optional
+	Phase DestinationPhase `json:"phase,omitempty"`
+	// Endpoint is "host:port" of the first volume's receiver (the only one
+	// for a single-volume migration); see volumes[].endpoint for all.
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+	// BytesReceived over all volumes.
+	// +optional
+	BytesReceived int64 `json:"bytesReceived,omitempty"`
+	// Digest over all volumes, set once every volume is Verified: the
+	// volume's mover digest for one volume, else the SHA-256 of the sorted
+	// "<pvcName>=<digest>\n" lines.
+	// +optional
+	Digest string `json:"digest,omitempty"`
+	// LastError is the reason of the Failed phase, or a transient problem.
+	// +optional
+	LastError string `json:"lastError,omitempty"`
+	// +optional
+	// +listType=map
+	// +listMapKey=pvcName
+	Volumes []DestinationVolumeStatus `json:"volumes,omitempty"`
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// ReplicationDestination prepares PVCs on the destination cluster and
+// receives their data from the source cluster's movers.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=rdst,categories=stateful-migration
+// +kubebuilder:printcolumn:name="MIGRATION",type=string,JSONPath=`.spec.migrationID`
+// +kubebuilder:printcolumn:name="PHASE",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="ENDPOINT",type=string,JSONPath=`.status.endpoint`
+// +kubebuilder:printcolumn:name="RECEIVED",type=integer,JSONPath=`.status.bytesReceived`
+// +kubebuilder:printcolumn:name="DIGEST",type=string,JSONPath=`.status.digest`,priority=1
+// +kubebuilder:printcolumn:name="AGE",type=date,JSONPath=`.metadata.creationTimestamp`
+type ReplicationDestination struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   ReplicationDestinationSpec   `json:"spec"`
+	Status ReplicationDestinationStatus `json:"status,omitempty"`
+}
+
+// ReplicationDestinationList is a list of ReplicationDestinations.
+// +kubebuilder:object:root=true
+type ReplicationDestinationList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ReplicationDestination `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ReplicationDestination{}, &ReplicationDestinationList{})
+}
