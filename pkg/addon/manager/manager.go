@@ -14,6 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/stateful-migration/stateful-migration/pkg/hub"
 )
 
 // Options are the hub manager's flags.
@@ -81,6 +83,9 @@ func (o *Options) Run(ctx context.Context, cfg *rest.Config) error {
 	}
 	if err := AddAddonManager(mgr, cfg, o.AgentImage); err != nil {
 		return err
+	}
+	if err := hub.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up hub controllers: %w", err)
 	}
 	klog.InfoS("Starting hub manager", "agentImage", o.AgentImage)
 	return mgr.Start(ctx)

@@ -1,0 +1,162 @@
+// Package placement is the hub controller that enrols a Placement under a
+// MigrationPolicy: the OCM scheduler keeps computing the desired clusters on a
+// companion Placement, this controller alone writes the user's Placement's
+// decisions (the actual clusters) and turns each difference into a Migration
+// or, when no data has to move, into a direct change of the actual clusters.
+package placement
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	clusterv1beta1 "open-cluster-management.io/api/cluster/v1beta1"
+
+	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
+)
+
+const (
+	// ControllerName names the controller, its event source and its finalizer.
+	ControllerName = "migrationpolicy-placement"
+	// Finalizer holds a policy until its Placement is given back to the scheduler.
+	Finalizer = "migration.open-cluster-management.io/unenrol"
+	// indexPlacement indexes policies by the Placements they care about.
+	indexPlacement = "spec.placementRef.name+companion"
+)
+
+// Reconciler enrols Placements and keeps actual in step with desired.
+type Reconciler struct {
+	client.Client
+	// APIReader reads around the cache where a stale read could create a
+	// second Migration for the same move.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+}
+
+// SetupWithManager registers the controller and its index.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Client == nil {
+		r.Client = mgr.GetClient()
+	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
+	if r.Recorder == nil {
+		r.Recorder = mgr.GetEventRecorder(ControllerName)
+	}
+	err := mgr.GetFieldIndexer().IndexField(context.Background(), &migrationv1alpha1.MigrationPolicy{}, indexPlacement,
+		func(o client.Object) []string {
+			name := o.(*migrationv1alpha1.MigrationPolicy).Spec.PlacementRef.Name
+			return []string{name, CompanionName(name)}
+		})
+	if err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(ControllerName).
+		For(&migrationv1alpha1.MigrationPolicy{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Owns(&migrationv1alpha1.Migration{}).
+		Watches(&clusterv1beta1.Placement{}, handler.EnqueueRequestsFromMapFunc(
+			func(ctx context.Context, o client.Object) []reconcile.Request {
+				return r.policiesFor(ctx, o.GetNamespace(), o.GetName())
+			})).
+		Watches(&clusterv1beta1.PlacementDecision{}, handler.EnqueueRequestsFromMapFunc(
+			func(ctx context.Context, o client.Object) []reconcile.Request {
+				name := o.GetLabels()[clusterv1beta1.PlacementLabel]
+				if name == "" {
+					return nil
+				}
+				return r.policiesFor(ctx, o.GetNamespace(), name)
+			})).
+		Complete(r)
+}
+
+// policiesFor maps a Placement (user's or companion) to the policies governing it.
+func (r *Reconciler) policiesFor(ctx context.Context, namespace, placement string) []reconcile.Request {
+	var l migrationv1alpha1.MigrationPolicyList
+	if err := r.List(ctx, &l, client.InNamespace(namespace), client.MatchingFields{indexPlacement: placement}); err != nil {
+		klog.FromContext(ctx).Error(err, "listing policies", "placement", placement)
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(l.Items))
+	for _, p := range l.Items {
+		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: p.Namespace, Name: p.Name}})
+	}
+	return out
+}
+
+// step is one part of a reconcile; stop ends the chain without an error.
+type step func(ctx context.Context, s *state) (stop bool, err error)
+
+// Reconcile runs the steps in order, then records what it saw in the policy status.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	logger := klog.FromContext(ctx).WithValues("policy", req.NamespacedName)
+	ctx = klog.NewContext(ctx, logger)
+
+	policy := &migrationv1alpha1.MigrationPolicy{}
+	if err := r.Get(ctx, req.NamespacedName, policy); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	s := newState(policy)
+	if !policy.DeletionTimestamp.IsZero() {
+		return r.unenrol(ctx, s)
+	}
+
+	var stepErr error
+	for _, st := range []step{
+		r.ensureFinalizer,
+		r.findPlacement,
+		r.claimPlacement,
+		r.mirrorCompanion,
+		r.observe,
+		r.converge,
+		r.mirrorPlacementStatus,
+	} {
+		stop, err := st(ctx, s)
+		if err != nil {
+			stepErr = err
+			break
+		}
+		if stop {
+			break
+		}
+	}
+	if err := r.writeStatus(ctx, s); err != nil && stepErr == nil {
+		stepErr = err
+	}
+	if stepErr != nil {
+		return ctrl.Result{}, stepErr
+	}
+	if s.requeue {
+		return ctrl.Result{RequeueAfter: 5 * time.Second}, nil
+	}
+	return ctrl.Result{}, nil
+}
+
+// CompanionName is the Placement the scheduler fills with the desired clusters.
+func CompanionName(placement string) string {
+	const suffix = "-desired"
+	if len(placement)+len(suffix) <= 253 {
+		return placement + suffix
+	}
+	return fmt.Sprintf("%s-%08x%s", placement[:253-len(suffix)-9], hash(placement), suffix)
+}
+
+func hash(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint32(s[i])) * 16777619
+	}
+	return h
+}

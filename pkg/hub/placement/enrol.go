@@ -1,0 +1,128 @@
+package placement
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	clusterv1beta1 "open-cluster-management.io/api/cluster/v1beta1"
+
+	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
+)
+
+func (r *Reconciler) ensureFinalizer(ctx context.Context, s *state) (bool, error) {
+	if controllerutil.ContainsFinalizer(s.policy, Finalizer) {
+		return false, nil
+	}
+	before := s.policy.DeepCopy()
+	controllerutil.AddFinalizer(s.policy, Finalizer)
+	return false, r.Patch(ctx, s.policy, client.MergeFrom(before))
+}
+
+// findPlacement loads the user's Placement and refuses one another controller
+// already writes the decisions of.
+func (r *Reconciler) findPlacement(ctx context.Context, s *state) (bool, error) {
+	p := &clusterv1beta1.Placement{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: s.policy.Namespace, Name: s.policy.Spec.PlacementRef.Name}, p)
+	if apierrors.IsNotFound(err) {
+		s.setEnrolled(metav1.ConditionFalse, migrationv1alpha1.ReasonPlacementNotFound,
+			fmt.Sprintf("Placement %q not found in namespace %q; create it or fix spec.placementRef", s.policy.Spec.PlacementRef.Name, s.policy.Namespace))
+		return true, nil
+	}
+	if err != nil {
+		return true, err
+	}
+	if !p.DeletionTimestamp.IsZero() {
+		s.setEnrolled(metav1.ConditionFalse, migrationv1alpha1.ReasonPlacementNotFound, "Placement is being deleted")
+		return true, nil
+	}
+	owner, claimed := p.Annotations[migrationv1alpha1.PolicyAnnotation]
+	switch {
+	case claimed && owner != s.policyKey():
+		s.setEnrolled(metav1.ConditionFalse, migrationv1alpha1.ReasonPlacementAlreadyEnrolled,
+			fmt.Sprintf("Placement is enrolled by MigrationPolicy %s; delete one of the two policies", owner))
+		return true, nil
+	case !claimed && p.Annotations[clusterv1beta1.PlacementDisableAnnotation] == "true":
+		s.setEnrolled(metav1.ConditionFalse, migrationv1alpha1.ReasonPlacementAlreadyEnrolled,
+			"Placement already has scheduling disabled, so another controller writes its decisions")
+		return true, nil
+	}
+	s.placement = p
+	return false, nil
+}
+
+// claimPlacement turns the scheduler off for the user's Placement. The
+// decisions it last wrote stay: that is how first enrolment adopts the
+// current clusters as actual without moving anything.
+func (r *Reconciler) claimPlacement(ctx context.Context, s *state) (bool, error) {
+	p := s.placement
+	if p.Annotations[migrationv1alpha1.PolicyAnnotation] == s.policyKey() &&
+		p.Annotations[clusterv1beta1.PlacementDisableAnnotation] == "true" {
+		return false, nil
+	}
+	before := p.DeepCopy()
+	if p.Annotations == nil {
+		p.Annotations = map[string]string{}
+	}
+	p.Annotations[clusterv1beta1.PlacementDisableAnnotation] = "true"
+	p.Annotations[migrationv1alpha1.PolicyAnnotation] = s.policyKey()
+	// Optimistic lock: two policies racing for one Placement must not both win.
+	if err := r.Patch(ctx, p, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return true, fmt.Errorf("disabling scheduling of placement %s: %w", p.Name, err)
+	}
+	klog.FromContext(ctx).Info("Enrolled placement", "placement", p.Name)
+	msg := fmt.Sprintf("Placement %s enrolled: its decisions now change only through MigrationPolicy %s", p.Name, s.policy.Name)
+	r.Recorder.Eventf(s.policy, p, corev1.EventTypeNormal, "Enrolled", "Enrol", msg)
+	r.Recorder.Eventf(p, s.policy, corev1.EventTypeNormal, "Enrolled", "Enrol", msg)
+	return false, nil
+}
+
+// mirrorCompanion keeps the companion Placement's spec equal to the user's.
+// It is owned by the user's Placement, so deleting that removes it too.
+func (r *Reconciler) mirrorCompanion(ctx context.Context, s *state) (bool, error) {
+	p := s.placement
+	c := &clusterv1beta1.Placement{}
+	key := client.ObjectKey{Namespace: p.Namespace, Name: CompanionName(p.Name)}
+	err := r.Get(ctx, key, c)
+	switch {
+	case apierrors.IsNotFound(err):
+		c = &clusterv1beta1.Placement{ObjectMeta: metav1.ObjectMeta{
+			Name:        key.Name,
+			Namespace:   key.Namespace,
+			Labels:      map[string]string{migrationv1alpha1.DesiredForLabel: p.Name, migrationv1alpha1.ManagedByLabel: migrationv1alpha1.ManagedByValue},
+			Annotations: map[string]string{migrationv1alpha1.PolicyAnnotation: s.policyKey()},
+		}}
+		c.Spec = *p.Spec.DeepCopy()
+		if err := controllerutil.SetOwnerReference(p, c, r.Scheme()); err != nil {
+			return true, err
+		}
+		if err := r.Create(ctx, c); err != nil {
+			return true, fmt.Errorf("creating companion placement %s: %w", key.Name, err)
+		}
+		s.companionChanged = true
+	case err != nil:
+		return true, err
+	case c.Labels[migrationv1alpha1.DesiredForLabel] != p.Name:
+		s.setEnrolled(metav1.ConditionFalse, "CompanionNameTaken",
+			fmt.Sprintf("Placement %s exists and is not ours; rename or delete it", key.Name))
+		return true, nil
+	case !equality.Semantic.DeepEqual(c.Spec, p.Spec):
+		before := c.DeepCopy()
+		c.Spec = *p.Spec.DeepCopy()
+		if err := r.Patch(ctx, c, client.MergeFrom(before)); err != nil {
+			return true, fmt.Errorf("mirroring spec to %s: %w", key.Name, err)
+		}
+		s.companionChanged = true
+	}
+	s.companion = c
+	s.setEnrolled(metav1.ConditionTrue, migrationv1alpha1.ReasonEnrolled,
+		fmt.Sprintf("Decisions of Placement %s are written by this policy; the scheduler's choice is in Placement %s", p.Name, c.Name))
+	return false, nil
+}
