@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/stateful-migration/stateful-migration/pkg/agent/replication"
 	"github.com/stateful-migration/stateful-migration/pkg/version"
 )
 
@@ -34,6 +35,10 @@ type Options struct {
 	HubConfigPoll    time.Duration
 	ReportInterval   time.Duration
 	ReportRetryLimit time.Duration
+	// MoverImage runs the replication movers (the agent's own image). Empty
+	// leaves the replication controllers out (tests of the foundation only);
+	// the command requires it.
+	MoverImage string
 }
 
 // NewOptions returns the defaults used by the agent templates.
@@ -72,6 +77,7 @@ func NewCommand() *cobra.Command {
 	f.StringVar(&o.AddonNamespace, "addon-namespace", o.AddonNamespace, "Namespace the agent is installed in.")
 	f.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "Address of the Prometheus metrics endpoint; 0 disables it.")
 	f.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "Address of /healthz and /readyz.")
+	f.StringVar(&o.MoverImage, "mover-image", o.MoverImage, "Image of the mover pods (the agent's own image).")
 	return cmd
 }
 
@@ -86,6 +92,9 @@ func (o *Options) Validate() error {
 	}
 	if o.AddonNamespace == "" {
 		errs = append(errs, errors.New("--addon-namespace is required"))
+	}
+	if o.MoverImage == "" {
+		errs = append(errs, errors.New("--mover-image is required"))
 	}
 	return errors.Join(errs...)
 }
@@ -118,7 +127,8 @@ func (o *Options) Run(ctx context.Context, spokeCfg *rest.Config) error {
 	return mgr.Start(ctx)
 }
 
-// AddToManager adds the lease updater and the status reporter to mgr.
+// AddToManager adds the lease updater, the status reporter and the
+// replication controllers to mgr.
 // Tests call it directly against envtest.
 func (o *Options) AddToManager(mgr manager.Manager, spokeCfg, hubCfg *rest.Config) error {
 	spokeKube, err := kubernetes.NewForConfig(spokeCfg)
@@ -136,8 +146,14 @@ func (o *Options) AddToManager(mgr manager.Manager, spokeCfg, hubCfg *rest.Confi
 	})); err != nil {
 		return err
 	}
+	writer := NewStatusWriter(hubAddon, o.ClusterName, o.AddonName)
+	if o.MoverImage != "" {
+		if err := replication.Setup(mgr, replication.Options{MoverImage: o.MoverImage, Writer: writer, Kube: spokeKube}); err != nil {
+			return fmt.Errorf("setting up the replication controllers: %w", err)
+		}
+	}
 	return mgr.Add(&readyReporter{
-		writer:   NewStatusWriter(hubAddon, o.ClusterName, o.AddonName),
+		writer:   writer,
 		message:  agentMessage(o.ClusterName, version.Version),
 		interval: o.ReportInterval,
 		backoff:  backoffSteps(time.Second, o.ReportRetryLimit),

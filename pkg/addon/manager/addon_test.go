@@ -9,6 +9,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	kubefake "k8s.io/client-go/kubernetes/fake"
@@ -16,6 +17,8 @@ import (
 	addonv1beta1 "open-cluster-management.io/api/addon/v1beta1"
 	addonfake "open-cluster-management.io/api/client/addon/clientset/versioned/fake"
 	clusterv1 "open-cluster-management.io/api/cluster/v1"
+
+	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 )
 
 const testImage = "registry.example/stateful-migration:v1"
@@ -52,15 +55,18 @@ func withConfig(t *testing.T, addon *addonv1beta1.ManagedClusterAddOn, adc *addo
 }
 
 type rendered struct {
-	sa          *corev1.ServiceAccount
-	role        *rbacv1.Role
-	roleBinding *rbacv1.RoleBinding
-	deployment  *appsv1.Deployment
+	sa                 *corev1.ServiceAccount
+	role               *rbacv1.Role
+	roleBinding        *rbacv1.RoleBinding
+	deployment         *appsv1.Deployment
+	clusterRoles       map[string]*rbacv1.ClusterRole
+	clusterRoleBinding *rbacv1.ClusterRoleBinding
+	crds               map[string]*apiextensionsv1.CustomResourceDefinition
 }
 
 func sortObjects(t *testing.T, objs []runtime.Object) rendered {
 	t.Helper()
-	var r rendered
+	r := rendered{clusterRoles: map[string]*rbacv1.ClusterRole{}, crds: map[string]*apiextensionsv1.CustomResourceDefinition{}}
 	for _, o := range objs {
 		switch o := o.(type) {
 		case *corev1.ServiceAccount:
@@ -71,14 +77,46 @@ func sortObjects(t *testing.T, objs []runtime.Object) rendered {
 			r.roleBinding = o
 		case *appsv1.Deployment:
 			r.deployment = o
+		case *rbacv1.ClusterRole:
+			r.clusterRoles[o.Name] = o
+		case *rbacv1.ClusterRoleBinding:
+			if r.clusterRoleBinding != nil {
+				t.Errorf("two ClusterRoleBindings: %s, %s", r.clusterRoleBinding.Name, o.Name)
+			}
+			r.clusterRoleBinding = o
+		case *apiextensionsv1.CustomResourceDefinition:
+			r.crds[o.Name] = o
 		default:
 			t.Errorf("unexpected object %T", o)
 		}
 	}
-	if r.sa == nil || r.role == nil || r.roleBinding == nil || r.deployment == nil {
+	if r.sa == nil || r.role == nil || r.roleBinding == nil || r.deployment == nil || r.clusterRoleBinding == nil {
 		t.Fatalf("missing objects, got %d: %+v", len(objs), r)
 	}
+	if len(objs) != 9 {
+		t.Errorf("want exactly 9 objects (SA, Role, RoleBinding, Deployment, 2 ClusterRoles, ClusterRoleBinding, 2 CRDs), got %d", len(objs))
+	}
+	for _, name := range []string{agentClusterRole, replv1.ReplicatorClusterRole} {
+		if r.clusterRoles[name] == nil {
+			t.Errorf("ClusterRole %s not rendered (got %v)", name, keys(r.clusterRoles))
+		}
+	}
+	for _, name := range []string{"replicationsources.replication.migration.open-cluster-management.io", "replicationdestinations.replication.migration.open-cluster-management.io"} {
+		if r.crds[name] == nil {
+			t.Errorf("CRD %s not rendered (got %v)", name, keys(r.crds))
+		}
+	}
 	return r
+}
+
+const agentClusterRole = "open-cluster-management:stateful-migration:agent"
+
+func keys[T any](m map[string]T) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }
 
 func TestManifestsDefaults(t *testing.T) {
@@ -97,7 +135,7 @@ func TestManifestsDefaults(t *testing.T) {
 	if c.Image != testImage {
 		t.Errorf("image = %q, want %q", c.Image, testImage)
 	}
-	wantArgs := []string{"agent", "--hub-kubeconfig=/var/run/hub/kubeconfig", "--cluster-name=cluster1", "--addon-namespace=" + DefaultInstallNamespace}
+	wantArgs := []string{"agent", "--hub-kubeconfig=/var/run/hub/kubeconfig", "--cluster-name=cluster1", "--addon-namespace=" + DefaultInstallNamespace, "--mover-image=" + testImage}
 	if strings.Join(c.Args, " ") != strings.Join(wantArgs, " ") {
 		t.Errorf("args = %v, want %v", c.Args, wantArgs)
 	}
@@ -106,6 +144,10 @@ func TestManifestsDefaults(t *testing.T) {
 	}
 	if spec.ServiceAccountName != r.sa.Name || r.roleBinding.Subjects[0].Name != r.sa.Name || r.roleBinding.RoleRef.Name != r.role.Name {
 		t.Errorf("service account, role and binding do not line up")
+	}
+	crb := r.clusterRoleBinding
+	if crb.RoleRef.Name != agentClusterRole || crb.Subjects[0].Name != r.sa.Name || crb.Subjects[0].Namespace != DefaultInstallNamespace {
+		t.Errorf("agent ClusterRoleBinding does not bind the agent's ServiceAccount to its ClusterRole: %+v", crb)
 	}
 	if spec.NodeSelector != nil || spec.Tolerations != nil || c.Env != nil {
 		t.Errorf("no placement or env expected without a config: %v %v %v", spec.NodeSelector, spec.Tolerations, c.Env)
@@ -148,6 +190,12 @@ func TestManifestsFromAddOnDeploymentConfig(t *testing.T) {
 	if !strings.Contains(strings.Join(c.Args, " "), "--addon-namespace=migration-agent") {
 		t.Errorf("args do not carry the install namespace: %v", c.Args)
 	}
+	if !strings.Contains(strings.Join(c.Args, " "), "--mover-image=mirror.local:5000/stateful-migration:v1") {
+		t.Errorf("movers do not run the (mirrored) agent image: %v", c.Args)
+	}
+	if s := r.clusterRoleBinding.Subjects[0]; s.Namespace != "migration-agent" {
+		t.Errorf("ClusterRoleBinding subject namespace = %q, want migration-agent", s.Namespace)
+	}
 	if got := spec.NodeSelector["example.com/role"]; got != `storage: "fast"` {
 		t.Errorf("node selector value = %q", got)
 	}
@@ -182,6 +230,39 @@ func TestAgentHubRoleIsScopedToOwnAddon(t *testing.T) {
 		for _, verb := range rule.Verbs {
 			if verb == "*" || verb == "delete" || verb == "create" && rule.Resources[0] != "events" {
 				t.Errorf("verb %q too broad in %+v", verb, rule)
+			}
+		}
+	}
+}
+
+// The agent's standing ClusterRole reads cluster-wide but writes nothing
+// namespaced: PVCs, pods, services and secrets of an app namespace come only
+// with the replicator role the hub binds there.
+func TestAgentClusterRoleWritesNothingNamespaced(t *testing.T) {
+	objs, err := render(t, newAddon())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := sortObjects(t, objs)
+	for _, rule := range r.clusterRoles[agentClusterRole].Rules {
+		for _, res := range rule.Resources {
+			for _, verb := range rule.Verbs {
+				allowed := verb == "get" || verb == "list" || verb == "watch" ||
+					res == "persistentvolumes" && verb == "patch" ||
+					strings.HasPrefix(res, "replication") && (verb == "patch" || verb == "update")
+				if !allowed || res == "secrets" || verb == "*" || res == "*" {
+					t.Errorf("agent ClusterRole grants %s on %s", verb, res)
+				}
+				if res == "persistentvolumes" && verb != "get" && verb != "patch" {
+					t.Errorf("agent ClusterRole grants %s on persistentvolumes (want get, patch)", verb)
+				}
+			}
+		}
+	}
+	for _, rule := range r.clusterRoles[replv1.ReplicatorClusterRole].Rules {
+		for _, verb := range rule.Verbs {
+			if verb == "*" || verb == "list" || verb == "watch" || verb == "delete" && rule.Resources[0] == "persistentvolumeclaims" {
+				t.Errorf("replicator ClusterRole grants %s on %v", verb, rule.Resources)
 			}
 		}
 	}

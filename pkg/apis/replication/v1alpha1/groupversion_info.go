@@ -54,6 +54,11 @@ const (
 	// DefaultServerName is the DNS name the hub puts in the receiver
 	// certificate; the sender expects it whatever address it dials.
 	DefaultServerName = "stateful-migration-receiver"
+	// ReplicatorClusterRole is what the hub binds, per app namespace and
+	// migration, to the agent's ServiceAccount (RoleBinding smig-<id>-replicator).
+	ReplicatorClusterRole = "stateful-migration-replicator"
+	// AgentServiceAccount is the agent's ServiceAccount, in its install namespace.
+	AgentServiceAccount = "stateful-migration-agent"
 	// ReceiverPort is the port each receiver pod listens on.
 	ReceiverPort = 8443
 )

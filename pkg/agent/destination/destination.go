@@ -1,0 +1,454 @@
+// Package destination reconciles ReplicationDestinations: the app's PVCs
+// created ahead of the app, one receiver pod and Service per PVC, the
+// endpoint and, after the final sync, the verified digest.
+package destination
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/agent/mover"
+	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/progress"
+)
+
+// Reconciler reconciles ReplicationDestinations.
+type Reconciler struct {
+	// Client reads pods and PVCs from the cache and writes.
+	Client client.Client
+	// Reader reads what the agent does not cache (services, secrets,
+	// storage classes) straight from the API server with namespaced rights.
+	Reader   client.Reader
+	Logs     mover.LogSource
+	Reporter *report.Reporter
+	// Image is the mover image unless the spec names one (the agent's image).
+	Image string
+	// Poll is how often running receivers' progress is read.
+	Poll time.Duration
+}
+
+// SetupWithManager registers the controller.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("replicationdestination").
+		For(&replv1.ReplicationDestination{}).
+		Owns(&corev1.Pod{}).
+		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(r.forNamespace)).
+		Complete(r)
+}
+
+func (r *Reconciler) forNamespace(ctx context.Context, o client.Object) []reconcile.Request {
+	var list replv1.ReplicationDestinationList
+	if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, d := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: d.Namespace, Name: d.Name}})
+	}
+	return reqs
+}
+
+// Reconcile implements reconcile.Reconciler.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var rd replv1.ReplicationDestination
+	if err := r.Client.Get(ctx, req.NamespacedName, &rd); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !rd.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.cleanup(ctx, &rd)
+	}
+	if !controllerutil.ContainsFinalizer(&rd, replv1.Finalizer) {
+		patch := client.MergeFromWithOptions(rd.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		controllerutil.AddFinalizer(&rd, replv1.Finalizer)
+		if err := r.Client.Patch(ctx, &rd, patch); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+
+	old := rd.Status.DeepCopy()
+	requeue, err := r.converge(ctx, &rd)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	rd.Status.ObservedGeneration = rd.Generation
+	if !equality.Semantic.DeepEqual(old, &rd.Status) {
+		if err := r.Client.Status().Update(ctx, &rd); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if err := r.Reporter.SyncDestination(ctx, &rd, false); err != nil {
+		return ctrl.Result{}, err
+	}
+	// Verified volumes: the digest is recorded, the receiver and its
+	// Service have done their job.
+	for _, v := range rd.Status.Volumes {
+		if v.Digest != "" {
+			if err := r.removeReceiver(ctx, &rd, v.PVCName); err != nil {
+				return ctrl.Result{}, err
+			}
+		}
+	}
+	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// converge walks the steps for every volume and sets rd.Status; it returns
+// how soon to look again (0: only on events).
+func (r *Reconciler) converge(ctx context.Context, rd *replv1.ReplicationDestination) (time.Duration, error) {
+	st := &rd.Status
+	prev := map[string]replv1.DestinationVolumeStatus{}
+	for _, v := range st.Volumes {
+		prev[v.PVCName] = v
+	}
+	st.Volumes = nil
+	st.LastError = ""
+	st.BytesReceived = 0
+	var requeue time.Duration
+	wait := func(d time.Duration) {
+		if requeue == 0 || d < requeue {
+			requeue = d
+		}
+	}
+	var failed, preparing, receiving, verified int
+	var failure string
+	for _, v := range rd.Spec.Volumes {
+		vs := replv1.DestinationVolumeStatus{PVCName: v.PVCName, Phase: replv1.DestinationPreparing}
+		if p := prev[v.PVCName]; p.Digest != "" {
+			// Verified is final: the receiver is gone, the digest stays.
+			vs = p
+			st.Volumes = append(st.Volumes, vs)
+			verified++
+			continue
+		}
+		msg, fatal, d, err := r.volume(ctx, rd, v, &vs)
+		if err != nil {
+			return 0, err
+		}
+		if d > 0 {
+			wait(d)
+		}
+		switch {
+		case fatal:
+			vs.Phase = replv1.DestinationFailed
+			failed++
+			if failure == "" {
+				failure = msg
+			}
+		case msg != "" && st.LastError == "":
+			st.LastError = msg
+		}
+		switch vs.Phase {
+		case replv1.DestinationPreparing:
+			preparing++
+		case replv1.DestinationReceiving:
+			receiving++
+		case replv1.DestinationVerified:
+			verified++
+		}
+		st.BytesReceived += vs.BytesReceived
+		st.Volumes = append(st.Volumes, vs)
+	}
+	st.Endpoint = ""
+	if len(st.Volumes) > 0 {
+		st.Endpoint = st.Volumes[0].Endpoint
+	}
+	cond := metav1.Condition{Type: replv1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Progressing", Message: "receivers are being prepared or are receiving"}
+	switch {
+	case failed > 0:
+		st.Phase = replv1.DestinationFailed
+		st.LastError = failure
+		cond = metav1.Condition{Type: replv1.ConditionReady, Status: metav1.ConditionFalse, Reason: "Failed", Message: failure}
+	case verified == len(rd.Spec.Volumes):
+		st.Phase = replv1.DestinationVerified
+		digests := map[string]string{}
+		for _, v := range st.Volumes {
+			digests[rd.Namespace+"/"+v.PVCName] = v.Digest
+		}
+		st.Digest = report.CombineDigests(digests)
+		cond.Reason, cond.Message = "Verified", "every volume passed the final sync's verification"
+	case preparing > 0:
+		st.Phase = replv1.DestinationPreparing
+		if st.LastError != "" {
+			cond.Message = st.LastError
+		}
+	case receiving > 0 || verified > 0:
+		st.Phase = replv1.DestinationReceiving
+	default:
+		st.Phase = replv1.DestinationReady
+		cond.Reason, cond.Message = "Ready", "every receiver is listening at its endpoint"
+	}
+	if st.Phase != replv1.DestinationVerified {
+		st.Digest = ""
+	}
+	meta.SetStatusCondition(&st.Conditions, cond)
+	return requeue, nil
+}
+
+// volume converges one volume: class check, PVC, TLS secret, Service,
+// receiver pod, endpoint, progress. It returns a message (a wait reason or,
+// when fatal, a failure) and how soon to poll again.
+func (r *Reconciler) volume(ctx context.Context, rd *replv1.ReplicationDestination, v replv1.DestinationVolume, vs *replv1.DestinationVolumeStatus) (string, bool, time.Duration, error) {
+	ns, id := rd.Namespace, rd.Spec.MigrationID
+
+	// 1. PVC, created ahead of the app (never deleted by the agent).
+	var pvc corev1.PersistentVolumeClaim
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: v.PVCName}, &pvc)
+	switch {
+	case apierrors.IsNotFound(err):
+		if v.StorageClassName != nil && *v.StorageClassName != "" {
+			var sc storagev1.StorageClass
+			if err := r.Reader.Get(ctx, types.NamespacedName{Name: *v.StorageClassName}, &sc); apierrors.IsNotFound(err) {
+				return fmt.Sprintf("StorageClass %q does not exist on this cluster: map the source class of PVC %s to an existing class in the MigrationPolicy",
+					*v.StorageClassName, v.PVCName), true, 0, nil
+			} else if err != nil {
+				return "", false, 0, err
+			}
+		}
+		if err := r.Client.Create(ctx, NewPVC(rd, v)); err != nil && !apierrors.IsAlreadyExists(err) {
+			return "", false, 0, fmt.Errorf("creating PVC %s/%s: %w", ns, v.PVCName, err)
+		}
+		return fmt.Sprintf("creating PVC %s", v.PVCName), false, time.Second, nil
+	case err != nil:
+		return "", false, 0, err
+	case pvc.Labels[replv1.MigrationIDLabel] != id:
+		return fmt.Sprintf("PVC %s/%s already exists and was not created for migration %s: refusing to write into it", ns, v.PVCName, id), true, 0, nil
+	}
+
+	// 2. The migration's TLS Secret (delivered by the hub's ManifestWork).
+	var secret corev1.Secret
+	if err := r.Reader.Get(ctx, types.NamespacedName{Namespace: ns, Name: rd.Spec.TLSSecretName}, &secret); apierrors.IsNotFound(err) {
+		return fmt.Sprintf("waiting for TLS Secret %s", rd.Spec.TLSSecretName), false, 2 * time.Second, nil
+	} else if err != nil {
+		return "", false, 0, err
+	}
+
+	// 3. Service exposing the receiver.
+	svc, err := r.ensureService(ctx, rd, v.PVCName)
+	if err != nil {
+		return "", false, 0, err
+	}
+
+	// 4. Receiver pod.
+	pod, err := r.ensureReceiver(ctx, rd, v)
+	if err != nil || pod == nil {
+		return "waiting for the receiver pod", false, time.Second, err
+	}
+
+	// 5. Endpoint.
+	vs.Endpoint = Endpoint(svc, pod)
+
+	// 6. Progress.
+	ms := mover.Read(ctx, r.Logs, pod)
+	if p := ms.Progress; p != nil {
+		vs.BytesReceived = p.BytesCopied
+	}
+	switch {
+	case pod.Status.Phase == corev1.PodSucceeded:
+		if ms.Progress != nil && ms.Progress.Verified && ms.Progress.Digest != "" {
+			vs.Phase, vs.Digest = replv1.DestinationVerified, ms.Progress.Digest
+			return "", false, 0, nil
+		}
+		vs.Phase = replv1.DestinationReceiving
+		return fmt.Sprintf("receiver for %s finished but its digest could not be read from its log or termination message", v.PVCName), false, 5 * time.Second, nil
+	case vs.Endpoint == "":
+		msg := "waiting for the receiver endpoint"
+		if rd.Spec.EndpointType == replv1.EndpointLoadBalancer {
+			msg = fmt.Sprintf("waiting for a load balancer address on Service %s", svc.Name)
+		}
+		return msg, false, 2 * time.Second, nil
+	case pod.Status.Phase != corev1.PodRunning:
+		return fmt.Sprintf("receiver pod %s is %s", pod.Name, pod.Status.Phase), false, 0, nil
+	case ms.Progress != nil && (ms.Progress.Phase == progress.Receiving || ms.Progress.BytesCopied > 0):
+		vs.Phase = replv1.DestinationReceiving
+	default:
+		vs.Phase = replv1.DestinationReady
+	}
+	if ms.LastError != "" {
+		return fmt.Sprintf("receiver for %s: %s (restarts: %d)", v.PVCName, ms.LastError, ms.Restarts), false, r.Poll, nil
+	}
+	return "", false, r.Poll, nil
+}
+
+// NewPVC is the PVC created for the app. It carries only what the app's own
+// manifest will agree with (name, size, access modes, volume mode, the mapped
+// class) plus one label under the agent's own prefix: no owner reference
+// (the PVC outlives the ReplicationDestination), no app.kubernetes.io labels
+// (an app or Helm may set those), no annotations.
+func NewPVC(rd *replv1.ReplicationDestination, v replv1.DestinationVolume) *corev1.PersistentVolumeClaim {
+	return &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: rd.Namespace, Name: v.PVCName,
+			Labels: map[string]string{replv1.MigrationIDLabel: rd.Spec.MigrationID},
+		},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      v.AccessModes,
+			VolumeMode:       ptr.To(ptr.Deref(v.VolumeMode, corev1.PersistentVolumeFilesystem)),
+			StorageClassName: v.StorageClassName,
+			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{
+				corev1.ResourceStorage: v.Capacity,
+			}},
+		},
+	}
+}
+
+func (r *Reconciler) ensureService(ctx context.Context, rd *replv1.ReplicationDestination, pvcName string) (*corev1.Service, error) {
+	name := mover.ServiceName(rd.Spec.MigrationID, pvcName)
+	var svc corev1.Service
+	err := r.Reader.Get(ctx, types.NamespacedName{Namespace: rd.Namespace, Name: name}, &svc)
+	if err == nil {
+		if string(svc.Spec.Type) == string(endpointType(rd)) {
+			return &svc, nil
+		}
+		// Type changed (not expected: the hub sets it once): replace.
+		if err := r.Client.Delete(ctx, &svc); client.IgnoreNotFound(err) != nil {
+			return nil, err
+		}
+	} else if !apierrors.IsNotFound(err) {
+		return nil, err
+	}
+	sel := mover.Labels(rd.Spec.MigrationID, mover.RoleReceiver, pvcName)
+	delete(sel, replv1.ManagedByLabel)
+	want := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: rd.Namespace, Name: name, Labels: mover.Labels(rd.Spec.MigrationID, mover.RoleReceiver, pvcName)},
+		Spec: corev1.ServiceSpec{
+			Type:     corev1.ServiceType(endpointType(rd)),
+			Selector: sel,
+			Ports: []corev1.ServicePort{{Name: "mover", Port: replv1.ReceiverPort, Protocol: corev1.ProtocolTCP,
+				TargetPort: intstr.FromInt32(replv1.ReceiverPort)}},
+			PublishNotReadyAddresses: true,
+		},
+	}
+	if err := controllerutil.SetControllerReference(rd, want, r.Client.Scheme()); err != nil {
+		return nil, err
+	}
+	if err := r.Client.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("creating Service %s/%s: %w", rd.Namespace, name, err)
+	}
+	if err := r.Reader.Get(ctx, client.ObjectKeyFromObject(want), &svc); err != nil {
+		return nil, err
+	}
+	return &svc, nil
+}
+
+func endpointType(rd *replv1.ReplicationDestination) replv1.EndpointType {
+	if rd.Spec.EndpointType == "" {
+		return replv1.EndpointClusterIP
+	}
+	return rd.Spec.EndpointType
+}
+
+// Endpoint is where the source reaches the receiver: the load balancer
+// address, a node address and the node port (the receiver's own node), or
+// the cluster IP (for networks that span clusters).
+func Endpoint(svc *corev1.Service, pod *corev1.Pod) string {
+	port := strconv.Itoa(replv1.ReceiverPort)
+	switch svc.Spec.Type {
+	case corev1.ServiceTypeLoadBalancer:
+		for _, in := range svc.Status.LoadBalancer.Ingress {
+			host := in.IP
+			if host == "" {
+				host = in.Hostname
+			}
+			if host != "" {
+				return net.JoinHostPort(host, port)
+			}
+		}
+		return ""
+	case corev1.ServiceTypeNodePort:
+		if pod == nil || pod.Status.HostIP == "" || len(svc.Spec.Ports) == 0 || svc.Spec.Ports[0].NodePort == 0 {
+			return ""
+		}
+		return net.JoinHostPort(pod.Status.HostIP, strconv.Itoa(int(svc.Spec.Ports[0].NodePort)))
+	default:
+		if svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == corev1.ClusterIPNone {
+			return ""
+		}
+		return net.JoinHostPort(svc.Spec.ClusterIP, port)
+	}
+}
+
+func (r *Reconciler) ensureReceiver(ctx context.Context, rd *replv1.ReplicationDestination, v replv1.DestinationVolume) (*corev1.Pod, error) {
+	name := mover.PodName(rd.Spec.MigrationID, mover.RoleReceiver, v.PVCName)
+	var pod corev1.Pod
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: rd.Namespace, Name: name}, &pod)
+	if err == nil {
+		if pod.Status.Phase == corev1.PodFailed && pod.DeletionTimestamp.IsZero() {
+			// Evicted or its node lost: the receiver resumes from what is on
+			// the volume, so a fresh pod carries on.
+			log.FromContext(ctx).Info("Replacing failed receiver", "pod", name, "reason", pod.Status.Reason)
+			return nil, client.IgnoreNotFound(r.Client.Delete(ctx, &pod))
+		}
+		if !pod.DeletionTimestamp.IsZero() {
+			return nil, nil
+		}
+		return &pod, nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return nil, err
+	}
+	image := rd.Spec.MoverImage
+	if image == "" {
+		image = r.Image
+	}
+	block := ptr.Deref(v.VolumeMode, corev1.PersistentVolumeFilesystem) == corev1.PersistentVolumeBlock
+	want := mover.Pod(mover.PodSpec{
+		Namespace: rd.Namespace, Name: name, Image: image, MigrationID: rd.Spec.MigrationID,
+		Role: mover.RoleReceiver, PVCName: v.PVCName, Block: block, TLSSecret: rd.Spec.TLSSecretName,
+		Args: mover.ReceiverArgs(block),
+	})
+	if err := controllerutil.SetControllerReference(rd, want, r.Client.Scheme()); err != nil {
+		return nil, err
+	}
+	if err := r.Client.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("creating receiver pod %s/%s: %w", rd.Namespace, name, err)
+	}
+	return nil, nil
+}
+
+func (r *Reconciler) removeReceiver(ctx context.Context, rd *replv1.ReplicationDestination, pvcName string) error {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: rd.Namespace, Name: mover.PodName(rd.Spec.MigrationID, mover.RoleReceiver, pvcName)}}
+	if err := r.Client.Delete(ctx, pod); client.IgnoreNotFound(err) != nil {
+		return err
+	}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: rd.Namespace, Name: mover.ServiceName(rd.Spec.MigrationID, pvcName)}}
+	return client.IgnoreNotFound(r.Client.Delete(ctx, svc))
+}
+
+// cleanup removes receivers and Services (the PVCs stay: they hold the app's
+// data), withdraws the hub condition, then lets the object go.
+func (r *Reconciler) cleanup(ctx context.Context, rd *replv1.ReplicationDestination) error {
+	if !controllerutil.ContainsFinalizer(rd, replv1.Finalizer) {
+		return nil
+	}
+	for _, v := range rd.Spec.Volumes {
+		if err := r.removeReceiver(ctx, rd, v.PVCName); err != nil {
+			return err
+		}
+	}
+	if err := r.Reporter.SyncDestination(ctx, rd, true); err != nil {
+		return err
+	}
+	patch := client.MergeFromWithOptions(rd.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	controllerutil.RemoveFinalizer(rd, replv1.Finalizer)
+	return client.IgnoreNotFound(r.Client.Patch(ctx, rd, patch))
+}

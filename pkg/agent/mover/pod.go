@@ -1,0 +1,230 @@
+// Package mover builds the agent's mover pods (receivers and senders running
+// `stateful-migration mover ...`) and reads their progress back.
+package mover
+
+import (
+	"fmt"
+	"hash/fnv"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+)
+
+// Roles of mover pods (value of replv1.RoleLabel).
+const (
+	RoleReceiver   = "receiver"
+	RoleSender     = "sender"
+	RoleFinalSend  = "final-sender"
+	ContainerName  = "mover"
+	dataMount      = "/data"
+	blockDevice    = "/dev/data"
+	tlsMount       = "/tls"
+	dataVolume     = "data"
+	tlsVolume      = "tls"
+	defaultCPU     = "50m"
+	defaultMemory  = "64Mi"
+	receiverPortNm = "mover"
+)
+
+// VolumeKey is a short, stable, label-safe key for a PVC name (PVC names
+// may be longer than a label value or a Service name allows).
+func VolumeKey(pvcName string) string {
+	h := fnv.New32a()
+	h.Write([]byte(pvcName))
+	return fmt.Sprintf("%08x", h.Sum32())
+}
+
+// PodName is the deterministic name of a mover pod: a restarted agent finds
+// the pods of its predecessor instead of starting a second one.
+func PodName(migrationID, role, pvcName string) string {
+	short := map[string]string{RoleReceiver: "recv", RoleSender: "send", RoleFinalSend: "final"}[role]
+	return fmt.Sprintf("smig-%s-%s-%s", migrationID, short, VolumeKey(pvcName))
+}
+
+// ServiceName is the receiver Service of one volume (a DNS-1035 label).
+func ServiceName(migrationID, pvcName string) string {
+	return fmt.Sprintf("smig-%s-%s", migrationID, VolumeKey(pvcName))
+}
+
+// Labels are set on every mover pod; the Service selects on them.
+func Labels(migrationID, role, pvcName string) map[string]string {
+	return map[string]string{
+		replv1.ManagedByLabel:   replv1.ManagedByValue,
+		replv1.MigrationIDLabel: migrationID,
+		replv1.RoleLabel:        role,
+		replv1.VolumeLabel:      VolumeKey(pvcName),
+	}
+}
+
+// IsMover tells the agent's mover pods from the app's.
+func IsMover(pod *corev1.Pod) bool {
+	return pod.Labels[replv1.ManagedByLabel] == replv1.ManagedByValue && pod.Labels[replv1.RoleLabel] != ""
+}
+
+// PodSpec describes one mover pod.
+type PodSpec struct {
+	Namespace, Name string
+	Image           string
+	MigrationID     string
+	Role            string
+	PVCName         string
+	Block           bool
+	TLSSecret       string
+	Args            []string // after "mover <receive|send>"
+	// Node pins the pod to a node (the app pod's, for RWO volumes); empty: anywhere.
+	Node        string
+	Tolerations []corev1.Toleration
+}
+
+// ReceiverArgs are the arguments of `mover receive`.
+func ReceiverArgs(block bool) []string {
+	return append(commonArgs(block), "--listen", ":"+strconv.Itoa(replv1.ReceiverPort))
+}
+
+// SenderArgs are the arguments of `mover send`.
+func SenderArgs(block bool, to, serverName string, continuous, compress bool, bwlimit string) []string {
+	args := append(commonArgs(block), "--to", to)
+	if serverName != "" {
+		args = append(args, "--server-name", serverName)
+	}
+	if continuous {
+		args = append(args, "--continuous")
+	}
+	if compress {
+		args = append(args, "--compress")
+	}
+	if bwlimit != "" && bwlimit != "0" {
+		args = append(args, "--bwlimit", bwlimit)
+	}
+	return args
+}
+
+func commonArgs(block bool) []string {
+	dir := dataMount
+	if block {
+		dir = blockDevice
+	}
+	args := []string{"--dir", dir,
+		"--ca", tlsMount + "/" + replv1.TLSCAKey,
+		"--cert", tlsMount + "/" + replv1.TLSCertKey,
+		"--key", tlsMount + "/" + replv1.TLSKeyKey,
+		"--progress-interval", "2s"}
+	if block {
+		args = append(args, "--block-device")
+	}
+	return args
+}
+
+// Pod renders the mover pod. Movers run as root so that the receiver can
+// recreate ownership and the sender can read every file, with only the
+// capabilities that needs; everything else is locked down.
+func Pod(s PodSpec) *corev1.Pod {
+	sub := "send"
+	caps := []corev1.Capability{"DAC_READ_SEARCH"}
+	if s.Role == RoleReceiver {
+		sub = "receive"
+		caps = []corev1.Capability{"CHOWN", "FOWNER", "DAC_OVERRIDE", "FSETID"}
+	}
+	c := corev1.Container{
+		Name:  ContainerName,
+		Image: s.Image,
+		Args:  append([]string{"mover", sub}, s.Args...),
+		// On failure the last log lines (the mover's JSON progress with
+		// lastError) become the termination message the agent reports.
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		ImagePullPolicy:          corev1.PullIfNotPresent,
+		SecurityContext: &corev1.SecurityContext{
+			RunAsUser:                ptr.To[int64](0),
+			RunAsNonRoot:             ptr.To(false),
+			AllowPrivilegeEscalation: ptr.To(false),
+			ReadOnlyRootFilesystem:   ptr.To(true),
+			Privileged:               ptr.To(false),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: caps},
+		},
+		Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse(defaultCPU),
+			corev1.ResourceMemory: resource.MustParse(defaultMemory),
+		}},
+		VolumeMounts: []corev1.VolumeMount{{Name: tlsVolume, MountPath: tlsMount, ReadOnly: true}},
+	}
+	if s.Role == RoleReceiver {
+		c.Ports = []corev1.ContainerPort{{Name: receiverPortNm, ContainerPort: replv1.ReceiverPort, Protocol: corev1.ProtocolTCP}}
+	}
+	if s.Block {
+		c.VolumeDevices = []corev1.VolumeDevice{{Name: dataVolume, DevicePath: blockDevice}}
+	} else {
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: dataVolume, MountPath: dataMount})
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace:   s.Namespace,
+			Name:        s.Name,
+			Labels:      Labels(s.MigrationID, s.Role, s.PVCName),
+			Annotations: map[string]string{replv1.VolumeLabel: s.PVCName},
+		},
+		Spec: corev1.PodSpec{
+			RestartPolicy:                 corev1.RestartPolicyOnFailure,
+			AutomountServiceAccountToken:  ptr.To(false),
+			EnableServiceLinks:            ptr.To(false),
+			TerminationGracePeriodSeconds: ptr.To[int64](30),
+			SecurityContext: &corev1.PodSecurityContext{
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
+			Containers:  []corev1.Container{c},
+			Tolerations: s.Tolerations,
+			Volumes: []corev1.Volume{
+				{Name: dataVolume, VolumeSource: corev1.VolumeSource{
+					PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: s.PVCName}}},
+				{Name: tlsVolume, VolumeSource: corev1.VolumeSource{
+					Secret: &corev1.SecretVolumeSource{SecretName: s.TLSSecret, DefaultMode: ptr.To[int32](0o400)}}},
+			},
+		},
+	}
+	if s.Node != "" {
+		// Same node as the app's pod (RWO): required affinity on the node
+		// name, as DaemonSets do, so the scheduler still checks resources.
+		pod.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+			RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+				NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchFields: []corev1.NodeSelectorRequirement{{
+					Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{s.Node},
+				}}}},
+			}}}
+	}
+	return pod
+}
+
+// PinnedNode returns the node a mover pod was pinned to ("" if none).
+func PinnedNode(pod *corev1.Pod) string {
+	a := pod.Spec.Affinity
+	if a == nil || a.NodeAffinity == nil || a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution == nil {
+		return ""
+	}
+	for _, t := range a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms {
+		for _, f := range t.MatchFields {
+			if f.Key == "metadata.name" && len(f.Values) == 1 {
+				return f.Values[0]
+			}
+		}
+	}
+	return ""
+}
+
+// UsesPVC tells whether pod mounts claim.
+func UsesPVC(pod *corev1.Pod, claim string) bool {
+	for _, v := range pod.Spec.Volumes {
+		if v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == claim {
+			return true
+		}
+	}
+	return false
+}
+
+// Terminated is true for pods whose containers can no longer run.
+func Terminated(pod *corev1.Pod) bool {
+	return pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
+}

@@ -1,0 +1,261 @@
+// Package report turns replication objects' status into the agent's
+// conditions on its ManagedClusterAddOn (docs/protocol.md, "Uplink").
+//
+// One condition per migration and role: several replication objects of one
+// migration (one per app namespace) are aggregated into it, and it is
+// removed when the last of them is gone.
+package report
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+)
+
+// Roles in condition types.
+const (
+	RoleSource      = "source"
+	RoleDestination = "destination"
+)
+
+// ConditionWriter is the agent's uplink (pkg/addon/agent.StatusWriter).
+type ConditionWriter interface {
+	Update(ctx context.Context, set []metav1.Condition, remove ...string) error
+}
+
+// Message is the compact JSON carried in the condition message.
+type Message struct {
+	BytesTotal       int64             `json:"bytesTotal"`
+	BytesCopied      int64             `json:"bytesCopied"`
+	LagBytes         int64             `json:"lagBytes"`
+	LagSeconds       int64             `json:"lagSeconds"`
+	Throughput       int64             `json:"throughput"`
+	Protected        *bool             `json:"protected,omitempty"`
+	PodsUsingVolumes *int32            `json:"podsUsingVolumes,omitempty"`
+	Endpoint         string            `json:"endpoint,omitempty"`
+	Endpoints        map[string]string `json:"endpoints,omitempty"`
+	Digest           string            `json:"digest,omitempty"`
+	Error            string            `json:"error,omitempty"`
+}
+
+// Reporter writes conditions, skipping writes that would change nothing.
+type Reporter struct {
+	Client client.Reader
+	Writer ConditionWriter
+
+	mu   sync.Mutex
+	last map[string]written
+}
+
+// refresh re-asserts an unchanged condition this often, so that one removed
+// by someone else on the hub comes back.
+const refresh = 5 * time.Minute
+
+type written struct {
+	c  metav1.Condition
+	at time.Time
+}
+
+// CombineDigests is the digest over several volumes: the volume's own digest
+// for one, else SHA-256 over the sorted "<key>=<digest>\n" lines. Both sides
+// compute it the same way over the same keys (namespace/pvcName).
+func CombineDigests(d map[string]string) string {
+	if len(d) == 1 {
+		for _, v := range d {
+			return v
+		}
+	}
+	keys := make([]string, 0, len(d))
+	for k := range d {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	h := sha256.New()
+	for _, k := range keys {
+		fmt.Fprintf(h, "%s=%s\n", k, d[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// SyncSource recomputes the source condition of migrationID from every
+// ReplicationSource of that migration: self as given (fresher than the
+// cache), or without self when gone is true (its cleanup is done).
+func (r *Reporter) SyncSource(ctx context.Context, self *replv1.ReplicationSource, gone bool) error {
+	migrationID := self.Spec.MigrationID
+	var list replv1.ReplicationSourceList
+	if err := r.Client.List(ctx, &list); err != nil {
+		return err
+	}
+	var items []replv1.ReplicationSource
+	if !gone {
+		items = append(items, *self)
+	}
+	for _, o := range list.Items {
+		if o.Spec.MigrationID == migrationID && o.UID != self.UID {
+			items = append(items, o)
+		}
+	}
+	typ := replv1.ConditionType(migrationID, RoleSource)
+	if len(items) == 0 {
+		return r.remove(ctx, typ)
+	}
+	return r.set(ctx, SourceCondition(migrationID, items))
+}
+
+// SyncDestination is SyncSource for ReplicationDestinations.
+func (r *Reporter) SyncDestination(ctx context.Context, self *replv1.ReplicationDestination, gone bool) error {
+	migrationID := self.Spec.MigrationID
+	var list replv1.ReplicationDestinationList
+	if err := r.Client.List(ctx, &list); err != nil {
+		return err
+	}
+	var items []replv1.ReplicationDestination
+	if !gone {
+		items = append(items, *self)
+	}
+	for _, o := range list.Items {
+		if o.Spec.MigrationID == migrationID && o.UID != self.UID {
+			items = append(items, o)
+		}
+	}
+	typ := replv1.ConditionType(migrationID, RoleDestination)
+	if len(items) == 0 {
+		return r.remove(ctx, typ)
+	}
+	return r.set(ctx, DestinationCondition(migrationID, items))
+}
+
+var sourceOrder = map[replv1.SourcePhase]int{
+	replv1.SourceFailed: 0, replv1.SourcePending: 1, replv1.SourceInitialSync: 2,
+	replv1.SourceSyncing: 3, replv1.SourceFinalSync: 4, replv1.SourceVerified: 5, "": 1,
+}
+
+var destinationOrder = map[replv1.DestinationPhase]int{
+	replv1.DestinationFailed: 0, replv1.DestinationPreparing: 1, replv1.DestinationReady: 2,
+	replv1.DestinationReceiving: 3, replv1.DestinationVerified: 4, "": 1,
+}
+
+// SourceCondition aggregates the ReplicationSources of one migration: the
+// least advanced phase, summed bytes, the worst lag, the combined digest
+// once all are Verified, the first error.
+func SourceCondition(migrationID string, items []replv1.ReplicationSource) metav1.Condition {
+	sort.Slice(items, func(i, j int) bool { return items[i].Namespace < items[j].Namespace })
+	phase := replv1.SourceVerified
+	m := Message{}
+	protected := true
+	var pods int32
+	digests := map[string]string{}
+	for _, o := range items {
+		s := o.Status
+		if sourceOrder[s.Phase] < sourceOrder[phase] {
+			phase = s.Phase
+		}
+		if phase == "" {
+			phase = replv1.SourcePending
+		}
+		m.BytesTotal += s.BytesTotal
+		m.BytesCopied += s.BytesCopied
+		m.LagBytes += s.LagBytes
+		m.LagSeconds = max(m.LagSeconds, s.LagSeconds)
+		m.Throughput += s.Throughput
+		protected = protected && s.Protected
+		pods += s.PodsUsingVolumes
+		if m.Error == "" {
+			m.Error = s.LastError
+		}
+		for _, v := range s.Volumes {
+			digests[o.Namespace+"/"+v.PVCName] = v.Digest
+		}
+	}
+	m.Protected, m.PodsUsingVolumes = &protected, &pods
+	if phase == replv1.SourceVerified {
+		m.Digest = CombineDigests(digests)
+	}
+	return condition(replv1.ConditionType(migrationID, RoleSource), string(phase), phase != replv1.SourceFailed, m)
+}
+
+// DestinationCondition aggregates the ReplicationDestinations of one migration.
+func DestinationCondition(migrationID string, items []replv1.ReplicationDestination) metav1.Condition {
+	sort.Slice(items, func(i, j int) bool { return items[i].Namespace < items[j].Namespace })
+	phase := replv1.DestinationVerified
+	m := Message{Endpoints: map[string]string{}}
+	digests := map[string]string{}
+	for _, o := range items {
+		s := o.Status
+		if destinationOrder[s.Phase] < destinationOrder[phase] {
+			phase = s.Phase
+		}
+		if phase == "" {
+			phase = replv1.DestinationPreparing
+		}
+		m.BytesCopied += s.BytesReceived
+		if m.Error == "" {
+			m.Error = s.LastError
+		}
+		if m.Endpoint == "" {
+			m.Endpoint = s.Endpoint
+		}
+		for _, v := range s.Volumes {
+			if v.Endpoint != "" {
+				m.Endpoints[o.Namespace+"/"+v.PVCName] = v.Endpoint
+			}
+			digests[o.Namespace+"/"+v.PVCName] = v.Digest
+		}
+	}
+	if len(m.Endpoints) == 0 {
+		m.Endpoints = nil
+	}
+	if phase == replv1.DestinationVerified {
+		m.Digest = CombineDigests(digests)
+	}
+	return condition(replv1.ConditionType(migrationID, RoleDestination), string(phase), phase != replv1.DestinationFailed, m)
+}
+
+func condition(typ, reason string, healthy bool, m Message) metav1.Condition {
+	b, _ := json.Marshal(m)
+	status := metav1.ConditionTrue
+	if !healthy {
+		status = metav1.ConditionFalse
+	}
+	return metav1.Condition{Type: typ, Status: status, Reason: reason, Message: string(b)}
+}
+
+func (r *Reporter) set(ctx context.Context, c metav1.Condition) error {
+	r.mu.Lock()
+	w, ok := r.last[c.Type]
+	r.mu.Unlock()
+	prev := w.c
+	if ok && time.Since(w.at) < refresh && prev.Status == c.Status && prev.Reason == c.Reason && prev.Message == c.Message {
+		return nil
+	}
+	if err := r.Writer.Update(ctx, []metav1.Condition{c}); err != nil {
+		return fmt.Errorf("reporting %s to the hub: %w", c.Type, err)
+	}
+	r.mu.Lock()
+	if r.last == nil {
+		r.last = map[string]written{}
+	}
+	r.last[c.Type] = written{c: c, at: time.Now()}
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *Reporter) remove(ctx context.Context, typ string) error {
+	if err := r.Writer.Update(ctx, nil, typ); err != nil {
+		return fmt.Errorf("withdrawing %s from the hub: %w", typ, err)
+	}
+	r.mu.Lock()
+	delete(r.last, typ)
+	r.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,608 @@
+// Package source reconciles ReplicationSources: protect the app's volumes
+// first (PV reclaim policy Retain, a finalizer on each PVC), then run a
+// continuous sender per PVC next to the app's pod, and once the hub asks for
+// the final sync and no pod but the movers uses the PVCs, a one-shot final
+// send whose verified digest is reported.
+package source
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/stateful-migration/stateful-migration/pkg/agent/mover"
+	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
+	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/progress"
+)
+
+// FailAfterRestarts: a mover that keeps failing this often is reported
+// Failed (it keeps retrying; the hub decides whether to roll back).
+const FailAfterRestarts = 5
+
+// Reconciler reconciles ReplicationSources.
+type Reconciler struct {
+	Client   client.Client
+	Reader   client.Reader // PVs, secrets: read uncached
+	Logs     mover.LogSource
+	Reporter *report.Reporter
+	Image    string
+	Poll     time.Duration
+}
+
+// SetupWithManager registers the controller.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("replicationsource").
+		For(&replv1.ReplicationSource{}).
+		Owns(&corev1.Pod{}).
+		// App pods come and go (their node, "no pod uses the PVC"); PVCs bind.
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.forNamespace)).
+		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(r.forNamespace)).
+		Complete(r)
+}
+
+func (r *Reconciler) forNamespace(ctx context.Context, o client.Object) []reconcile.Request {
+	var list replv1.ReplicationSourceList
+	if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, s := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: s.Namespace, Name: s.Name}})
+	}
+	return reqs
+}
+
+// Reconcile implements reconcile.Reconciler.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var rs replv1.ReplicationSource
+	if err := r.Client.Get(ctx, req.NamespacedName, &rs); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !rs.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.cleanup(ctx, &rs)
+	}
+	if !controllerutil.ContainsFinalizer(&rs, replv1.Finalizer) {
+		patch := client.MergeFromWithOptions(rs.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		controllerutil.AddFinalizer(&rs, replv1.Finalizer)
+		if err := r.Client.Patch(ctx, &rs, patch); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	old := rs.Status.DeepCopy()
+	requeue, err := r.converge(ctx, &rs)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	rs.Status.ObservedGeneration = rs.Generation
+	if !equality.Semantic.DeepEqual(old, &rs.Status) {
+		if err := r.Client.Status().Update(ctx, &rs); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if err := r.Reporter.SyncSource(ctx, &rs, false); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+type appUse struct {
+	pods        map[string]bool // pod names, any volume
+	node        map[string]string
+	tolerations map[string][]corev1.Toleration
+	users       map[string]int
+}
+
+// appPods finds the pods, other than the movers, that mount the source PVCs
+// and have not terminated. A pod being deleted still counts: it may write.
+func (r *Reconciler) appPods(ctx context.Context, rs *replv1.ReplicationSource) (appUse, error) {
+	u := appUse{pods: map[string]bool{}, node: map[string]string{}, tolerations: map[string][]corev1.Toleration{}, users: map[string]int{}}
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, client.InNamespace(rs.Namespace)); err != nil {
+		return u, err
+	}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if mover.IsMover(p) || mover.Terminated(p) {
+			continue
+		}
+		for _, v := range rs.Spec.Volumes {
+			if !mover.UsesPVC(p, v.PVCName) {
+				continue
+			}
+			u.pods[p.Name] = true
+			u.users[v.PVCName]++
+			// Prefer a running pod's node; the first scheduled one otherwise.
+			if p.Spec.NodeName != "" && (u.node[v.PVCName] == "" || p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp.IsZero()) {
+				u.node[v.PVCName] = p.Spec.NodeName
+				u.tolerations[v.PVCName] = p.Spec.Tolerations
+			}
+		}
+	}
+	return u, nil
+}
+
+func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource) (time.Duration, error) {
+	st := &rs.Status
+	prev := map[string]replv1.SourceVolumeStatus{}
+	for _, v := range st.Volumes {
+		prev[v.PVCName] = v
+	}
+	st.Volumes = nil
+	st.LastError = ""
+	var requeue time.Duration
+	wait := func(d time.Duration) {
+		if d > 0 && (requeue == 0 || d < requeue) {
+			requeue = d
+		}
+	}
+	note := func(msg string) {
+		if msg != "" && st.LastError == "" {
+			st.LastError = msg
+		}
+	}
+
+	// 1. Protection, before anything else.
+	protected := true
+	vols := make([]replv1.SourceVolumeStatus, len(rs.Spec.Volumes))
+	for i, v := range rs.Spec.Volumes {
+		vs := prev[v.PVCName]
+		vs.PVCName = v.PVCName
+		msg, err := r.protect(ctx, rs, v.PVCName, &vs)
+		if err != nil {
+			return 0, err
+		}
+		if msg != "" {
+			note(msg)
+			wait(2 * time.Second)
+		}
+		protected = protected && vs.Protected
+		vols[i] = vs
+	}
+	st.Protected = protected
+	if protected {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: replv1.ConditionVolumesProtected, Status: metav1.ConditionTrue,
+			Reason: "Protected", Message: "every source PV is Retain and every source PVC carries the protection finalizer"})
+	} else {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: replv1.ConditionVolumesProtected, Status: metav1.ConditionFalse,
+			Reason: "NotProtected", Message: st.LastError})
+	}
+
+	// 2. Who else uses the volumes.
+	use, err := r.appPods(ctx, rs)
+	if err != nil {
+		return 0, err
+	}
+	st.PodsUsingVolumes = int32(len(use.pods))
+	if len(use.pods) > 0 {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: replv1.ConditionVolumesInUse, Status: metav1.ConditionTrue,
+			Reason: "AppPodsRunning", Message: fmt.Sprintf("%d pod(s) other than the movers mount the source PVCs", len(use.pods))})
+	} else {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: replv1.ConditionVolumesInUse, Status: metav1.ConditionFalse,
+			Reason: "NoAppPods", Message: "no pod other than the movers mounts the source PVCs"})
+	}
+	if !protected {
+		st.Volumes = vols
+		r.summarize(rs, nil)
+		return requeue, nil
+	}
+
+	// 3. Movers, per volume.
+	final := rs.Spec.FinalSync && len(use.pods) == 0
+	phases := make([]replv1.SourcePhase, len(vols))
+	var throughput int64
+	var lagSeconds float64
+	for i, v := range rs.Spec.Volumes {
+		vs := &vols[i]
+		if vs.Digest != "" {
+			phases[i] = replv1.SourceVerified
+			// Done: make sure no mover of this volume is left.
+			for _, role := range []string{mover.RoleSender, mover.RoleFinalSend} {
+				if _, err := r.deletePod(ctx, rs, role, v.PVCName); err != nil {
+					return 0, err
+				}
+			}
+			continue
+		}
+		dest := v.Destination
+		if dest == "" && len(rs.Spec.Volumes) == 1 {
+			dest = rs.Spec.Destination
+		}
+		if dest == "" {
+			phases[i] = replv1.SourcePending
+			note(fmt.Sprintf("waiting for the destination endpoint of PVC %s", v.PVCName))
+			continue
+		}
+		var secret corev1.Secret
+		if err := r.Reader.Get(ctx, types.NamespacedName{Namespace: rs.Namespace, Name: rs.Spec.TLSSecretName}, &secret); apierrors.IsNotFound(err) {
+			phases[i] = replv1.SourcePending
+			note(fmt.Sprintf("waiting for TLS Secret %s", rs.Spec.TLSSecretName))
+			wait(2 * time.Second)
+			continue
+		} else if err != nil {
+			return 0, err
+		}
+		var pod *corev1.Pod
+		if !final {
+			pod, err = r.ensureSender(ctx, rs, v.PVCName, dest, use.node[v.PVCName], use.tolerations[v.PVCName], vs)
+		} else {
+			pod, err = r.ensureFinalSender(ctx, rs, v.PVCName, dest, vs)
+		}
+		if err != nil {
+			return 0, err
+		}
+		if pod == nil {
+			phases[i] = replv1.SourcePending
+			if final {
+				phases[i] = replv1.SourceFinalSync
+			}
+			wait(time.Second)
+			continue
+		}
+		ms := mover.Read(ctx, r.Logs, pod)
+		phases[i] = replv1.SourceInitialSync
+		if p := ms.Progress; p != nil {
+			vs.BytesTotal, vs.BytesCopied, vs.LagBytes = p.BytesTotal, p.BytesCopied, p.LagBytes
+			throughput += int64(p.ThroughputBps)
+			lagSeconds = math.Max(lagSeconds, p.LagSeconds)
+			if p.Phase == progress.Syncing || p.Phase == progress.FinalSync || p.Phase == progress.Verifying || p.Phase == progress.Completed {
+				phases[i] = replv1.SourceSyncing
+			}
+		}
+		if rs.Spec.FinalSync {
+			phases[i] = replv1.SourceFinalSync
+		}
+		if final && pod.Status.Phase == corev1.PodSucceeded {
+			if p := ms.Progress; p != nil && p.Verified && p.Digest != "" {
+				vs.Digest = p.Digest
+				phases[i] = replv1.SourceVerified
+				continue
+			}
+			note(fmt.Sprintf("final sender of %s finished but its digest could not be read from its log or termination message", v.PVCName))
+		}
+		if ms.LastError != "" {
+			note(fmt.Sprintf("sender of %s: %s (restarts: %d)", v.PVCName, ms.LastError, ms.Restarts))
+			if ms.Restarts >= FailAfterRestarts {
+				phases[i] = replv1.SourceFailed
+			}
+		}
+		if !final && rs.Spec.FinalSync && len(use.pods) > 0 {
+			note(fmt.Sprintf("final sync waits for %d pod(s) to stop using the source PVCs", len(use.pods)))
+		}
+		wait(r.Poll)
+	}
+	st.Volumes = vols
+	st.Throughput = throughput
+	st.LagSeconds = int64(math.Ceil(lagSeconds))
+	r.summarize(rs, phases)
+	return requeue, nil
+}
+
+var order = map[replv1.SourcePhase]int{
+	replv1.SourceFailed: 0, replv1.SourcePending: 1, replv1.SourceInitialSync: 2,
+	replv1.SourceSyncing: 3, replv1.SourceFinalSync: 4, replv1.SourceVerified: 5,
+}
+
+// summarize sets the object's phase (its least advanced volume), totals,
+// digest and Ready condition.
+func (r *Reconciler) summarize(rs *replv1.ReplicationSource, phases []replv1.SourcePhase) {
+	st := &rs.Status
+	phase := replv1.SourceVerified
+	if len(phases) == 0 {
+		phase = replv1.SourcePending
+	}
+	for _, p := range phases {
+		if order[p] < order[phase] {
+			phase = p
+		}
+	}
+	st.Phase = phase
+	st.BytesTotal, st.BytesCopied, st.LagBytes = 0, 0, 0
+	digests := map[string]string{}
+	for i := range st.Volumes {
+		v := &st.Volumes[i]
+		if i < len(phases) {
+			v.Phase = phases[i]
+		}
+		st.BytesTotal += v.BytesTotal
+		st.BytesCopied += v.BytesCopied
+		st.LagBytes += v.LagBytes
+		digests[rs.Namespace+"/"+v.PVCName] = v.Digest
+	}
+	st.Digest = ""
+	if phase == replv1.SourceVerified {
+		st.Digest = report.CombineDigests(digests)
+		st.LagBytes, st.LagSeconds, st.Throughput = 0, 0, 0
+	}
+	c := metav1.Condition{Type: replv1.ConditionReady, Status: metav1.ConditionTrue, Reason: string(phase), Message: "replicating"}
+	switch {
+	case phase == replv1.SourceFailed:
+		c.Status, c.Message = metav1.ConditionFalse, st.LastError
+	case phase == replv1.SourceVerified:
+		c.Message = "final sync verified"
+	case st.LastError != "":
+		c.Message = st.LastError
+	}
+	meta.SetStatusCondition(&st.Conditions, c)
+}
+
+// protect sets the PV bound to pvcName to Retain (remembering its policy in
+// an annotation, in the same write) and puts the protection finalizer on the
+// PVC. It returns why protection is not complete yet.
+func (r *Reconciler) protect(ctx context.Context, rs *replv1.ReplicationSource, pvcName string, vs *replv1.SourceVolumeStatus) (string, error) {
+	var pvc corev1.PersistentVolumeClaim
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: rs.Namespace, Name: pvcName}, &pvc); apierrors.IsNotFound(err) {
+		vs.Protected = false
+		return fmt.Sprintf("PVC %s not found", pvcName), nil
+	} else if err != nil {
+		return "", err
+	}
+	if pvc.Spec.VolumeName == "" {
+		vs.Protected = false
+		return fmt.Sprintf("PVC %s is not bound to a volume yet", pvcName), nil
+	}
+	var pv corev1.PersistentVolume
+	if err := r.Reader.Get(ctx, types.NamespacedName{Name: pvc.Spec.VolumeName}, &pv); err != nil {
+		vs.Protected = false
+		if apierrors.IsNotFound(err) {
+			return fmt.Sprintf("PV %s of PVC %s not found", pvc.Spec.VolumeName, pvcName), nil
+		}
+		return "", err
+	}
+	vs.PersistentVolumeName = pv.Name
+	orig, remembered := pv.Annotations[replv1.OriginalReclaimPolicyAnnotation]
+	if !remembered || pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimRetain {
+		p := map[string]any{
+			"metadata": map[string]any{"resourceVersion": pv.ResourceVersion},
+			"spec":     map[string]any{"persistentVolumeReclaimPolicy": corev1.PersistentVolumeReclaimRetain},
+		}
+		if !remembered {
+			orig = string(pv.Spec.PersistentVolumeReclaimPolicy)
+			p["metadata"].(map[string]any)["annotations"] = map[string]string{replv1.OriginalReclaimPolicyAnnotation: orig}
+		}
+		raw, _ := json.Marshal(p)
+		if err := r.Client.Patch(ctx, &pv, client.RawPatch(types.MergePatchType, raw)); err != nil {
+			return "", fmt.Errorf("setting PV %s to Retain: %w", pv.Name, err)
+		}
+		log.FromContext(ctx).Info("Protected source PV", "pv", pv.Name, "originalReclaimPolicy", orig)
+	}
+	vs.OriginalReclaimPolicy = corev1.PersistentVolumeReclaimPolicy(orig)
+	if !controllerutil.ContainsFinalizer(&pvc, replv1.PVCProtectionFinalizer) {
+		patch := client.MergeFromWithOptions(pvc.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		controllerutil.AddFinalizer(&pvc, replv1.PVCProtectionFinalizer)
+		if err := r.Client.Patch(ctx, &pvc, patch); err != nil {
+			return "", fmt.Errorf("adding the protection finalizer to PVC %s: %w", pvcName, err)
+		}
+	}
+	vs.Protected = true
+	return "", nil
+}
+
+func (r *Reconciler) image(rs *replv1.ReplicationSource) string {
+	if rs.Spec.MoverImage != "" {
+		return rs.Spec.MoverImage
+	}
+	return r.Image
+}
+
+func (r *Reconciler) block(ctx context.Context, rs *replv1.ReplicationSource, pvcName string) (bool, error) {
+	var pvc corev1.PersistentVolumeClaim
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: rs.Namespace, Name: pvcName}, &pvc); err != nil {
+		return false, err
+	}
+	return pvc.Spec.VolumeMode != nil && *pvc.Spec.VolumeMode == corev1.PersistentVolumeBlock, nil
+}
+
+func serverName(rs *replv1.ReplicationSource) string {
+	if rs.Spec.ServerName != "" {
+		return rs.Spec.ServerName
+	}
+	return replv1.DefaultServerName
+}
+
+// getPod returns the live mover pod, or nil if absent or being deleted
+// (gone reports whether it is absent).
+func (r *Reconciler) getPod(ctx context.Context, rs *replv1.ReplicationSource, role, pvcName string) (*corev1.Pod, bool, error) {
+	var pod corev1.Pod
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: rs.Namespace, Name: mover.PodName(rs.Spec.MigrationID, role, pvcName)}, &pod)
+	if apierrors.IsNotFound(err) {
+		return nil, true, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if !pod.DeletionTimestamp.IsZero() {
+		return nil, false, nil
+	}
+	return &pod, false, nil
+}
+
+// deletePod deletes a mover pod and reports whether it is gone already.
+func (r *Reconciler) deletePod(ctx context.Context, rs *replv1.ReplicationSource, role, pvcName string) (bool, error) {
+	pod, gone, err := r.getPod(ctx, rs, role, pvcName)
+	if err != nil || gone {
+		return gone, err
+	}
+	if pod != nil {
+		if err := r.Client.Delete(ctx, pod); client.IgnoreNotFound(err) != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// ensureSender keeps the continuous sender of pvcName running on the app
+// pod's node (an RWO volume is attached there), or anywhere if no app pod
+// runs. A sender left on another node than the app's is replaced, so that
+// it never holds an RWO volume away from the app.
+func (r *Reconciler) ensureSender(ctx context.Context, rs *replv1.ReplicationSource, pvcName, dest, node string, tolerations []corev1.Toleration, vs *replv1.SourceVolumeStatus) (*corev1.Pod, error) {
+	pod, gone, err := r.getPod(ctx, rs, mover.RoleSender, pvcName)
+	if err != nil {
+		return nil, err
+	}
+	if pod != nil {
+		vs.Node = mover.PinnedNode(pod)
+		if pod.Spec.NodeName != "" {
+			vs.Node = pod.Spec.NodeName
+		}
+		stale := node != "" && vs.Node != node
+		if !stale && !senderArgsMatch(pod, dest) {
+			stale = true
+		}
+		if stale || pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded {
+			log.FromContext(ctx).Info("Replacing sender", "pod", pod.Name, "node", vs.Node, "appNode", node, "phase", pod.Status.Phase)
+			return nil, client.IgnoreNotFound(r.Client.Delete(ctx, pod))
+		}
+		return pod, nil
+	}
+	if !gone {
+		return nil, nil // the old one is still terminating
+	}
+	block, err := r.block(ctx, rs, pvcName)
+	if err != nil {
+		return nil, err
+	}
+	want := mover.Pod(mover.PodSpec{
+		Namespace: rs.Namespace, Name: mover.PodName(rs.Spec.MigrationID, mover.RoleSender, pvcName),
+		Image: r.image(rs), MigrationID: rs.Spec.MigrationID, Role: mover.RoleSender, PVCName: pvcName,
+		Block: block, TLSSecret: rs.Spec.TLSSecretName, Node: node, Tolerations: tolerations,
+		Args: mover.SenderArgs(block, dest, serverName(rs), true, rs.Spec.Compress, rs.Spec.BandwidthLimit),
+	})
+	if err := controllerutil.SetControllerReference(rs, want, r.Client.Scheme()); err != nil {
+		return nil, err
+	}
+	if err := r.Client.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("creating sender pod %s/%s: %w", rs.Namespace, want.Name, err)
+	}
+	vs.Node = node
+	return nil, nil
+}
+
+func senderArgsMatch(pod *corev1.Pod, dest string) bool {
+	args := pod.Spec.Containers[0].Args
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == "--to" {
+			return args[i+1] == dest
+		}
+	}
+	return false
+}
+
+// ensureFinalSender replaces the continuous sender by the one-shot final
+// send (final sync and verification). The final sender is restartable: the
+// receiver keeps what it has, so a rerun only re-verifies.
+func (r *Reconciler) ensureFinalSender(ctx context.Context, rs *replv1.ReplicationSource, pvcName, dest string, vs *replv1.SourceVolumeStatus) (*corev1.Pod, error) {
+	if gone, err := r.deletePod(ctx, rs, mover.RoleSender, pvcName); err != nil || !gone {
+		return nil, err
+	}
+	pod, gone, err := r.getPod(ctx, rs, mover.RoleFinalSend, pvcName)
+	if err != nil {
+		return nil, err
+	}
+	if pod != nil {
+		if pod.Status.Phase == corev1.PodFailed {
+			log.FromContext(ctx).Info("Replacing failed final sender", "pod", pod.Name, "reason", pod.Status.Reason)
+			return nil, client.IgnoreNotFound(r.Client.Delete(ctx, pod))
+		}
+		vs.Node = pod.Spec.NodeName
+		return pod, nil
+	}
+	if !gone {
+		return nil, nil
+	}
+	var pvc corev1.PersistentVolumeClaim
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: rs.Namespace, Name: pvcName}, &pvc); err != nil {
+		return nil, err
+	}
+	block := pvc.Spec.VolumeMode != nil && *pvc.Spec.VolumeMode == corev1.PersistentVolumeBlock
+	want := mover.Pod(mover.PodSpec{
+		Namespace: rs.Namespace, Name: mover.PodName(rs.Spec.MigrationID, mover.RoleFinalSend, pvcName),
+		Image: r.image(rs), MigrationID: rs.Spec.MigrationID, Role: mover.RoleFinalSend, PVCName: pvcName,
+		Block: block, TLSSecret: rs.Spec.TLSSecretName,
+		Args: mover.SenderArgs(block, dest, serverName(rs), false, rs.Spec.Compress, rs.Spec.BandwidthLimit),
+	})
+	if err := controllerutil.SetControllerReference(rs, want, r.Client.Scheme()); err != nil {
+		return nil, err
+	}
+	if err := r.Client.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("creating final sender pod %s/%s: %w", rs.Namespace, want.Name, err)
+	}
+	return nil, nil
+}
+
+// cleanup removes the movers and the PVC finalizers. The PV keeps Retain
+// unless spec.releaseSource asks to restore its original policy (restored
+// before the finalizer goes, so a Delete policy then applies).
+func (r *Reconciler) cleanup(ctx context.Context, rs *replv1.ReplicationSource) error {
+	if !controllerutil.ContainsFinalizer(rs, replv1.Finalizer) {
+		return nil
+	}
+	for _, v := range rs.Spec.Volumes {
+		for _, role := range []string{mover.RoleSender, mover.RoleFinalSend} {
+			if _, err := r.deletePod(ctx, rs, role, v.PVCName); err != nil {
+				return err
+			}
+		}
+		var pvc corev1.PersistentVolumeClaim
+		err := r.Client.Get(ctx, types.NamespacedName{Namespace: rs.Namespace, Name: v.PVCName}, &pvc)
+		if apierrors.IsNotFound(err) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		if rs.Spec.ReleaseSource && pvc.Spec.VolumeName != "" {
+			if err := r.release(ctx, pvc.Spec.VolumeName); err != nil {
+				return err
+			}
+		}
+		if controllerutil.ContainsFinalizer(&pvc, replv1.PVCProtectionFinalizer) {
+			patch := client.MergeFromWithOptions(pvc.DeepCopy(), client.MergeFromWithOptimisticLock{})
+			controllerutil.RemoveFinalizer(&pvc, replv1.PVCProtectionFinalizer)
+			if err := r.Client.Patch(ctx, &pvc, patch); client.IgnoreNotFound(err) != nil {
+				return err
+			}
+		}
+	}
+	if err := r.Reporter.SyncSource(ctx, rs, true); err != nil {
+		return err
+	}
+	patch := client.MergeFromWithOptions(rs.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	controllerutil.RemoveFinalizer(rs, replv1.Finalizer)
+	return client.IgnoreNotFound(r.Client.Patch(ctx, rs, patch))
+}
+
+func (r *Reconciler) release(ctx context.Context, pvName string) error {
+	var pv corev1.PersistentVolume
+	if err := r.Reader.Get(ctx, types.NamespacedName{Name: pvName}, &pv); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	orig, ok := pv.Annotations[replv1.OriginalReclaimPolicyAnnotation]
+	if !ok {
+		return nil
+	}
+	raw, _ := json.Marshal(map[string]any{
+		"metadata": map[string]any{"resourceVersion": pv.ResourceVersion, "annotations": map[string]any{replv1.OriginalReclaimPolicyAnnotation: nil}},
+		"spec":     map[string]any{"persistentVolumeReclaimPolicy": orig},
+	})
+	if err := r.Client.Patch(ctx, &pv, client.RawPatch(types.MergePatchType, raw)); err != nil {
+		return fmt.Errorf("restoring reclaim policy %s of PV %s: %w", orig, pvName, err)
+	}
+	log.FromContext(ctx).Info("Released source PV", "pv", pvName, "reclaimPolicy", orig)
+	return nil
+}
