@@ -9,6 +9,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -54,7 +55,10 @@ func agentManifests(ctx context.Context, cluster string) ([]runtime.Object, erro
 	if err != nil {
 		return nil, err
 	}
-	decoder := serializer.NewCodecFactory(scheme.Scheme).UniversalDeserializer()
+	s := runtime.NewScheme()
+	Expect(scheme.AddToScheme(s)).To(Succeed())
+	Expect(apiextensionsv1.AddToScheme(s)).To(Succeed()) // the spoke CRDs travel with the agent
+	decoder := serializer.NewCodecFactory(s).UniversalDeserializer()
 	var objs []runtime.Object
 	for _, m := range work.Spec.Workload.Manifests {
 		obj, _, err := decoder.Decode(m.Raw, nil, nil)
@@ -109,6 +113,9 @@ func applyAgentRBAC(ctx context.Context, objs []runtime.Object) rest.Impersonati
 	var sa *corev1.ServiceAccount
 	for _, o := range objs {
 		ns := o.(metav1.Object).GetNamespace()
+		if ns == "" {
+			continue // cluster-scoped
+		}
 		_, err := kubeClient.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 		if !apierrors.IsAlreadyExists(err) {
 			Expect(err).NotTo(HaveOccurred())

@@ -44,11 +44,15 @@ var _ = Describe("Hub addon manager", func() {
 			objs, err = agentManifests(ctx, "cluster1")
 			return err
 		}).Should(Succeed())
-		kinds := map[string]bool{}
+		kinds := map[string]int{}
 		for _, o := range objs {
-			kinds[o.GetObjectKind().GroupVersionKind().Kind] = true
+			kinds[o.GetObjectKind().GroupVersionKind().Kind]++
 		}
-		Expect(kinds).To(Equal(map[string]bool{"ServiceAccount": true, "Role": true, "RoleBinding": true, "Deployment": true}))
+		Expect(kinds).To(Equal(map[string]int{"ServiceAccount": 1, "Role": 1, "RoleBinding": 1, "Deployment": 1,
+			// the agent's standing ClusterRole and binding, the replicator ClusterRole the hub binds per app namespace
+			"ClusterRole": 2, "ClusterRoleBinding": 1,
+			// ReplicationSource, ReplicationDestination
+			"CustomResourceDefinition": 2}))
 		d := deploymentOf(objs)
 		Expect(d.Namespace).To(Equal(manager.DefaultInstallNamespace))
 		Expect(d.Spec.Template.Spec.Containers[0].Image).To(Equal(testImage))
