@@ -1,0 +1,223 @@
+package agent
+
+import (
+	"context"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/stateful-migration/stateful-migration/pkg/agent/mover"
+	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
+	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+)
+
+var _ = Describe("ReplicationDestination", func() {
+	var agent *agentRun
+	BeforeEach(func() { agent = startAgent() })
+	AfterEach(func() { agent.stop() })
+
+	It("creates the PVCs, a receiver and Service per PVC, reports the endpoint, then the verified digest, and withdraws its condition", func() {
+		ctx := context.Background()
+		const ns, id = "dst-app", "d1"
+		appNamespace(ctx, ns)
+		condType := replv1.ConditionType(id, report.RoleDestination)
+		rd := &replv1.ReplicationDestination{
+			ObjectMeta: metav1.ObjectMeta{Name: "smig-d1", Namespace: ns},
+			Spec: replv1.ReplicationDestinationSpec{
+				MigrationID: id, TLSSecretName: "smig-d1-tls", EndpointType: replv1.EndpointNodePort,
+				Volumes: []replv1.DestinationVolume{
+					{PVCName: "data-db-0", Capacity: resource.MustParse("5Gi"), AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+						StorageClassName: ptr.To("fast")},
+					{PVCName: "raw", Capacity: resource.MustParse("1Gi"), AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOncePod},
+						StorageClassName: ptr.To("fast"), VolumeMode: ptr.To(corev1.PersistentVolumeBlock)},
+				},
+			},
+		}
+		Expect(k8s.Create(ctx, rd)).To(Succeed())
+
+		By("creating the PVCs with the same names and sizes, the mapped class, and nothing the app's manifest could disagree with")
+		var pvc corev1.PersistentVolumeClaim
+		Eventually(func() error { return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "data-db-0"}, &pvc) }).Should(Succeed())
+		Expect(pvc.Spec.Resources.Requests.Storage().String()).To(Equal("5Gi"))
+		Expect(*pvc.Spec.StorageClassName).To(Equal("fast"))
+		Expect(pvc.Spec.AccessModes).To(Equal([]corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}))
+		Expect(*pvc.Spec.VolumeMode).To(Equal(corev1.PersistentVolumeFilesystem))
+		Expect(pvc.OwnerReferences).To(BeEmpty(), "the PVC must outlive the ReplicationDestination")
+		Expect(pvc.Labels).To(Equal(map[string]string{replv1.MigrationIDLabel: id}))
+		Expect(pvc.Annotations).To(BeEmpty())
+		var raw corev1.PersistentVolumeClaim
+		Eventually(func() error { return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "raw"}, &raw) }).Should(Succeed())
+		Expect(*raw.Spec.VolumeMode).To(Equal(corev1.PersistentVolumeBlock))
+		Expect(raw.Spec.AccessModes).To(Equal([]corev1.PersistentVolumeAccessMode{corev1.ReadWriteOncePod}))
+
+		By("waiting for the TLS Secret before starting receivers")
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rd), rd)).To(Succeed())
+			g.Expect(rd.Status.Phase).To(Equal(replv1.DestinationPreparing))
+			g.Expect(rd.Status.LastError).To(ContainSubstring("waiting for TLS Secret smig-d1-tls"))
+		}).Should(Succeed())
+		Expect(moverPods(ctx, ns, id, mover.RoleReceiver)).To(BeEmpty())
+		Eventually(func() *metav1.Condition { return hubCondition(ctx, condType) }).ShouldNot(BeNil())
+		Expect(hubCondition(ctx, condType).Reason).To(Equal("Preparing"))
+
+		tlsSecret(ctx, ns, "smig-d1-tls")
+
+		By("starting one receiver pod and one Service per PVC")
+		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, mover.RoleReceiver) }).Should(HaveLen(2))
+		recv := mover.PodName(id, mover.RoleReceiver, "data-db-0")
+		var pod corev1.Pod
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: recv}, &pod)).To(Succeed())
+		c := pod.Spec.Containers[0]
+		Expect(c.Image).To(Equal(moverImage))
+		Expect(c.Args).To(Equal([]string{"mover", "receive", "--dir", "/data", "--ca", "/tls/ca.crt", "--cert", "/tls/tls.crt",
+			"--key", "/tls/tls.key", "--progress-interval", "2s", "--listen", ":8443"}))
+		Expect(c.SecurityContext.Capabilities.Drop).To(ConsistOf(corev1.Capability("ALL")))
+		Expect(c.SecurityContext.Capabilities.Add).To(ConsistOf(corev1.Capability("CHOWN"), corev1.Capability("FOWNER"),
+			corev1.Capability("DAC_OVERRIDE"), corev1.Capability("FSETID")))
+		Expect(*c.SecurityContext.AllowPrivilegeEscalation).To(BeFalse())
+		Expect(*c.SecurityContext.ReadOnlyRootFilesystem).To(BeTrue())
+		Expect(*pod.Spec.AutomountServiceAccountToken).To(BeFalse())
+		Expect(pod.Spec.Volumes[0].PersistentVolumeClaim.ClaimName).To(Equal("data-db-0"))
+		Expect(pod.Spec.Volumes[1].Secret.SecretName).To(Equal("smig-d1-tls"))
+		var rawPod corev1.Pod
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: mover.PodName(id, mover.RoleReceiver, "raw")}, &rawPod)).To(Succeed())
+		Expect(rawPod.Spec.Containers[0].VolumeDevices).To(HaveLen(1))
+		Expect(rawPod.Spec.Containers[0].Args).To(ContainElement("--block-device"))
+
+		var svc corev1.Service
+		Eventually(func() error {
+			return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: mover.ServiceName(id, "data-db-0")}, &svc)
+		}).Should(Succeed())
+		Expect(svc.Spec.Type).To(Equal(corev1.ServiceTypeNodePort))
+		Expect(svc.Spec.Selector).To(HaveKeyWithValue(replv1.VolumeLabel, mover.VolumeKey("data-db-0")))
+		Expect(svc.Spec.Ports[0].NodePort).NotTo(BeZero())
+
+		By("reporting the endpoints once the receivers run (node address and node port)")
+		setPodStatus(ctx, ns, recv, running("10.0.0.7"))
+		setPodStatus(ctx, ns, rawPod.Name, running("10.0.0.8"))
+		var rawSvc corev1.Service
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: mover.ServiceName(id, "raw")}, &rawSvc)).To(Succeed())
+		want := map[string]string{
+			ns + "/data-db-0": "10.0.0.7:" + itoa(svc.Spec.Ports[0].NodePort),
+			ns + "/raw":       "10.0.0.8:" + itoa(rawSvc.Spec.Ports[0].NodePort),
+		}
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rd), rd)).To(Succeed())
+			g.Expect(rd.Status.Phase).To(Equal(replv1.DestinationReady))
+			g.Expect(rd.Status.Endpoint).To(Equal(want[ns+"/data-db-0"]))
+		}).Should(Succeed())
+		Eventually(func(g Gomega) {
+			c := hubCondition(ctx, condType)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Reason).To(Equal("Ready"))
+			g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
+			m := hubMessage(c)
+			g.Expect(m.Endpoint).To(Equal(want[ns+"/data-db-0"]))
+			g.Expect(m.Endpoints).To(Equal(want))
+		}).Should(Succeed())
+
+		By("recording each receiver's digest when it exits after the verified final sync")
+		setPodStatus(ctx, ns, recv, succeeded("listening\n"+completedLine("receiver", "aaaa", 4096)))
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rd), rd)).To(Succeed())
+			g.Expect(rd.Status.Volumes[0].Digest).To(Equal("aaaa"))
+			g.Expect(rd.Status.Phase).To(Equal(replv1.DestinationReceiving), "one volume still receiving")
+			g.Expect(rd.Status.Digest).To(BeEmpty())
+		}).Should(Succeed())
+		setPodStatus(ctx, ns, rawPod.Name, succeeded(completedLine("receiver", "bbbb", 1024)))
+		wantDigest := report.CombineDigests(map[string]string{ns + "/data-db-0": "aaaa", ns + "/raw": "bbbb"})
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rd), rd)).To(Succeed())
+			g.Expect(rd.Status.Phase).To(Equal(replv1.DestinationVerified))
+			g.Expect(rd.Status.Digest).To(Equal(wantDigest))
+		}).Should(Succeed())
+		Eventually(func(g Gomega) {
+			c := hubCondition(ctx, condType)
+			g.Expect(c.Reason).To(Equal("Verified"))
+			g.Expect(hubMessage(c).Digest).To(Equal(wantDigest))
+		}).Should(Succeed())
+
+		By("removing receivers and Services once verified")
+		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, mover.RoleReceiver) }).Should(BeEmpty())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(&svc), &corev1.Service{}))
+		}).Should(BeTrue())
+
+		By("letting the app's own PVC manifest apply cleanly onto the pre-created, bound PVC (server-side apply, no force)")
+		bindPVC(ctx, ns, "data-db-0", "pv-dst-data", corev1.PersistentVolumeReclaimDelete)
+		appPVC := &corev1.PersistentVolumeClaim{
+			TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
+			ObjectMeta: metav1.ObjectMeta{Name: "data-db-0", Namespace: ns,
+				Labels:      map[string]string{"app": "db", "app.kubernetes.io/managed-by": "Helm"},
+				Annotations: map[string]string{"meta.helm.sh/release-name": "db"}},
+			Spec: corev1.PersistentVolumeClaimSpec{
+				AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				StorageClassName: ptr.To("fast"),
+				Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("5Gi")}},
+			},
+		}
+		Expect(k8s.Patch(ctx, appPVC, client.Apply, client.FieldOwner("work-agent"))).To(Succeed())
+		Expect(appPVC.Spec.VolumeName).To(Equal("pv-dst-data"))
+		Expect(appPVC.Labels).To(HaveKeyWithValue("app", "db"))
+
+		By("withdrawing the hub condition and keeping the PVCs when the ReplicationDestination is deleted")
+		Expect(k8s.Delete(ctx, rd)).To(Succeed())
+		Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(rd), rd)) }).Should(BeTrue())
+		Eventually(func() *metav1.Condition { return hubCondition(ctx, condType) }).Should(BeNil())
+		Consistently(func() error { return k8s.Get(ctx, client.ObjectKeyFromObject(&pvc), &pvc) }, time.Second).Should(Succeed())
+	})
+
+	It("fails clearly when the mapped storage class does not exist, and creates nothing", func() {
+		ctx := context.Background()
+		const ns, id = "dst-noclass", "d2"
+		appNamespace(ctx, ns)
+		tlsSecret(ctx, ns, "tls")
+		rd := &replv1.ReplicationDestination{
+			ObjectMeta: metav1.ObjectMeta{Name: "smig-d2", Namespace: ns},
+			Spec: replv1.ReplicationDestinationSpec{MigrationID: id, TLSSecretName: "tls",
+				Volumes: []replv1.DestinationVolume{{PVCName: "data", Capacity: resource.MustParse("1Gi"),
+					AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, StorageClassName: ptr.To("gold")}}},
+		}
+		Expect(k8s.Create(ctx, rd)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rd), rd)).To(Succeed())
+			g.Expect(rd.Status.Phase).To(Equal(replv1.DestinationFailed))
+			g.Expect(rd.Status.LastError).To(ContainSubstring(`StorageClass "gold" does not exist on this cluster`))
+		}).Should(Succeed())
+		Eventually(func(g Gomega) {
+			c := hubCondition(ctx, replv1.ConditionType(id, report.RoleDestination))
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+			g.Expect(c.Reason).To(Equal("Failed"))
+			g.Expect(hubMessage(c).Error).To(ContainSubstring(`StorageClass "gold" does not exist`))
+		}).Should(Succeed())
+		Consistently(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "data"}, &corev1.PersistentVolumeClaim{}))
+		}, time.Second).Should(BeTrue())
+		Expect(moverPods(ctx, ns, id, mover.RoleReceiver)).To(BeEmpty())
+
+		By("recovering once the class exists")
+		Expect(k8s.Create(ctx, storageClass("gold"))).To(Succeed())
+		patchSpec(ctx, rd, func() {
+			if rd.Annotations == nil {
+				rd.Annotations = map[string]string{}
+			}
+			rd.Annotations["poke"] = "1" // an event; the agent does not watch storage classes
+		})
+		Eventually(func() error {
+			return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "data"}, &corev1.PersistentVolumeClaim{})
+		}).Should(Succeed())
+		Expect(k8s.Delete(ctx, rd)).To(Succeed())
+		Eventually(func() *metav1.Condition { return hubCondition(ctx, replv1.ConditionType(id, report.RoleDestination)) }).Should(BeNil())
+	})
+})
+
+func itoa(i int32) string { return fmtInt(int64(i)) }
