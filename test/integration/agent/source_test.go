@@ -1,0 +1,248 @@
+package agent
+
+import (
+	"context"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/stateful-migration/stateful-migration/pkg/agent/mover"
+	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
+	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+)
+
+func sourcePVC(ctx context.Context, ns, name string) {
+	Expect(k8s.Create(ctx, &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: ptr.To("fast"),
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+		},
+	})).To(Succeed())
+}
+
+// appPod is the app's pod, already scheduled on node and running.
+func appPod(ctx context.Context, ns, name, node, pvc string) {
+	Expect(k8s.Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": "db"}},
+		Spec: corev1.PodSpec{
+			NodeName:    node,
+			Containers:  []corev1.Container{{Name: "db", Image: "db:1"}},
+			Tolerations: []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "db", Effect: corev1.TaintEffectNoSchedule}},
+			Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: pvc}}}},
+		},
+	})).To(Succeed())
+	setPodStatus(ctx, ns, name, running("10.0.1.1"))
+}
+
+func getPV(ctx context.Context, name string) *corev1.PersistentVolume {
+	var pv corev1.PersistentVolume
+	Expect(k8s.Get(ctx, types.NamespacedName{Name: name}, &pv)).To(Succeed())
+	return &pv
+}
+
+var _ = Describe("ReplicationSource", func() {
+	It("protects the volume first, sends from the app's node, waits for the app to stop, final-syncs, reports, survives an agent restart and cleans up", func() {
+		ctx := context.Background()
+		const ns, id = "src-app", "s1"
+		appNamespace(ctx, ns)
+		tlsSecret(ctx, ns, "smig-s1-tls")
+		condType := replv1.ConditionType(id, report.RoleSource)
+		agent := startAgent()
+		defer func() { agent.stop() }()
+
+		sourcePVC(ctx, ns, "data")
+		rs := &replv1.ReplicationSource{
+			ObjectMeta: metav1.ObjectMeta{Name: "smig-s1", Namespace: ns},
+			Spec: replv1.ReplicationSourceSpec{
+				MigrationID: id, TLSSecretName: "smig-s1-tls", Destination: "203.0.113.9:31443",
+				Volumes: []replv1.SourceVolume{{PVCName: "data"}}, BandwidthLimit: "10M", Compress: true,
+			},
+		}
+		Expect(k8s.Create(ctx, rs)).To(Succeed())
+
+		By("starting no mover while the volume cannot be protected (PVC not bound yet)")
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rs), rs)).To(Succeed())
+			g.Expect(rs.Status.Phase).To(Equal(replv1.SourcePending))
+			g.Expect(rs.Status.Protected).To(BeFalse())
+			g.Expect(rs.Status.LastError).To(ContainSubstring("PVC data is not bound"))
+		}).Should(Succeed())
+		Consistently(func() []corev1.Pod { return moverPods(ctx, ns, id, mover.RoleSender) }, 2*time.Second).Should(BeEmpty())
+
+		By("protecting the PV (Retain, original policy remembered) and the PVC (finalizer) once bound")
+		appPod(ctx, ns, "db-0", "node-a", "data")
+		bindPVC(ctx, ns, "data", "pv-src-data", corev1.PersistentVolumeReclaimDelete)
+		Eventually(func(g Gomega) {
+			pv := getPV(ctx, "pv-src-data")
+			g.Expect(pv.Spec.PersistentVolumeReclaimPolicy).To(Equal(corev1.PersistentVolumeReclaimRetain))
+			g.Expect(pv.Annotations).To(HaveKeyWithValue(replv1.OriginalReclaimPolicyAnnotation, "Delete"))
+			var pvc corev1.PersistentVolumeClaim
+			g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "data"}, &pvc)).To(Succeed())
+			g.Expect(pvc.Finalizers).To(ContainElement(replv1.PVCProtectionFinalizer))
+		}).Should(Succeed())
+
+		By("running the continuous sender on the app pod's node, with the app's tolerations")
+		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, mover.RoleSender) }).Should(HaveLen(1))
+		sender := moverPods(ctx, ns, id, mover.RoleSender)[0]
+		Expect(mover.PinnedNode(&sender)).To(Equal("node-a"))
+		Expect(sender.Spec.Tolerations).To(ContainElement(HaveField("Key", "dedicated")))
+		Expect(sender.Spec.Containers[0].Args).To(Equal([]string{"mover", "send", "--dir", "/data", "--ca", "/tls/ca.crt",
+			"--cert", "/tls/tls.crt", "--key", "/tls/tls.key", "--progress-interval", "2s", "--to", "203.0.113.9:31443",
+			"--server-name", "stateful-migration-receiver", "--continuous", "--compress", "--bwlimit", "10M"}))
+		Expect(sender.Spec.Containers[0].SecurityContext.Capabilities.Add).To(ConsistOf(corev1.Capability("DAC_READ_SEARCH")))
+		Expect(sender.OwnerReferences).To(ConsistOf(HaveField("Name", "smig-s1")))
+
+		By("reporting the mover's progress (read from its log) on the hub")
+		setPodStatus(ctx, ns, sender.Name, running("10.0.1.1"))
+		logs.set(ns, sender.Name, `{"role":"sender","phase":"InitialSync","bytesTotal":1000,"bytesCopied":10}
+not json: a stray stderr line
+{"role":"sender","phase":"Syncing","bytesTotal":1000,"bytesCopied":990,"lagBytes":10,"lagSeconds":0.4,"throughputBytesPerSecond":5000}`)
+		Eventually(func(g Gomega) {
+			c := hubCondition(ctx, condType)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Reason).To(Equal("Syncing"))
+			m := hubMessage(c)
+			g.Expect(m.BytesTotal).To(Equal(int64(1000)))
+			g.Expect(m.BytesCopied).To(Equal(int64(990)))
+			g.Expect(m.LagBytes).To(Equal(int64(10)))
+			g.Expect(m.LagSeconds).To(Equal(int64(1)))
+			g.Expect(m.Throughput).To(Equal(int64(5000)))
+			g.Expect(*m.Protected).To(BeTrue())
+			g.Expect(*m.PodsUsingVolumes).To(Equal(int32(1)))
+		}).Should(Succeed())
+
+		By("following the app when it is rescheduled to another node")
+		Expect(k8s.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db-0"}})).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "db-0"}, &corev1.Pod{}))
+		}).Should(BeTrue())
+		appPod(ctx, ns, "db-0", "node-b", "data")
+		Eventually(func(g Gomega) {
+			pods := moverPods(ctx, ns, id, mover.RoleSender)
+			g.Expect(pods).To(HaveLen(1))
+			g.Expect(mover.PinnedNode(&pods[0])).To(Equal("node-b"))
+		}).Should(Succeed())
+		sender = moverPods(ctx, ns, id, mover.RoleSender)[0]
+		setPodStatus(ctx, ns, sender.Name, running("10.0.1.2"))
+
+		By("resuming after an agent restart without a second sender")
+		agent.stop()
+		agent = startAgent()
+		Consistently(func(g Gomega) {
+			pods := moverPods(ctx, ns, id, mover.RoleSender)
+			g.Expect(pods).To(HaveLen(1))
+			g.Expect(pods[0].UID).To(Equal(sender.UID))
+		}, 2*time.Second).Should(Succeed())
+
+		By("holding the final sync while an app pod still uses the PVC")
+		patchSpec(ctx, rs, func() { rs.Spec.FinalSync = true })
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rs), rs)).To(Succeed())
+			g.Expect(rs.Status.Phase).To(Equal(replv1.SourceFinalSync))
+			g.Expect(rs.Status.LastError).To(ContainSubstring("final sync waits for 1 pod(s)"))
+		}).Should(Succeed())
+		Consistently(func(g Gomega) {
+			g.Expect(moverPods(ctx, ns, id, mover.RoleFinalSend)).To(BeEmpty())
+			g.Expect(moverPods(ctx, ns, id, mover.RoleSender)).To(HaveLen(1))
+		}, 2*time.Second).Should(Succeed())
+
+		By("replacing the continuous sender by a one-shot final send once the app's pod is gone")
+		Expect(k8s.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db-0"}})).To(Succeed())
+		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, mover.RoleFinalSend) }).Should(HaveLen(1))
+		Expect(moverPods(ctx, ns, id, mover.RoleSender)).To(BeEmpty(), "never two senders at once")
+		final := moverPods(ctx, ns, id, mover.RoleFinalSend)[0]
+		Expect(final.Spec.Containers[0].Args).NotTo(ContainElement("--continuous"))
+		Expect(final.Spec.Containers[0].Args).To(ContainElements("--to", "203.0.113.9:31443"))
+		Expect(final.Spec.Affinity).To(BeNil(), "no app pod left: the final sender may run anywhere")
+		Eventually(func() int32 {
+			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rs), rs)).To(Succeed())
+			return rs.Status.PodsUsingVolumes
+		}).Should(BeZero())
+
+		By("recording the verified digest from the final sender's termination message")
+		setPodStatus(ctx, ns, final.Name, succeeded(completedLine("sender", "cafe", 1000)+"\n"))
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rs), rs)).To(Succeed())
+			g.Expect(rs.Status.Phase).To(Equal(replv1.SourceVerified))
+			g.Expect(rs.Status.Digest).To(Equal("cafe"))
+		}).Should(Succeed())
+		Eventually(func(g Gomega) {
+			c := hubCondition(ctx, condType)
+			g.Expect(c.Reason).To(Equal("Verified"))
+			g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
+			g.Expect(hubMessage(c).Digest).To(Equal("cafe"))
+		}).Should(Succeed())
+		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, mover.RoleFinalSend) }).Should(BeEmpty())
+
+		By("keeping the PVC while OCM deletes the app's manifests")
+		Expect(k8s.Delete(ctx, &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "data"}})).To(Succeed())
+		Consistently(func(g Gomega) {
+			var pvc corev1.PersistentVolumeClaim
+			g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "data"}, &pvc)).To(Succeed())
+			g.Expect(pvc.DeletionTimestamp).NotTo(BeNil())
+		}, time.Second).Should(Succeed())
+
+		By("on deletion: removing the finalizer and the condition, leaving the PV Retain (no releaseSource)")
+		Expect(k8s.Delete(ctx, rs)).To(Succeed())
+		Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(rs), rs)) }).Should(BeTrue())
+		// What is left holding the PVC is kubernetes.io/pvc-protection, which
+		// the (absent) controller-manager would drop now that no pod uses it.
+		Eventually(func(g Gomega) {
+			var pvc corev1.PersistentVolumeClaim
+			g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "data"}, &pvc)).To(Succeed())
+			g.Expect(pvc.Finalizers).To(Equal([]string{"kubernetes.io/pvc-protection"}))
+		}).Should(Succeed())
+		Eventually(func() *metav1.Condition { return hubCondition(ctx, condType) }).Should(BeNil())
+		Expect(moverPods(ctx, ns, id, mover.RoleSender)).To(BeEmpty())
+		Expect(moverPods(ctx, ns, id, mover.RoleFinalSend)).To(BeEmpty())
+		pv := getPV(ctx, "pv-src-data")
+		Expect(pv.Spec.PersistentVolumeReclaimPolicy).To(Equal(corev1.PersistentVolumeReclaimRetain))
+		Expect(pv.Annotations).To(HaveKeyWithValue(replv1.OriginalReclaimPolicyAnnotation, "Delete"))
+	})
+
+	It("restores the original reclaim policy on deletion only when releaseSource is set", func() {
+		ctx := context.Background()
+		const ns, id = "src-release", "s2"
+		appNamespace(ctx, ns)
+		agent := startAgent()
+		defer agent.stop()
+		sourcePVC(ctx, ns, "data")
+		bindPVC(ctx, ns, "data", "pv-src-release", corev1.PersistentVolumeReclaimDelete)
+		rs := &replv1.ReplicationSource{
+			ObjectMeta: metav1.ObjectMeta{Name: "smig-s2", Namespace: ns},
+			Spec: replv1.ReplicationSourceSpec{MigrationID: id, TLSSecretName: "absent",
+				Volumes: []replv1.SourceVolume{{PVCName: "data"}}},
+		}
+		Expect(k8s.Create(ctx, rs)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rs), rs)).To(Succeed())
+			g.Expect(rs.Status.Protected).To(BeTrue())
+			g.Expect(rs.Status.LastError).To(ContainSubstring("waiting for the destination endpoint"))
+		}).Should(Succeed())
+		Expect(getPV(ctx, "pv-src-release").Spec.PersistentVolumeReclaimPolicy).To(Equal(corev1.PersistentVolumeReclaimRetain))
+		Expect(moverPods(ctx, ns, id, mover.RoleSender)).To(BeEmpty())
+
+		patchSpec(ctx, rs, func() { rs.Spec.ReleaseSource = true })
+		Expect(k8s.Delete(ctx, rs)).To(Succeed())
+		Eventually(func(g Gomega) {
+			pv := getPV(ctx, "pv-src-release")
+			g.Expect(pv.Spec.PersistentVolumeReclaimPolicy).To(Equal(corev1.PersistentVolumeReclaimDelete))
+			g.Expect(pv.Annotations).NotTo(HaveKey(replv1.OriginalReclaimPolicyAnnotation))
+			var pvc corev1.PersistentVolumeClaim
+			g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "data"}, &pvc)).To(Succeed())
+			g.Expect(pvc.Finalizers).NotTo(ContainElement(replv1.PVCProtectionFinalizer))
+		}).Should(Succeed())
+		Eventually(func() *metav1.Condition { return hubCondition(ctx, replv1.ConditionType(id, report.RoleSource)) }).Should(BeNil())
+	})
+})
