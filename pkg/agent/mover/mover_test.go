@@ -1,0 +1,58 @@
+package mover
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+func TestLastProgressSkipsNoise(t *testing.T) {
+	b := []byte(`{"role":"sender","phase":"InitialSync","bytesCopied":1}
+verified: digest abc
+{"role":"sender","phase":"Completed","bytesCopied":7,"digest":"abc","verified":true}
+{"not":"progress"}
+{broken`)
+	p := LastProgress(b)
+	if p == nil || p.Phase != "Completed" || p.Digest != "abc" || !p.Verified || p.BytesCopied != 7 {
+		t.Fatalf("got %+v", p)
+	}
+	if LastProgress([]byte("no json here\n")) != nil {
+		t.Fatal("want nil without progress lines")
+	}
+}
+
+func TestReadPrefersTerminationMessageAndReportsFailures(t *testing.T) {
+	pod := &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{
+		Name: ContainerName, RestartCount: 3,
+		LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1,
+			Message: `{"role":"sender","phase":"Failed","lastError":"dial tcp: connection refused"}`}},
+	}}}}
+	st := Read(context.Background(), nil, pod)
+	if st.Restarts != 3 || st.LastError != "dial tcp: connection refused" {
+		t.Fatalf("got %+v", st)
+	}
+}
+
+func TestNamesAreValid(t *testing.T) {
+	id := strings.Repeat("a", 40)
+	pvc := strings.Repeat("p", 253)
+	for _, role := range []string{RoleReceiver, RoleSender, RoleFinalSend} {
+		if errs := validation.IsDNS1123Subdomain(PodName(id, role, pvc)); len(errs) > 0 {
+			t.Errorf("pod name: %v", errs)
+		}
+		for k, v := range Labels(id, role, pvc) {
+			if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
+				t.Errorf("label %s: %v", k, errs)
+			}
+		}
+	}
+	if errs := validation.IsDNS1035Label(ServiceName(id, pvc)); len(errs) > 0 {
+		t.Errorf("service name: %v", errs)
+	}
+	if PodName("x", RoleSender, "a") == PodName("x", RoleSender, "b") {
+		t.Error("pod names of different PVCs collide")
+	}
+}

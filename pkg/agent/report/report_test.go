@@ -1,0 +1,60 @@
+package report
+
+import (
+	"encoding/json"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+)
+
+func TestSourceConditionAggregatesNamespaces(t *testing.T) {
+	a := replv1.ReplicationSource{}
+	a.Namespace = "a"
+	a.Status = replv1.ReplicationSourceStatus{Phase: replv1.SourceVerified, Protected: true,
+		Volumes: []replv1.SourceVolumeStatus{{PVCName: "x", Digest: "d1"}}}
+	b := replv1.ReplicationSource{}
+	b.Namespace = "b"
+	b.Status = replv1.ReplicationSourceStatus{Phase: replv1.SourceSyncing, Protected: true, BytesCopied: 5, LagBytes: 3, LagSeconds: 2,
+		PodsUsingVolumes: 1, Volumes: []replv1.SourceVolumeStatus{{PVCName: "y"}}}
+	c := SourceCondition("m1", []replv1.ReplicationSource{a, b})
+	if c.Type != "migration.open-cluster-management.io/m1-source" || c.Reason != "Syncing" || c.Status != metav1.ConditionTrue {
+		t.Fatalf("got %+v", c)
+	}
+	var m Message
+	if err := json.Unmarshal([]byte(c.Message), &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Digest != "" || m.LagBytes != 3 || *m.PodsUsingVolumes != 1 || !*m.Protected {
+		t.Fatalf("message %s", c.Message)
+	}
+	b.Status.Phase = replv1.SourceVerified
+	b.Status.Volumes[0].Digest = "d2"
+	c = SourceCondition("m1", []replv1.ReplicationSource{b, a})
+	if err := json.Unmarshal([]byte(c.Message), &m); err != nil {
+		t.Fatal(err)
+	}
+	if c.Reason != "Verified" || m.Digest != CombineDigests(map[string]string{"a/x": "d1", "b/y": "d2"}) {
+		t.Fatalf("got %+v", c)
+	}
+}
+
+func TestFailedDestinationIsFalse(t *testing.T) {
+	d := replv1.ReplicationDestination{Status: replv1.ReplicationDestinationStatus{Phase: replv1.DestinationFailed, LastError: "no class"}}
+	c := DestinationCondition("m2", []replv1.ReplicationDestination{d})
+	if c.Status != metav1.ConditionFalse || c.Reason != "Failed" {
+		t.Fatalf("got %+v", c)
+	}
+}
+
+func TestCombineDigests(t *testing.T) {
+	if CombineDigests(map[string]string{"ns/a": "x"}) != "x" {
+		t.Error("one volume: its own digest")
+	}
+	d1 := CombineDigests(map[string]string{"ns/a": "x", "ns/b": "y"})
+	d2 := CombineDigests(map[string]string{"ns/a": "y", "ns/b": "x"})
+	if d1 == d2 || len(d1) != 64 {
+		t.Errorf("combined digests must bind names to digests: %s %s", d1, d2)
+	}
+}
