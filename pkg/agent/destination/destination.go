@@ -26,9 +26,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/agent/mover"
 	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
+	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/progress"
 )
 
