@@ -1,0 +1,98 @@
+// Package framework starts what the integration suites share: a real
+// kube-apiserver and etcd (envtest, KUBEBUILDER_ASSETS) with OCM's cluster
+// CRDs and ours, and OCM's real placement scheduler in-process.
+package framework
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/openshift/library-go/pkg/controller/controllercmd"
+	"github.com/openshift/library-go/pkg/operator/events"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clusterv1 "open-cluster-management.io/api/cluster/v1"
+	clusterv1beta1 "open-cluster-management.io/api/cluster/v1beta1"
+	clusterv1beta2 "open-cluster-management.io/api/cluster/v1beta2"
+	placementcontrollers "open-cluster-management.io/ocm/pkg/placement/controllers"
+
+	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
+)
+
+// RepoRoot is the repository's top directory.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "..")
+}
+
+// ModuleDir is where a dependency's source lives (CRD YAMLs ship in the api module).
+func ModuleDir(module string) (string, error) {
+	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module)
+	cmd.Dir = RepoRoot()
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("go list -m %s: %w", module, err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// ClusterCRDs are OCM's cluster API CRDs the scheduler needs.
+func ClusterCRDs() ([]string, error) {
+	dir, err := ModuleDir("open-cluster-management.io/api")
+	if err != nil {
+		return nil, err
+	}
+	return []string{
+		filepath.Join(dir, "cluster/v1/0000_00_clusters.open-cluster-management.io_managedclusters.crd.yaml"),
+		filepath.Join(dir, "cluster/v1alpha1/0000_05_clusters.open-cluster-management.io_addonplacementscores.crd.yaml"),
+		filepath.Join(dir, "cluster/v1beta2/0000_00_clusters.open-cluster-management.io_managedclustersets.crd.yaml"),
+		filepath.Join(dir, "cluster/v1beta2/0000_01_clusters.open-cluster-management.io_managedclustersetbindings.crd.yaml"),
+		filepath.Join(dir, "cluster/v1beta1/0000_02_clusters.open-cluster-management.io_placements.crd.yaml"),
+		filepath.Join(dir, "cluster/v1beta1/0000_03_clusters.open-cluster-management.io_placementdecisions.crd.yaml"),
+	}, nil
+}
+
+// NewEnv returns an envtest environment with the cluster CRDs, the hub CRDs
+// of manifests/crds and any extra paths.
+func NewEnv(extra ...string) (*envtest.Environment, error) {
+	paths, err := ClusterCRDs()
+	if err != nil {
+		return nil, err
+	}
+	paths = append(paths, filepath.Join(RepoRoot(), "manifests", "crds"))
+	return &envtest.Environment{
+		CRDDirectoryPaths:     append(paths, extra...),
+		ErrorIfCRDPathMissing: true,
+	}, nil
+}
+
+// Scheme holds core, OCM cluster and our hub types.
+func Scheme() *k8sruntime.Scheme {
+	s := k8sruntime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(clusterv1.AddToScheme(s))
+	utilruntime.Must(clusterv1beta1.AddToScheme(s))
+	utilruntime.Must(clusterv1beta2.AddToScheme(s))
+	utilruntime.Must(migrationv1alpha1.AddToScheme(s))
+	return s
+}
+
+// StartScheduler runs OCM's placement controllers until ctx ends, the way
+// ocm's own integration suite does.
+func StartScheduler(ctx context.Context, cfg *rest.Config) {
+	go func() {
+		_ = placementcontrollers.RunControllerManager(ctx, &controllercmd.ControllerContext{
+			KubeConfig:    cfg,
+			EventRecorder: events.NewInMemoryRecorder("integration", clock.RealClock{}),
+		})
+	}()
+}
