@@ -87,6 +87,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	old := rs.Status.DeepCopy()
 	requeue, err := r.converge(ctx, &rs)
+	if apierrors.IsForbidden(err) {
+		// Typically the hub's RoleBinding smig-<id>-replicator has not
+		// arrived (or was removed): say so and look again soon.
+		rs.Status.LastError = fmt.Sprintf("not allowed in namespace %s (is RoleBinding smig-%s-replicator to ClusterRole %s there?): %v",
+			rs.Namespace, rs.Spec.MigrationID, replv1.ReplicatorClusterRole, err)
+		meta.SetStatusCondition(&rs.Status.Conditions, metav1.Condition{Type: replv1.ConditionReady, Status: metav1.ConditionFalse,
+			Reason: "Forbidden", Message: rs.Status.LastError})
+		requeue, err = 2*time.Second, nil
+	}
 	if err != nil {
 		return ctrl.Result{}, err
 	}

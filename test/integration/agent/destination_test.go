@@ -7,6 +7,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -212,6 +213,42 @@ var _ = Describe("ReplicationDestination", func() {
 			}
 			rd.Annotations["poke"] = "1" // an event; the agent does not watch storage classes
 		})
+		Eventually(func() error {
+			return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "data"}, &corev1.PersistentVolumeClaim{})
+		}).Should(Succeed())
+		Expect(k8s.Delete(ctx, rd)).To(Succeed())
+		Eventually(func() *metav1.Condition { return hubCondition(ctx, replv1.ConditionType(id, report.RoleDestination)) }).Should(BeNil())
+	})
+})
+
+var _ = Describe("Agent rights", func() {
+	It("reports clearly, and recovers, when the replicator RoleBinding is not in the app namespace yet", func() {
+		ctx := context.Background()
+		agent := startAgent()
+		defer agent.stop()
+		const ns, id = "dst-norights", "d3"
+		_, err := kubeClient.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		rd := &replv1.ReplicationDestination{
+			ObjectMeta: metav1.ObjectMeta{Name: "smig-d3", Namespace: ns},
+			Spec: replv1.ReplicationDestinationSpec{MigrationID: id, TLSSecretName: "tls",
+				Volumes: []replv1.DestinationVolume{{PVCName: "data", Capacity: resource.MustParse("1Gi"),
+					AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}}}},
+		}
+		Expect(k8s.Create(ctx, rd)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rd), rd)).To(Succeed())
+			g.Expect(rd.Status.LastError).To(ContainSubstring("is RoleBinding smig-d3-replicator to ClusterRole stateful-migration-replicator there?"))
+		}).Should(Succeed())
+		Expect(apierrors.IsNotFound(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "data"}, &corev1.PersistentVolumeClaim{}))).To(BeTrue())
+
+		By("carrying on once the hub's RoleBinding arrives")
+		_, err = kubeClient.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "smig-d3-replicator", Namespace: ns},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: replv1.ReplicatorClusterRole},
+			Subjects:   []rbacv1.Subject{agentSA},
+		}, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
 		Eventually(func() error {
 			return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "data"}, &corev1.PersistentVolumeClaim{})
 		}).Should(Succeed())
