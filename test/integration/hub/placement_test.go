@@ -30,6 +30,10 @@ var _ = Describe("Placement desired vs actual", func() {
 	})
 
 	It("adopts the current decision on enrolment without moving anything", func() {
+		Eventually(func() (int32, error) {
+			p, err := getPlacement(ns, app)()
+			return p.Status.NumberOfSelectedClusters, err
+		}, timeout, interval).Should(BeEquivalentTo(1))
 		before := &clusterv1beta1.PlacementDecision{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: app + "-decision-1"}, before)).To(Succeed())
 
@@ -60,6 +64,7 @@ var _ = Describe("Placement desired vs actual", func() {
 		after := &clusterv1beta1.PlacementDecision{}
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(before), after)).To(Succeed())
 		Expect(after.UID).To(Equal(before.UID))
+		Expect(after.ResourceVersion).To(Equal(before.ResourceVersion), "adopting must not rewrite the decision")
 		Expect(after.Status.Decisions).To(Equal(before.Status.Decisions))
 		Expect(eventReasons(ns, app)()).To(ContainElement("Enrolled"))
 	})
@@ -144,6 +149,52 @@ var _ = Describe("Placement desired vs actual", func() {
 		Expect(migrations(ns)()).To(BeEmpty())
 		p, _ := getPlacement(ns, app)()
 		Expect(p.Status.NumberOfSelectedClusters).To(BeEquivalentTo(2))
+	})
+
+	It("records one Migration per (removed, added) pair", func() {
+		editPlacement(ns, app, "a", "b")
+		Eventually(decided(ns, app), timeout, interval).Should(Equal([]string{"cluster1", "cluster2"}))
+		Expect(k8s.Create(ctx, newPolicy(ns, pol, app))).To(Succeed())
+		enrolled(ns, pol, app, "cluster1", "cluster2")
+
+		editPlacement(ns, app, "c", "d")
+		Eventually(func() []migrationv1alpha1.Migration { return migrations(ns)() }, timeout, interval).Should(HaveLen(2))
+		Consistently(func() []migrationv1alpha1.Migration { return migrations(ns)() }, 2*time.Second, interval).Should(ConsistOf(
+			HaveField("Spec", SatisfyAll(HaveField("SourceCluster", "cluster1"), HaveField("DestinationCluster", "cluster3"))),
+			HaveField("Spec", SatisfyAll(HaveField("SourceCluster", "cluster2"), HaveField("DestinationCluster", "cluster4"))),
+		))
+		Expect(decided(ns, app)()).To(Equal([]string{"cluster1", "cluster2"}))
+	})
+
+	It("does not apply a re-target as a direct addition while a migration is active", func() {
+		Expect(k8s.Create(ctx, newPolicy(ns, pol, app))).To(Succeed())
+		enrolled(ns, pol, app, "cluster1")
+		editPlacement(ns, app, "b")
+		Eventually(func() []migrationv1alpha1.Migration { return migrations(ns)() }, timeout, interval).Should(HaveLen(1))
+
+		By("moving the target to cluster3 mid-migration")
+		editPlacement(ns, app, "c")
+		Eventually(decided(ns, companion), timeout, interval).Should(Equal([]string{"cluster3"}))
+		Consistently(decided(ns, app), 2*time.Second, interval).Should(Equal([]string{"cluster1"}))
+		Expect(migrations(ns)()).To(HaveLen(1))
+		Expect(conditionReason(ns, pol, migrationv1alpha1.ConditionConverged)()).To(Equal("False/MigrationInProgress"))
+	})
+
+	It("does not recreate a move that ended unsuccessfully until the user deletes it", func() {
+		Expect(k8s.Create(ctx, newPolicy(ns, pol, app))).To(Succeed())
+		enrolled(ns, pol, app, "cluster1")
+		editPlacement(ns, app, "b")
+		Eventually(func() []migrationv1alpha1.Migration { return migrations(ns)() }, timeout, interval).Should(HaveLen(1))
+		m := migrations(ns)()[0]
+		setPhase(&m, migrationv1alpha1.PhaseFailed)
+
+		Eventually(conditionReason(ns, pol, migrationv1alpha1.ConditionConverged), timeout, interval).Should(Equal("False/MigrationBlocked"))
+		Consistently(func() []migrationv1alpha1.Migration { return migrations(ns)() }, 2*time.Second, interval).Should(HaveLen(1))
+		Expect(decided(ns, app)()).To(Equal([]string{"cluster1"}))
+
+		Expect(k8s.Delete(ctx, &m)).To(Succeed())
+		Eventually(func() []migrationv1alpha1.Migration { return migrations(ns)() }, timeout, interval).Should(
+			ConsistOf(SatisfyAll(HaveField("Spec.DestinationCluster", "cluster2"), Not(HaveField("Name", m.Name)))))
 	})
 
 	It("gives the Placement back to the scheduler on un-enrolment", func() {

@@ -68,14 +68,14 @@ var _ = BeforeSuite(func() {
 		Expect(mgr.Start(ctx)).To(Succeed())
 	}()
 
-	By("creating three clusters, labelled env=a, b, c, and a clusterset holding all")
+	By("creating four clusters, labelled env=a, b, c, d, and a clusterset holding all")
 	Expect(k8s.Create(ctx, &clusterv1beta2.ManagedClusterSet{
 		ObjectMeta: metav1.ObjectMeta{Name: clusterSet},
 		Spec: clusterv1beta2.ManagedClusterSetSpec{ClusterSelector: clusterv1beta2.ManagedClusterSelector{
 			SelectorType: clusterv1beta2.LabelSelector, LabelSelector: &metav1.LabelSelector{},
 		}},
 	})).To(Succeed())
-	for name, env := range map[string]string{"cluster1": "a", "cluster2": "b", "cluster3": "c"} {
+	for name, env := range map[string]string{"cluster1": "a", "cluster2": "b", "cluster3": "c", "cluster4": "d"} {
 		Expect(k8s.Create(ctx, &clusterv1.ManagedCluster{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"env": env}},
 			Spec:       clusterv1.ManagedClusterSpec{HubAcceptsClient: true},
