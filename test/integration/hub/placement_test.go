@@ -1,6 +1,7 @@
 package hub_test
 
 import (
+	"slices"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -103,9 +104,20 @@ var _ = Describe("Placement desired vs actual", func() {
 		enrolled(ns, pol, app, "cluster1")
 
 		editPlacement(ns, app, "b")
-		By("the scheduler moves the desired clusters")
-		Eventually(decided(ns, companion), timeout, interval).Should(Equal([]string{"cluster2"}))
-		Eventually(func() []migrationv1alpha1.Migration { return migrations(ns)() }, timeout, interval).Should(HaveLen(1))
+		By("the scheduler moves the desired clusters; the hub records the move")
+		var desiredAt, detectedAt time.Time
+		Eventually(func() bool {
+			now := time.Now()
+			if desiredAt.IsZero() && slices.Equal(decided(ns, companion)(), []string{"cluster2"}) {
+				desiredAt = now
+			}
+			if !desiredAt.IsZero() && len(migrations(ns)()) > 0 {
+				detectedAt = now
+			}
+			return !detectedAt.IsZero()
+		}, timeout, 10*time.Millisecond).Should(BeTrue())
+		AddReportEntry("hub reaction: desired changed -> Migration recorded", detectedAt.Sub(desiredAt).String())
+		Expect(detectedAt.Sub(desiredAt)).To(BeNumerically("<", time.Second), "hub must react within 1 s")
 
 		By("exactly one Pending cluster1 -> cluster2 Migration, and actual unchanged")
 		Consistently(func() []migrationv1alpha1.Migration { return migrations(ns)() }, 3*time.Second, interval).Should(HaveLen(1))
