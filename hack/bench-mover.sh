@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Measures the data mover against rsync (daemon mode on 127.0.0.1) and a raw
+# tar-over-TCP pipe on the same generated data, all over loopback, and prints
+# the ratios the design asks for. Page cache is warm (data just generated);
+# `sync` runs before every timed step so earlier writeback does not skew it.
+#
+# Knobs: MIXED_MIB (1024), SMALL_FILES (100000), BIG_GIB (10), SKIP_BIG=1.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+MIXED_MIB=${MIXED_MIB:-1024}
+SMALL_FILES=${SMALL_FILES:-100000}
+BIG_GIB=${BIG_GIB:-10}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-mover.XXXXXX")
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if ! command -v rsync >/dev/null; then
+	apt-get update -qq && apt-get install -y -qq rsync >/dev/null
+fi
+(cd "$ROOT" && go build -o "$WORK/bt" ./pkg/mover/internal/benchtool)
+BT="$WORK/bt"
+"$BT" mover certs --out "$WORK/certs" >/dev/null
+C="$WORK/certs"
+RECV_TLS=(--ca "$C/ca.crt" --cert "$C/server.crt" --key "$C/server.key")
+SEND_TLS=(--ca "$C/ca.crt" --cert "$C/client.crt" --key "$C/client.key")
+PORT=18731
+
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", b-a}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
+mbps() { awk -v n="$1" -v t="$2" 'BEGIN{printf "%.0f", n/t/1048576}'; }
+fresh() { rm -rf "$1"; mkdir -p "$1"; sync; }
+bytes_of() { du -sb --apparent-size "$1" | cut -f1; }
+
+start_receiver() { # DST LOG
+	"$BT" mover receive --dir "$1" --listen "127.0.0.1:$PORT" "${RECV_TLS[@]}" --progress-interval 10s >"$2" 2>&1 &
+	RECV_PID=$!
+	PIDS+=("$RECV_PID")
+	sleep 0.2
+}
+
+mover_copy() { # SRC DST -> seconds
+	fresh "$2"
+	start_receiver "$2" "$WORK/recv.log"
+	local t0 t1
+	t0=$(now)
+	"$BT" mover send --dir "$1" --to "127.0.0.1:$PORT" "${SEND_TLS[@]}" --progress-interval 10s >"$WORK/send.log" 2>&1
+	t1=$(now)
+	wait "$RECV_PID"
+	secs "$t0" "$t1"
+}
+
+rsync_copy() { # SRC DST -> seconds
+	fresh "$2"
+	cat >"$WORK/rsyncd.conf" <<CONF
+use chroot = no
+[dst]
+path = $2
+read only = no
+uid = root
+gid = root
+CONF
+	rsync --daemon --no-detach --address=127.0.0.1 --port=$((PORT + 1)) --config="$WORK/rsyncd.conf" &
+	local d=$!
+	PIDS+=("$d")
+	sleep 0.3
+	local t0 t1
+	t0=$(now)
+	rsync -aHS --numeric-ids "$1/" "rsync://127.0.0.1:$((PORT + 1))/dst/"
+	t1=$(now)
+	kill "$d"
+	wait "$d" 2>/dev/null || true
+	secs "$t0" "$t1"
+}
+
+pipe_copy() { # SRC DST -> seconds
+	fresh "$2"
+	("$BT" pipe-recv "127.0.0.1:$((PORT + 2))" | tar -C "$2" -xf -) &
+	local r=$!
+	local t0 t1
+	t0=$(now)
+	tar -C "$1" -cf - . | "$BT" pipe-send "127.0.0.1:$((PORT + 2))"
+	wait "$r"
+	t1=$(now)
+	secs "$t0" "$t1"
+}
+
+wait_phase() { # STATUSFILE PHASE
+	for _ in $(seq 1 6000); do
+		grep -q "\"phase\": \"$2\"" "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "timeout waiting for $2" >&2
+	return 1
+}
+
+continuous_start() { # SRC DST
+	fresh "$2"
+	rm -f "$WORK/finish" "$WORK/status.json"
+	start_receiver "$2" "$WORK/recv.log"
+	"$BT" mover send --dir "$1" --to "127.0.0.1:$PORT" "${SEND_TLS[@]}" --continuous \
+		--rescan-interval 1h --finish-file "$WORK/finish" --status-file "$WORK/status.json" \
+		--progress-interval 200ms >"$WORK/send.log" 2>&1 &
+	SEND_PID=$!
+	PIDS+=("$SEND_PID")
+	wait_phase "$WORK/status.json" Syncing
+	sleep 1
+	sync
+}
+
+continuous_finish() { # sets TF: seconds from finish request to verified exit
+	local t0 t1
+	t0=$(now)
+	touch "$WORK/finish"
+	wait "$SEND_PID"
+	t1=$(now)
+	wait "$RECV_PID"
+	TF=$(secs "$t0" "$t1")
+}
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, kernel $(uname -r)"
+echo "disk: $(df -h --output=source,fstype,size "$WORK" | tail -1 | tr -s ' ') ($(lsblk -dno NAME,ROTA,TYPE 2>/dev/null | tr '\n' ';'))"
+echo
+
+# 1. Initial copy of a mixed tree.
+"$BT" gen-mixed "$WORK/mixed" "$MIXED_MIB"
+N=$(bytes_of "$WORK/mixed")
+echo "== initial copy, mixed tree, $((N >> 20)) MiB apparent, $(find "$WORK/mixed" | wc -l) entries"
+tm=$(mover_copy "$WORK/mixed" "$WORK/d")
+tr=$(rsync_copy "$WORK/mixed" "$WORK/d")
+tp=$(pipe_copy "$WORK/mixed" "$WORK/d")
+echo "mover ${tm}s ($(mbps "$N" "$tm") MiB/s) | rsync ${tr}s ($(mbps "$N" "$tr") MiB/s) | tar|tcp ${tp}s ($(mbps "$N" "$tp") MiB/s)"
+echo "RESULT mixed mover/rsync = $(ratio "$tr" "$tm")x (target >= 1)   mover/raw-pipe = $(ratio "$tp" "$tm")x (target >= 0.5)"
+rm -rf "$WORK/mixed" "$WORK/d"
+echo
+
+# 2. 100k small files: initial copy, then a final sync with nothing changed.
+"$BT" gen-small "$WORK/small" "$SMALL_FILES"
+echo "== $SMALL_FILES small files ($(($(bytes_of "$WORK/small") >> 20)) MiB)"
+tm=$(mover_copy "$WORK/small" "$WORK/d")
+tr=$(rsync_copy "$WORK/small" "$WORK/d")
+echo "mover ${tm}s | rsync ${tr}s"
+echo "RESULT small-files mover/rsync = $(ratio "$tr" "$tm")x (target >= 2)"
+continuous_start "$WORK/small" "$WORK/d"
+continuous_finish
+echo "RESULT final sync, nothing changed, $SMALL_FILES files: ${TF}s (target < 2 s; includes rescan, fsync, verification on both sides)"
+rm -rf "$WORK/small" "$WORK/d"
+echo
+
+# 3. Update copy: 10 MiB changed inside a 1 GiB and a BIG_GIB volume.
+sizes=(1)
+[ "${SKIP_BIG:-0}" = 1 ] || sizes+=("$BIG_GIB")
+for g in "${sizes[@]}"; do
+	"$BT" gen-volume "$WORK/vol" "$g"
+	continuous_start "$WORK/vol" "$WORK/d"
+	times=()
+	for i in 1 2 3; do
+		times+=("$("$BT" change "$WORK/vol" "$WORK/d" "seg00$i" 10)")
+		sleep 0.5
+	done
+	continuous_finish
+	echo "RESULT update copy, 10 MiB changed in a ${g} GiB volume: ${times[*]} s (target < 2 s, flat in volume size); final sync ${TF}s"
+	rm -rf "$WORK/vol" "$WORK/d"
+done
