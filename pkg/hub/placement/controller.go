@@ -8,7 +8,6 @@ package placement
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -135,13 +134,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.writeStatus(ctx, s); err != nil && stepErr == nil {
 		stepErr = err
 	}
-	if stepErr != nil {
-		return ctrl.Result{}, stepErr
-	}
-	if s.requeue {
-		return ctrl.Result{RequeueAfter: 5 * time.Second}, nil
-	}
-	return ctrl.Result{}, nil
+	return ctrl.Result{}, stepErr
 }
 
 // CompanionName is the Placement the scheduler fills with the desired clusters.

@@ -1,7 +1,6 @@
 package placement
 
 import (
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	clusterv1beta1 "open-cluster-management.io/api/cluster/v1beta1"
@@ -23,7 +22,6 @@ type state struct {
 
 	enrolled  metav1.Condition
 	converged *metav1.Condition
-	requeue   bool
 }
 
 func newState(p *migrationv1alpha1.MigrationPolicy) *state {
@@ -59,9 +57,4 @@ func (s *state) active() []migrationv1alpha1.Migration {
 		}
 	}
 	return out
-}
-
-func conditionChanged(conds []metav1.Condition, c metav1.Condition) bool {
-	old := meta.FindStatusCondition(conds, c.Type)
-	return old == nil || old.Status != c.Status || old.Reason != c.Reason || old.Message != c.Message
 }

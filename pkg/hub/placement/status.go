@@ -72,10 +72,5 @@ func (r *Reconciler) writeStatus(ctx context.Context, s *state) error {
 
 func setCondition(conds *[]metav1.Condition, c metav1.Condition, gen int64) {
 	c.ObservedGeneration = gen
-	if !conditionChanged(*conds, c) {
-		if old := meta.FindStatusCondition(*conds, c.Type); old != nil && old.ObservedGeneration == gen {
-			return
-		}
-	}
 	meta.SetStatusCondition(conds, c)
 }

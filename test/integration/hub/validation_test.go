@@ -28,8 +28,10 @@ var _ = Describe("API validation", func() {
 		Expect(p.Spec.Timeouts.InitialSync.Duration).To(Equal(24 * time.Hour))
 
 		By("placementRef is immutable")
+		before := p.DeepCopy()
 		p.Spec.PlacementRef.Name = "another"
-		err := k8s.Update(ctx, p)
+		// A patch, not an update: the controller adds its finalizer meanwhile.
+		err := k8s.Patch(ctx, p, client.MergeFrom(before))
 		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
 		Expect(err.Error()).To(ContainSubstring("placementRef is immutable"))
 	})
