@@ -4,15 +4,11 @@ package addon
 
 import (
 	"context"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -26,6 +22,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/stateful-migration/stateful-migration/pkg/addon/manager"
+	"github.com/stateful-migration/stateful-migration/test/integration/framework"
 )
 
 const testImage = "registry.example/stateful-migration:test"
@@ -49,22 +46,15 @@ func TestAddon(t *testing.T) {
 }
 
 var _ = BeforeSuite(func() {
-	apiDir := moduleDir("open-cluster-management.io/api")
-	testEnv = &envtest.Environment{
-		ErrorIfCRDPathMissing: true,
-		CRDDirectoryPaths: []string{
-			filepath.Join(apiDir, "cluster/v1/0000_00_clusters.open-cluster-management.io_managedclusters.crd.yaml"),
-			filepath.Join(apiDir, "work/v1/0000_00_work.open-cluster-management.io_manifestworks.crd.yaml"),
-			filepath.Join(apiDir, "addon/v1beta1/0000_00_addon.open-cluster-management.io_clustermanagementaddons.crd.yaml"),
-			filepath.Join(apiDir, "addon/v1beta1/0000_01_addon.open-cluster-management.io_managedclusteraddons.crd.yaml"),
-			filepath.Join(apiDir, "addon/v1beta1/0000_02_addon.open-cluster-management.io_addondeploymentconfigs.crd.yaml"),
-		},
-	}
+	crds, err := framework.ClusterCRDs()
+	Expect(err).NotTo(HaveOccurred())
+	addonCRDs, err := framework.AddonCRDs()
+	Expect(err).NotTo(HaveOccurred())
+	testEnv = &envtest.Environment{ErrorIfCRDPathMissing: true, CRDDirectoryPaths: append(crds, addonCRDs...)}
 	ctrl.SetLogger(klog.NewKlogr())
-	var err error
 	cfg, err = testEnv.Start()
 	Expect(err).NotTo(HaveOccurred())
-	storeAddonsAsV1beta1(cfg)
+	Expect(framework.StoreAddonsAsV1beta1(context.Background(), cfg)).To(Succeed())
 
 	kubeClient = kubernetes.NewForConfigOrDie(cfg)
 	addonClient = addonclient.NewForConfigOrDie(cfg)
@@ -100,31 +90,3 @@ var _ = AfterSuite(func() {
 		Expect(testEnv.Stop()).To(Succeed())
 	}
 })
-
-func moduleDir(module string) string {
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module).Output()
-	Expect(err).NotTo(HaveOccurred(), "locating module %s", module)
-	return strings.TrimSpace(string(out))
-}
-
-// storeAddonsAsV1beta1 does what OCM's conversion webhook makes possible on a
-// real hub: serve the v1beta1 addon API that addon-framework speaks.
-func storeAddonsAsV1beta1(cfg *rest.Config) {
-	client := apiextensionsclient.NewForConfigOrDie(cfg)
-	ctx := context.Background()
-	for _, name := range []string{
-		"managedclusteraddons.addon.open-cluster-management.io",
-		"clustermanagementaddons.addon.open-cluster-management.io",
-	} {
-		crd, err := client.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, name, metav1.GetOptions{})
-		Expect(err).NotTo(HaveOccurred())
-		for i, v := range crd.Spec.Versions {
-			crd.Spec.Versions[i].Storage = v.Name == "v1beta1"
-		}
-		crd, err = client.ApiextensionsV1().CustomResourceDefinitions().Update(ctx, crd, metav1.UpdateOptions{})
-		Expect(err).NotTo(HaveOccurred())
-		crd.Status.StoredVersions = []string{"v1beta1"}
-		_, err = client.ApiextensionsV1().CustomResourceDefinitions().UpdateStatus(ctx, crd, metav1.UpdateOptions{})
-		Expect(err).NotTo(HaveOccurred())
-	}
-}

@@ -7,9 +7,6 @@ package agent
 
 import (
 	"context"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,7 +16,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -43,6 +39,7 @@ import (
 	"github.com/stateful-migration/stateful-migration/pkg/addon/manager"
 	"github.com/stateful-migration/stateful-migration/pkg/agent/replication"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/test/integration/framework"
 )
 
 const (
@@ -71,20 +68,14 @@ func TestAgent(t *testing.T) {
 }
 
 var _ = BeforeSuite(func() {
-	apiDir := moduleDir("open-cluster-management.io/api")
-	testEnv = &envtest.Environment{
-		ErrorIfCRDPathMissing: true,
-		CRDDirectoryPaths: []string{
-			filepath.Join(apiDir, "addon/v1beta1/0000_01_addon.open-cluster-management.io_managedclusteraddons.crd.yaml"),
-			// The spoke CRDs exactly as the agent templates ship them.
-			filepath.Join("..", "..", "..", "addon", "manifests", "templates", "crds"),
-		},
-	}
+	crds, err := framework.AddonCRDs()
+	Expect(err).NotTo(HaveOccurred())
+	// The spoke CRDs exactly as the agent templates ship them.
+	testEnv = &envtest.Environment{ErrorIfCRDPathMissing: true, CRDDirectoryPaths: append(crds, framework.SpokeCRDs())}
 	ctrl.SetLogger(klog.NewKlogr())
-	var err error
 	cfg, err = testEnv.Start()
 	Expect(err).NotTo(HaveOccurred())
-	storeAddonsAsV1beta1(cfg)
+	Expect(framework.StoreAddonsAsV1beta1(context.Background(), cfg)).To(Succeed())
 
 	kubeClient = kubernetes.NewForConfigOrDie(cfg)
 	addonClient = addonclient.NewForConfigOrDie(cfg)
@@ -218,30 +209,6 @@ func tlsSecret(ctx context.Context, ns, name string) {
 		Type:       corev1.SecretTypeTLS,
 		Data:       map[string][]byte{"ca.crt": []byte("ca"), "tls.crt": []byte("crt"), "tls.key": []byte("key")},
 	}, metav1.CreateOptions{})
-	Expect(err).NotTo(HaveOccurred())
-}
-
-func moduleDir(module string) string {
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module).Output()
-	Expect(err).NotTo(HaveOccurred(), "locating module %s", module)
-	return strings.TrimSpace(string(out))
-}
-
-// storeAddonsAsV1beta1: see test/integration/addon (OCM's conversion webhook
-// serves v1beta1 on a real hub).
-func storeAddonsAsV1beta1(cfg *rest.Config) {
-	c := apiextensionsclient.NewForConfigOrDie(cfg)
-	ctx := context.Background()
-	name := "managedclusteraddons.addon.open-cluster-management.io"
-	crd, err := c.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, name, metav1.GetOptions{})
-	Expect(err).NotTo(HaveOccurred())
-	for i, v := range crd.Spec.Versions {
-		crd.Spec.Versions[i].Storage = v.Name == "v1beta1"
-	}
-	crd, err = c.ApiextensionsV1().CustomResourceDefinitions().Update(ctx, crd, metav1.UpdateOptions{})
-	Expect(err).NotTo(HaveOccurred())
-	crd.Status.StoredVersions = []string{"v1beta1"}
-	_, err = c.ApiextensionsV1().CustomResourceDefinitions().UpdateStatus(ctx, crd, metav1.UpdateOptions{})
 	Expect(err).NotTo(HaveOccurred())
 }
 
