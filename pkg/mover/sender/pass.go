@@ -156,6 +156,8 @@ func (s *Sender) barrier(k *conn, final bool) error {
 	if ack.Err != "" {
 		return errReceiver(ack.Err)
 	}
+	n := s.wireBase + k.sent()
+	s.t.Update(func(p *progress.Progress) { p.BytesSent = n })
 	return nil
 }
 

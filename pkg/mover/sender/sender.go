@@ -65,6 +65,7 @@ type Sender struct {
 	srcIno  map[string]uint64      // source inode of each sent path, for renames
 	initial bool                   // initial copy finished
 	resumed bool                   // a later session must catch up with a full pass
+	wireBase int64 // stream bytes of earlier connections
 	// lastScan is the last full scan, reused by verification.
 	lastScan []tree.Entry
 	w        *watcher
@@ -144,6 +145,7 @@ func (s *Sender) run(ctx context.Context) (*Result, error) {
 			var res *Result
 			res, err = s.session(ctx, k)
 			k.fail(errors.New("session over"))
+			s.wireBase += k.sent()
 			if err == nil {
 				return res, nil
 			}
