@@ -56,16 +56,16 @@ var ErrMismatch = errors.New("verification failed: source and destination differ
 
 // Sender holds what survives reconnects.
 type Sender struct {
-	o       Options
-	t       *progress.Tracker
-	cache   *tree.SumCache
-	owners  bool
-	sent    map[string]*tree.Entry // what the receiver holds, as far as we know
-	blocks  map[string][]tree.Hash // block sums of what the receiver holds
-	srcIno  map[string]uint64      // source inode of each sent path, for renames
-	initial bool                   // initial copy finished
-	resumed bool                   // a later session must catch up with a full pass
-	wireBase int64 // stream bytes of earlier connections
+	o        Options
+	t        *progress.Tracker
+	cache    *tree.SumCache
+	owners   bool
+	sent     map[string]*tree.Entry // what the receiver holds, as far as we know
+	blocks   map[string][]tree.Hash // block sums of what the receiver holds
+	srcIno   map[string]uint64      // source inode of each sent path, for renames
+	initial  bool                   // initial copy finished
+	resumed  bool                   // a later session must catch up with a full pass
+	wireBase int64                  // stream bytes of earlier connections
 	// lastScan is the last full scan, reused by verification.
 	lastScan []tree.Entry
 	w        *watcher
