@@ -4,6 +4,9 @@ package addon
 
 import (
 	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,7 +16,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
-	addonv1beta1 "open-cluster-management.io/api/addon/v1beta1"
 	addonclient "open-cluster-management.io/api/client/addon/clientset/versioned"
 	clusterclient "open-cluster-management.io/api/client/cluster/clientset/versioned"
 	workclient "open-cluster-management.io/api/client/work/clientset/versioned"
@@ -62,25 +64,39 @@ var _ = BeforeSuite(func() {
 	clusterClient = clusterclient.NewForConfigOrDie(cfg)
 
 	suiteCtx, stopSuite = context.WithCancel(context.Background())
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+
+	By("installing the hub side exactly as `make deploy` does")
+	installHub()
+
+	By("running the addon manager as its own ServiceAccount, with only the shipped RBAC")
+	managerCfg := impersonate(rest.ImpersonationConfig{
+		UserName: "system:serviceaccount:open-cluster-management-addon:stateful-migration-manager",
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:open-cluster-management-addon", "system:authenticated"},
+	})
+	mgr, err := ctrl.NewManager(managerCfg, ctrl.Options{
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 	})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(manager.AddAddonManager(mgr, cfg, testImage)).To(Succeed())
+	Expect(manager.AddAddonManager(mgr, managerCfg, testImage)).To(Succeed())
 	go func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(suiteCtx)).To(Succeed())
 	}()
-
-	_, err = addonClient.AddonV1beta1().ClusterManagementAddOns().Create(suiteCtx, &addonv1beta1.ClusterManagementAddOn{
-		ObjectMeta: metav1.ObjectMeta{Name: manager.AddonName},
-		Spec: addonv1beta1.ClusterManagementAddOnSpec{
-			InstallStrategy: addonv1beta1.InstallStrategy{Type: addonv1beta1.AddonInstallStrategyManual},
-		},
-	}, metav1.CreateOptions{})
-	Expect(err).NotTo(HaveOccurred())
 })
+
+// installHub applies manifests/ with the kubectl built next to the envtest
+// binaries: CRDs, RBAC, the manager Deployment (never scheduled here) and the
+// ClusterManagementAddOn.
+func installHub() {
+	kubeconfig := filepath.Join(GinkgoT().TempDir(), "admin.kubeconfig")
+	writeKubeconfig(kubeconfig, rest.ImpersonationConfig{})
+	kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
+	out, err := exec.Command(kubectl, "--kubeconfig", kubeconfig, "apply", "-k", filepath.Join(framework.RepoRoot(), "manifests")).CombinedOutput()
+	Expect(err).NotTo(HaveOccurred(), "kubectl apply -k manifests/: %s", out)
+	_, err = addonClient.AddonV1beta1().ClusterManagementAddOns().Get(suiteCtx, manager.AddonName, metav1.GetOptions{})
+	Expect(err).NotTo(HaveOccurred())
+}
 
 var _ = AfterSuite(func() {
 	if stopSuite != nil {
