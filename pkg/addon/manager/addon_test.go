@@ -161,8 +161,8 @@ func TestManifestsFromAddOnDeploymentConfig(t *testing.T) {
 		Spec: addonv1beta1.AddOnDeploymentConfigSpec{
 			AgentInstallNamespace: "migration-agent",
 			NodePlacement: &addonv1beta1.NodePlacement{
-				// Values that would break naive YAML templating.
-				NodeSelector: map[string]string{"example.com/role": `storage: "fast"`},
+				// Legal values that naive YAML templating would turn into a bool and a number.
+				NodeSelector: map[string]string{"example.com/ssd": "true", "example.com/rack": "0123"},
 				Tolerations: []corev1.Toleration{{
 					Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "io",
 					Effect: corev1.TaintEffectNoExecute, TolerationSeconds: &seconds,
@@ -196,8 +196,8 @@ func TestManifestsFromAddOnDeploymentConfig(t *testing.T) {
 	if s := r.clusterRoleBinding.Subjects[0]; s.Namespace != "migration-agent" {
 		t.Errorf("ClusterRoleBinding subject namespace = %q, want migration-agent", s.Namespace)
 	}
-	if got := spec.NodeSelector["example.com/role"]; got != `storage: "fast"` {
-		t.Errorf("node selector value = %q", got)
+	if spec.NodeSelector["example.com/ssd"] != "true" || spec.NodeSelector["example.com/rack"] != "0123" {
+		t.Errorf("node selector = %v", spec.NodeSelector)
 	}
 	if len(spec.Tolerations) != 1 || spec.Tolerations[0].Key != "dedicated" || *spec.Tolerations[0].TolerationSeconds != 30 {
 		t.Errorf("tolerations = %+v", spec.Tolerations)
@@ -264,6 +264,25 @@ func TestAgentClusterRoleWritesNothingNamespaced(t *testing.T) {
 			if verb == "*" || verb == "list" || verb == "watch" || verb == "delete" && rule.Resources[0] == "persistentvolumeclaims" {
 				t.Errorf("replicator ClusterRole grants %s on %v", verb, rule.Resources)
 			}
+		}
+	}
+}
+
+func TestManifestsInvalidDeploymentConfig(t *testing.T) {
+	adc := &addonv1beta1.AddOnDeploymentConfig{
+		ObjectMeta: metav1.ObjectMeta{Name: "broken", Namespace: "cluster1"},
+		Spec: addonv1beta1.AddOnDeploymentConfigSpec{NodePlacement: &addonv1beta1.NodePlacement{
+			NodeSelector: map[string]string{"bad key!": "ok"},
+			Tolerations:  []corev1.Toleration{{Key: "k", Operator: "Maybe", Effect: "Sometimes"}},
+		}},
+	}
+	_, err := render(t, withConfig(t, newAddon(), adc), adc)
+	if err == nil {
+		t.Fatal("an invalid config must not render")
+	}
+	for _, want := range []string{"AddOnDeploymentConfig cluster1/broken", `key "bad key!"`, `operator "Maybe"`, `effect "Sometimes"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
 		}
 	}
 }

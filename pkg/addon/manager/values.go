@@ -2,9 +2,11 @@ package manager
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"open-cluster-management.io/addon-framework/pkg/addonfactory"
 	addonv1beta1 "open-cluster-management.io/api/addon/v1beta1"
 	clusterv1 "open-cluster-management.io/api/cluster/v1"
@@ -20,6 +22,9 @@ func defaultValues(agentImage string) addonfactory.GetValuesFunc {
 // Structured fields are rendered as JSON (valid YAML flow style) so that no
 // user-supplied string can break or inject into the rendered manifest.
 func deploymentConfigValues(config addonv1beta1.AddOnDeploymentConfig) (addonfactory.Values, error) {
+	if err := validateNodePlacement(config.Spec.NodePlacement); err != nil {
+		return nil, err
+	}
 	values := addonfactory.Values{}
 	if p := config.Spec.NodePlacement; p != nil {
 		if len(p.NodeSelector) > 0 {
@@ -59,5 +64,46 @@ func setJSON(values addonfactory.Values, key string, v any) error {
 		return fmt.Errorf("encoding %s from AddOnDeploymentConfig: %w", key, err)
 	}
 	values[key] = string(raw)
+	return nil
+}
+
+// validateNodePlacement rejects what the spoke API server would reject, so the
+// mistake is reported on the hub, naming the config, instead of as a failed
+// Deployment on the managed cluster.
+func validateNodePlacement(p *addonv1beta1.NodePlacement) error {
+	if p == nil {
+		return nil
+	}
+	var errs []error
+	for k, v := range p.NodeSelector {
+		for _, msg := range validation.IsQualifiedName(k) {
+			errs = append(errs, fmt.Errorf("nodePlacement.nodeSelector key %q: %s", k, msg))
+		}
+		for _, msg := range validation.IsValidLabelValue(v) {
+			errs = append(errs, fmt.Errorf("nodePlacement.nodeSelector[%q] value %q: %s", k, v, msg))
+		}
+	}
+	for i, t := range p.Tolerations {
+		switch t.Operator {
+		case corev1.TolerationOpExists:
+			if t.Value != "" {
+				errs = append(errs, fmt.Errorf("nodePlacement.tolerations[%d]: operator Exists takes no value", i))
+			}
+		case corev1.TolerationOpEqual, "":
+		default:
+			errs = append(errs, fmt.Errorf("nodePlacement.tolerations[%d]: operator %q is not Exists or Equal", i, t.Operator))
+		}
+		switch t.Effect {
+		case "", corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute:
+		default:
+			errs = append(errs, fmt.Errorf("nodePlacement.tolerations[%d]: unknown effect %q", i, t.Effect))
+		}
+		if t.TolerationSeconds != nil && t.Effect != corev1.TaintEffectNoExecute {
+			errs = append(errs, fmt.Errorf("nodePlacement.tolerations[%d]: tolerationSeconds needs effect NoExecute", i))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid: %w", errors.Join(errs...))
+	}
 	return nil
 }
