@@ -61,8 +61,8 @@ test-e2e: ## End-to-end suite on kind (not yet available).
 	@echo "test-e2e: the kind end-to-end suite has not landed yet (see the e2e issue)." >&2; exit 1
 
 .PHONY: bench-mover
-bench-mover: build ## Mover throughput against rsync and a raw pipe, on the same data.
-	hack/bench-mover.sh $(BIN_DIR)/stateful-migration
+bench-mover: ## Mover throughput against rsync and a raw pipe, on the same data (docs/mover.md).
+	hack/bench-mover.sh
 
 ##@ Deploy
 .PHONY: deploy
