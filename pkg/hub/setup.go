@@ -8,9 +8,13 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	addonv1beta1 "open-cluster-management.io/api/addon/v1beta1"
 	clusterv1beta1 "open-cluster-management.io/api/cluster/v1beta1"
+	workv1 "open-cluster-management.io/api/work/v1"
+	workv1alpha1 "open-cluster-management.io/api/work/v1alpha1"
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/migration"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/placement"
 )
 
@@ -20,6 +24,9 @@ func AddToScheme(s *runtime.Scheme) error {
 		clientgoscheme.AddToScheme,
 		clusterv1beta1.AddToScheme,
 		migrationv1alpha1.AddToScheme,
+		addonv1beta1.Install,
+		workv1.Install,
+		workv1alpha1.Install,
 	} {
 		if err := add(s); err != nil {
 			return err
@@ -35,9 +42,19 @@ func NewScheme() *runtime.Scheme {
 	return s
 }
 
-// SetupWithManager adds the hub controllers to mgr. Its scheme must hold
-// the types of AddToScheme.
+// SetupWithManager adds the hub controllers to mgr: placement enrolment and
+// migration sequencing. Its scheme must hold the types of AddToScheme.
 func SetupWithManager(mgr ctrl.Manager) error {
+	if err := SetupPlacement(mgr); err != nil {
+		return err
+	}
+	return (&migration.Reconciler{}).SetupWithManager(mgr)
+}
+
+// SetupPlacement adds only the placement controller (tests that play the
+// sequencing controller themselves, on an API server without OCM's work and
+// addon APIs).
+func SetupPlacement(mgr ctrl.Manager) error {
 	if err := AddToScheme(mgr.GetScheme()); err != nil {
 		return err
 	}

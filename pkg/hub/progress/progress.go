@@ -1,0 +1,99 @@
+// Package progress decodes what the agents report about one migration on
+// their ManagedClusterAddOn (docs/protocol.md, "Uplink"): one condition per
+// migration and role, reason = phase, message = pkg/agent/report.Message.
+package progress
+
+import (
+	"encoding/json"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
+	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+)
+
+// Report is one side's decoded condition.
+type Report struct {
+	// Phase is the condition's reason (a SourcePhase or DestinationPhase).
+	Phase string
+	// Healthy is the condition's status.
+	Healthy bool
+	report.Message
+	// At is the condition's last transition time.
+	At time.Time
+	// DecodeError is set when the message is not the agreed JSON.
+	DecodeError error
+}
+
+// Failed tells whether the side reports a failure.
+func (r *Report) Failed() bool {
+	return r != nil && (!r.Healthy || r.Phase == string(replv1.SourceFailed))
+}
+
+// Error is the reported error, or a generic one.
+func (r *Report) Error() string {
+	switch {
+	case r == nil:
+		return ""
+	case r.Message.Error != "":
+		return r.Message.Error
+	case r.DecodeError != nil:
+		return "undecodable report: " + r.DecodeError.Error()
+	}
+	return "phase " + r.Phase
+}
+
+// Find decodes the condition of migrationID and role ("source" or
+// "destination") among conds; nil when the agent reported nothing (yet).
+func Find(conds []metav1.Condition, migrationID, role string) *Report {
+	c := meta.FindStatusCondition(conds, replv1.ConditionType(migrationID, role))
+	if c == nil {
+		return nil
+	}
+	r := &Report{Phase: c.Reason, Healthy: c.Status == metav1.ConditionTrue, At: c.LastTransitionTime.Time}
+	if c.Message != "" {
+		r.DecodeError = json.Unmarshal([]byte(c.Message), &r.Message)
+	}
+	return r
+}
+
+// MigrationIDs returns the migration IDs with a condition in conds.
+func MigrationIDs(conds []metav1.Condition) []string {
+	var out []string
+	for _, c := range conds {
+		rest, ok := strings.CutPrefix(c.Type, replv1.ConditionTypePrefix)
+		if !ok {
+			continue
+		}
+		for _, suffix := range []string{"-" + report.RoleSource, "-" + report.RoleDestination} {
+			if id, ok := strings.CutSuffix(rest, suffix); ok && id != "" {
+				out = append(out, id)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// SourceAtLeast tells whether the source reached phase p (in the source's order).
+func SourceAtLeast(r *Report, p replv1.SourcePhase) bool {
+	return r != nil && r.Healthy && sourceOrder[replv1.SourcePhase(r.Phase)] >= sourceOrder[p]
+}
+
+// DestinationAtLeast tells whether the destination reached phase p.
+func DestinationAtLeast(r *Report, p replv1.DestinationPhase) bool {
+	return r != nil && r.Healthy && destinationOrder[replv1.DestinationPhase(r.Phase)] >= destinationOrder[p]
+}
+
+var sourceOrder = map[replv1.SourcePhase]int{
+	replv1.SourcePending: 1, replv1.SourceInitialSync: 2,
+	replv1.SourceSyncing: 3, replv1.SourceFinalSync: 4, replv1.SourceVerified: 5,
+}
+
+var destinationOrder = map[replv1.DestinationPhase]int{
+	replv1.DestinationPreparing: 1, replv1.DestinationReady: 2,
+	replv1.DestinationReceiving: 3, replv1.DestinationVerified: 4,
+}

@@ -1,0 +1,394 @@
+// Package work builds the two ManifestWorks of one migration
+// (docs/protocol.md, "Downlink") and reads back what the work agent reports
+// in them: the source PVCs' size, class, access mode and volume mode (status
+// feedback of read-only manifests) and whether a work was applied.
+package work
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	workv1 "open-cluster-management.io/api/work/v1"
+
+	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
+	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/credentials"
+)
+
+// Labels on the hub ManifestWorks.
+const (
+	// MigrationIDLabel carries the migration ID, which maps a work back to its Migration.
+	MigrationIDLabel = "migration.open-cluster-management.io/migration-id"
+	// RoleLabel is "source" or "destination".
+	RoleLabel = "migration.open-cluster-management.io/role"
+)
+
+// Roles, as in the agents' condition types.
+const (
+	RoleSource      = "source"
+	RoleDestination = "destination"
+)
+
+// MigrationID is the ID both agents know a migration by: the first 8
+// characters of the Migration's UID (a DNS label, stable across restarts).
+func MigrationID(m *migrationv1alpha1.Migration) string {
+	uid := string(m.UID)
+	return uid[:min(8, len(uid))]
+}
+
+// DestinationName and SourceName are the ManifestWork names, in the cluster namespaces.
+func DestinationName(id string) string { return "smig-" + id + "-dst" }
+
+// SourceName is the source ManifestWork's name.
+func SourceName(id string) string { return "smig-" + id + "-src" }
+
+// TLSSecretName is the spoke Secret with the pair each side gets.
+func TLSSecretName(id string) string { return "smig-" + id + "-tls" }
+
+// RoleBindingName is the per-namespace RoleBinding granting the agent the replicator role.
+func RoleBindingName(id string) string { return "smig-" + id + "-replicator" }
+
+// ReplicationName is the name of the ReplicationSource/Destination in each app namespace.
+func ReplicationName(id string) string { return "smig-" + id }
+
+// Volume is one PVC that travels, as resolved on the source cluster.
+type Volume struct {
+	Namespace        string
+	PVCName          string
+	Capacity         resource.Quantity
+	AccessModes      []corev1.PersistentVolumeAccessMode
+	VolumeMode       *corev1.PersistentVolumeMode
+	StorageClassName *string
+}
+
+// Key is "<namespace>/<pvc>", the key of the destination's endpoints map.
+func (v Volume) Key() string { return v.Namespace + "/" + v.PVCName }
+
+// VolumeRef names one PVC.
+type VolumeRef struct{ Namespace, PVCName string }
+
+// Key is "<namespace>/<pvc>".
+func (v VolumeRef) Key() string { return v.Namespace + "/" + v.PVCName }
+
+// Common is what both works need.
+type Common struct {
+	Migration   *migrationv1alpha1.Migration
+	ID          string
+	Cluster     string
+	AgentNS     string
+	Credentials credentials.Pair
+}
+
+// DestinationSpec describes the destination work.
+type DestinationSpec struct {
+	Common
+	Volumes      []Volume
+	EndpointType replv1.EndpointType
+}
+
+// SourceSpec describes the source work. Without Endpoints it only carries
+// the credentials, the RoleBindings and the read-only PVC probes; with them,
+// the ReplicationSources too.
+type SourceSpec struct {
+	Common
+	Volumes       []VolumeRef
+	Endpoints     map[string]string
+	FinalSync     bool
+	ReleaseSource bool
+}
+
+// Destination builds the destination ManifestWork. Namespaces are orphaned
+// on deletion: they may hold the app afterwards, and we never delete them.
+func Destination(s DestinationSpec) (*workv1.ManifestWork, error) {
+	w := newWork(s.Common, DestinationName(s.ID), RoleDestination)
+	byNS := map[string][]replv1.DestinationVolume{}
+	var namespaces []string
+	for _, v := range s.Volumes {
+		if _, ok := byNS[v.Namespace]; !ok {
+			namespaces = append(namespaces, v.Namespace)
+		}
+		byNS[v.Namespace] = append(byNS[v.Namespace], replv1.DestinationVolume{
+			PVCName: v.PVCName, Capacity: v.Capacity, AccessModes: v.AccessModes,
+			VolumeMode: v.VolumeMode, StorageClassName: v.StorageClassName,
+		})
+	}
+	slices.Sort(namespaces)
+	var objs []runtime.Object
+	orphan := &workv1.SelectivelyOrphan{}
+	for _, ns := range namespaces {
+		objs = append(objs, &corev1.Namespace{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
+			ObjectMeta: metav1.ObjectMeta{Name: ns},
+		})
+		orphan.OrphaningRules = append(orphan.OrphaningRules, workv1.OrphaningRule{Resource: "namespaces", Name: ns})
+		objs = append(objs, tlsSecret(s.ID, ns, s.Credentials), roleBinding(s.ID, ns, s.AgentNS),
+			&replv1.ReplicationDestination{
+				TypeMeta:   metav1.TypeMeta{APIVersion: replv1.GroupVersion.String(), Kind: "ReplicationDestination"},
+				ObjectMeta: metav1.ObjectMeta{Name: ReplicationName(s.ID), Namespace: ns},
+				Spec: replv1.ReplicationDestinationSpec{
+					MigrationID:   s.ID,
+					Volumes:       byNS[ns],
+					EndpointType:  s.EndpointType,
+					TLSSecretName: TLSSecretName(s.ID),
+				},
+			})
+	}
+	w.Spec.DeleteOption = &workv1.DeleteOption{
+		PropagationPolicy: workv1.DeletePropagationPolicyTypeSelectivelyOrphan,
+		SelectivelyOrphan: orphan,
+	}
+	return w, setManifests(w, objs)
+}
+
+// Source builds the source ManifestWork.
+func Source(s SourceSpec) (*workv1.ManifestWork, error) {
+	w := newWork(s.Common, SourceName(s.ID), RoleSource)
+	byNS := map[string][]replv1.SourceVolume{}
+	var namespaces []string
+	for _, v := range s.Volumes {
+		if _, ok := byNS[v.Namespace]; !ok {
+			namespaces = append(namespaces, v.Namespace)
+		}
+		byNS[v.Namespace] = append(byNS[v.Namespace], replv1.SourceVolume{PVCName: v.PVCName, Destination: s.Endpoints[v.Key()]})
+	}
+	slices.Sort(namespaces)
+	var objs []runtime.Object
+	for _, ns := range namespaces {
+		objs = append(objs, tlsSecret(s.ID, ns, s.Credentials), roleBinding(s.ID, ns, s.AgentNS))
+		if s.Endpoints != nil {
+			vols := byNS[ns]
+			dest := ""
+			if len(vols) == 1 {
+				dest = vols[0].Destination
+			}
+			objs = append(objs, &replv1.ReplicationSource{
+				TypeMeta:   metav1.TypeMeta{APIVersion: replv1.GroupVersion.String(), Kind: "ReplicationSource"},
+				ObjectMeta: metav1.ObjectMeta{Name: ReplicationName(s.ID), Namespace: ns},
+				Spec: replv1.ReplicationSourceSpec{
+					MigrationID:   s.ID,
+					Volumes:       vols,
+					Destination:   dest,
+					TLSSecretName: TLSSecretName(s.ID),
+					ServerName:    replv1.DefaultServerName,
+					FinalSync:     s.FinalSync,
+					ReleaseSource: s.ReleaseSource,
+				},
+			})
+		}
+	}
+	// Read-only probes of the app's PVCs: the work agent neither changes
+	// nor deletes them, and feeds back what the destination needs to know.
+	for _, v := range s.Volumes {
+		objs = append(objs, &corev1.PersistentVolumeClaim{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
+			ObjectMeta: metav1.ObjectMeta{Name: v.PVCName, Namespace: v.Namespace},
+		})
+		w.Spec.ManifestConfigs = append(w.Spec.ManifestConfigs, workv1.ManifestConfigOption{
+			ResourceIdentifier: workv1.ResourceIdentifier{Resource: "persistentvolumeclaims", Name: v.PVCName, Namespace: v.Namespace},
+			UpdateStrategy:     &workv1.UpdateStrategy{Type: workv1.UpdateStrategyTypeReadOnly},
+			FeedbackRules: []workv1.FeedbackRule{{Type: workv1.JSONPathsType, JsonPaths: []workv1.JsonPath{
+				{Name: FeedbackRequest, Path: ".spec.resources.requests.storage"},
+				{Name: FeedbackCapacity, Path: ".status.capacity.storage"},
+				{Name: FeedbackStorageClass, Path: ".spec.storageClassName"},
+				{Name: FeedbackVolumeMode, Path: ".spec.volumeMode"},
+				{Name: FeedbackAccessMode, Path: ".spec.accessModes[0]"},
+				{Name: FeedbackPhase, Path: ".status.phase"},
+			}}},
+		})
+	}
+	return w, setManifests(w, objs)
+}
+
+// Feedback names of the PVC probes.
+const (
+	FeedbackRequest      = "request"
+	FeedbackCapacity     = "capacity"
+	FeedbackStorageClass = "storageClassName"
+	FeedbackVolumeMode   = "volumeMode"
+	FeedbackAccessMode   = "accessMode"
+	FeedbackPhase        = "phase"
+)
+
+// ProbedVolumes reads the PVC probes' feedback in the source work. A volume
+// whose size is not reported yet is in pending. Capacity is the larger of
+// the request and the bound capacity, so the data always fits.
+func ProbedVolumes(w *workv1.ManifestWork, refs []VolumeRef, classMap map[string]string) (vols []Volume, pending []string, err error) {
+	for _, ref := range refs {
+		values := map[string]string{}
+		for _, mc := range w.Status.ResourceStatus.Manifests {
+			rm := mc.ResourceMeta
+			if rm.Kind != "PersistentVolumeClaim" || rm.Group != "" || rm.Namespace != ref.Namespace || rm.Name != ref.PVCName {
+				continue
+			}
+			for _, fv := range mc.StatusFeedbacks.Values {
+				if fv.Value.String != nil {
+					values[fv.Name] = *fv.Value.String
+				}
+			}
+		}
+		size := values[FeedbackRequest]
+		if size == "" {
+			pending = append(pending, ref.Key())
+			continue
+		}
+		q, perr := resource.ParseQuantity(size)
+		if perr != nil {
+			return nil, nil, fmt.Errorf("PVC %s reports size %q: %w", ref.Key(), size, perr)
+		}
+		if c, cerr := resource.ParseQuantity(values[FeedbackCapacity]); cerr == nil && c.Cmp(q) > 0 {
+			q = c
+		}
+		v := Volume{Namespace: ref.Namespace, PVCName: ref.PVCName, Capacity: q,
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}}
+		if am := values[FeedbackAccessMode]; am != "" {
+			v.AccessModes = []corev1.PersistentVolumeAccessMode{corev1.PersistentVolumeAccessMode(am)}
+		}
+		if vm := values[FeedbackVolumeMode]; vm != "" {
+			mode := corev1.PersistentVolumeMode(vm)
+			v.VolumeMode = &mode
+		}
+		if sc := values[FeedbackStorageClass]; sc != "" {
+			if mapped, ok := classMap[sc]; ok {
+				sc = mapped
+			}
+			v.StorageClassName = &sc
+		}
+		vols = append(vols, v)
+	}
+	return vols, pending, nil
+}
+
+// Applied tells whether the work agent applied the current generation of w.
+func Applied(w *workv1.ManifestWork) bool {
+	c := meta.FindStatusCondition(w.Status.Conditions, workv1.WorkApplied)
+	return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration >= w.Generation
+}
+
+// Available tells whether w is Available for its current generation.
+func Available(w *workv1.ManifestWork) bool {
+	c := meta.FindStatusCondition(w.Status.Conditions, workv1.WorkAvailable)
+	return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration >= w.Generation
+}
+
+func newWork(c Common, name, role string) *workv1.ManifestWork {
+	return &workv1.ManifestWork{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      name,
+			Namespace: c.Cluster,
+			Labels: map[string]string{
+				MigrationIDLabel:                 c.ID,
+				RoleLabel:                        role,
+				migrationv1alpha1.ManagedByLabel: migrationv1alpha1.ManagedByValue,
+			},
+			Annotations: map[string]string{
+				migrationv1alpha1.PolicyAnnotation: c.Migration.Namespace + "/" + c.Migration.Spec.PolicyName,
+				"migration.open-cluster-management.io/migration": c.Migration.Namespace + "/" + c.Migration.Name,
+			},
+		},
+	}
+}
+
+func tlsSecret(id, ns string, p credentials.Pair) *corev1.Secret {
+	return &corev1.Secret{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: metav1.ObjectMeta{Name: TLSSecretName(id), Namespace: ns, Labels: map[string]string{replv1.MigrationIDLabel: id}},
+		Type:       corev1.SecretTypeTLS,
+		Data: map[string][]byte{
+			replv1.TLSCAKey:   p.CA,
+			replv1.TLSCertKey: p.Cert,
+			replv1.TLSKeyKey:  p.Key,
+		},
+	}
+}
+
+func roleBinding(id, ns, agentNS string) *rbacv1.RoleBinding {
+	return &rbacv1.RoleBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "RoleBinding"},
+		ObjectMeta: metav1.ObjectMeta{Name: RoleBindingName(id), Namespace: ns, Labels: map[string]string{replv1.MigrationIDLabel: id}},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: replv1.ReplicatorClusterRole},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: replv1.AgentServiceAccount, Namespace: agentNS}},
+	}
+}
+
+func setManifests(w *workv1.ManifestWork, objs []runtime.Object) error {
+	for _, o := range objs {
+		raw, err := json.Marshal(o)
+		if err != nil {
+			return err
+		}
+		w.Spec.Workload.Manifests = append(w.Spec.Workload.Manifests, workv1.Manifest{RawExtension: runtime.RawExtension{Raw: raw}})
+	}
+	return nil
+}
+
+// SourceEndpoints reads back the per-volume destinations written in a source
+// work's ReplicationSources: once written they are what the source uses, even
+// after the destination stopped reporting them (receivers gone after the
+// final sync).
+func SourceEndpoints(w *workv1.ManifestWork) map[string]string {
+	if w == nil {
+		return nil
+	}
+	var out map[string]string
+	for _, mf := range w.Spec.Workload.Manifests {
+		var rs replv1.ReplicationSource
+		if json.Unmarshal(mf.Raw, &rs) != nil || rs.Kind != "ReplicationSource" {
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		for _, v := range rs.Spec.Volumes {
+			d := v.Destination
+			if d == "" {
+				d = rs.Spec.Destination
+			}
+			out[rs.Namespace+"/"+v.PVCName] = d
+		}
+	}
+	return out
+}
+
+// SpecHashAnnotation records the hash of the spec the hub last wrote, so an
+// unchanged spec is never rewritten (the API server normalises manifests).
+const SpecHashAnnotation = "migration.open-cluster-management.io/spec-hash"
+
+// SetSpecHash stamps w with the hash of its spec.
+func SetSpecHash(w *workv1.ManifestWork) error {
+	raw, err := json.Marshal(w.Spec)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(raw)
+	if w.Annotations == nil {
+		w.Annotations = map[string]string{}
+	}
+	w.Annotations[SpecHashAnnotation] = hex.EncodeToString(sum[:16])
+	return nil
+}
+
+// SourceReleases tells whether every ReplicationSource in w has releaseSource set.
+func SourceReleases(w *workv1.ManifestWork) bool {
+	n := 0
+	for _, mf := range w.Spec.Workload.Manifests {
+		var rs replv1.ReplicationSource
+		if json.Unmarshal(mf.Raw, &rs) != nil || rs.Kind != "ReplicationSource" {
+			continue
+		}
+		if !rs.Spec.ReleaseSource {
+			return false
+		}
+		n++
+	}
+	return n > 0
+}
