@@ -139,7 +139,10 @@ func (o *Options) AddToManager(mgr manager.Manager, spokeCfg, hubCfg *rest.Confi
 	if err != nil {
 		return err
 	}
-	leaseUpdater := lease.NewLeaseUpdater(spokeKube, o.AddonName, o.AddonNamespace)
+	// The lease lives on the managed cluster; the hub copy is addon-framework's
+	// fallback for clusters without the Lease API.
+	leaseUpdater := lease.NewLeaseUpdater(spokeKube, o.AddonName, o.AddonNamespace).
+		WithHubLeaseConfig(hubCfg, o.ClusterName)
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		leaseUpdater.Start(ctx)
 		return nil

@@ -13,8 +13,9 @@ import (
 )
 
 // AgentHubRole is everything the agent may do on the hub, bound in its own
-// cluster namespace only: read and report on its own ManagedClusterAddOn, and
-// record events. Progress travels up through that status; work travels down
+// cluster namespace only: read and report on its own ManagedClusterAddOn, keep
+// its lease there when the managed cluster has no Lease API (addon-framework's
+// fallback), and record events. Progress travels up through that status; work travels down
 // through ManifestWork, which the agent never reads.
 func AgentHubRole() *rbacv1.Role {
 	return &rbacv1.Role{
@@ -31,6 +32,19 @@ func AgentHubRole() *rbacv1.Role {
 				Resources:     []string{"managedclusteraddons/status"},
 				ResourceNames: []string{AddonName},
 				Verbs:         []string{"patch"},
+			},
+			{
+				APIGroups:     []string{"coordination.k8s.io"},
+				Resources:     []string{"leases"},
+				ResourceNames: []string{AddonName},
+				Verbs:         []string{"get", "update"},
+			},
+			// create cannot be limited by name; the Role is in the cluster
+			// namespace only.
+			{
+				APIGroups: []string{"coordination.k8s.io"},
+				Resources: []string{"leases"},
+				Verbs:     []string{"create"},
 			},
 			{
 				APIGroups: []string{"", "events.k8s.io"},

@@ -8,6 +8,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -69,9 +70,22 @@ var _ = Describe("Hub addon manager", func() {
 			return err
 		}).Should(Succeed())
 
+		By("letting it keep its fallback lease in its cluster namespace, and no other lease")
+		leases := kubernetes.NewForConfigOrDie(agent).CoordinationV1().Leases("cluster1")
+		Eventually(func() error {
+			_, err := leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: manager.AddonName}}, metav1.CreateOptions{})
+			return err
+		}).Should(Succeed())
+		own, err := leases.Get(ctx, manager.AddonName, metav1.GetOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		_, err = leases.Update(ctx, own, metav1.UpdateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		_, err = leases.Get(ctx, "someone-else", metav1.GetOptions{})
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "read another lease: %v", err)
+
 		By("refusing everything else")
 		Expect(apierrors.IsForbidden(agentAddons.Delete(ctx, manager.AddonName, metav1.DeleteOptions{}))).To(BeTrue(), "delete own addon")
-		_, err := agentAddons.Patch(ctx, manager.AddonName, types.MergePatchType, []byte(`{"metadata":{"labels":{"x":"y"}}}`), metav1.PatchOptions{})
+		_, err = agentAddons.Patch(ctx, manager.AddonName, types.MergePatchType, []byte(`{"metadata":{"labels":{"x":"y"}}}`), metav1.PatchOptions{})
 		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "patch own addon spec: %v", err)
 		_, err = addonclient.NewForConfigOrDie(agent).AddonV1beta1().ManagedClusterAddOns("default").List(ctx, metav1.ListOptions{})
 		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "list addons of another namespace: %v", err)
