@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
@@ -352,6 +353,7 @@ func (r *Reconciler) failBeforeQuiesce(ctx context.Context, s *state, reason, ms
 	if err := r.deleteWorks(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
+	klog.FromContext(ctx).Info("Attempt failed", "phase", m.CurrentPhase(), "attempt", m.Status.Attempts, "reason", reason, "message", msg)
 	r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, reason, "Fail", "Attempt %d failed in %s: %s", m.Status.Attempts, m.CurrentPhase(), msg)
 	if !terminal && s.policy != nil && m.Status.Attempts < maxAttempts(s.policy) {
 		wait := r.backoff(m.Status.Attempts)

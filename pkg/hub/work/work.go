@@ -291,7 +291,7 @@ func newWork(c Common, name, role string) *workv1.ManifestWork {
 				migrationv1alpha1.ManagedByLabel: migrationv1alpha1.ManagedByValue,
 			},
 			Annotations: map[string]string{
-				migrationv1alpha1.PolicyAnnotation: c.Migration.Namespace + "/" + c.Migration.Spec.PolicyName,
+				migrationv1alpha1.PolicyAnnotation:               c.Migration.Namespace + "/" + c.Migration.Spec.PolicyName,
 				"migration.open-cluster-management.io/migration": c.Migration.Namespace + "/" + c.Migration.Name,
 			},
 		},

@@ -1,0 +1,205 @@
+package migration_test
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	workv1 "open-cluster-management.io/api/work/v1"
+
+	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
+	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/credentials"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
+)
+
+const (
+	phPending   = migrationv1alpha1.PhasePending
+	phPreparing = migrationv1alpha1.PhasePreparing
+	phInitial   = migrationv1alpha1.PhaseInitialSync
+	phSyncing   = migrationv1alpha1.PhaseSyncing
+	phQuiescing = migrationv1alpha1.PhaseQuiescing
+	phFinal     = migrationv1alpha1.PhaseFinalSync
+	phLaunching = migrationv1alpha1.PhaseLaunching
+	phCompleted = migrationv1alpha1.PhaseCompleted
+)
+
+// move drives one migration src -> dst by playing both agents, the work
+// agent and the ManifestWorkReplicaSet controller, asserting the hub's
+// actions and measuring its reaction to each report. restartAt, when set,
+// stops and restarts the hub manager once the migration reached that phase.
+func move(a *app, m *migrationv1alpha1.Migration, src, dst string, rec *recorder, restartAt migrationv1alpha1.MigrationPhase) {
+	id := work.MigrationID(m)
+	restart := func(p migrationv1alpha1.MigrationPhase) {
+		if p != restartAt {
+			return
+		}
+		By("restarting the hub manager in " + string(p))
+		stopManager()
+		startManager()
+	}
+
+	By("Preparing: credentials minted, source PVCs probed read-only; nothing sent to the destination before sizes are known")
+	Eventually(phaseOf(m), timeout, interval).Should(Equal(phPreparing))
+	Eventually(workExists(src, work.SourceName(id)), timeout, interval).Should(BeTrue())
+	Consistently(workExists(dst, work.DestinationName(id)), 300*time.Millisecond, interval).Should(BeFalse())
+	Expect(rec.last()).To(Equal([]string{src}))
+	restart(phPreparing)
+
+	react("PVC sizes reported -> destination work", func() { feedPVC(src, id, a.appNS, "5Gi", "standard") },
+		workExists(dst, work.DestinationName(id)))
+	dw, err := getWork(dst, work.DestinationName(id))()
+	Expect(err).NotTo(HaveOccurred())
+	checkDestinationWork(dw, a, id)
+
+	By("InitialSync: the source work gets a ReplicationSource pointing at the reported receiver")
+	endpoint := "192.0.2.10:30443"
+	react("destination Ready -> source replication", func() {
+		reportDestination(dst, id, replv1.DestinationReady, endpoint, "", "")
+	}, func() bool {
+		w, err := getWork(src, work.SourceName(id))()
+		if err != nil {
+			return false
+		}
+		rss := replicationSources(w)
+		return len(rss) == 1 && rss[0].Spec.Destination == endpoint && !rss[0].Spec.FinalSync
+	})
+	Eventually(phaseOf(m), timeout, interval).Should(Equal(phInitial))
+	restart(phInitial)
+	reportSource(src, id, srcState{phase: replv1.SourceInitialSync, protected: true, pods: 1, total: 1000, copied: 400, lag: 600, tput: 100})
+	Eventually(func() int64 { return get(m).Status.Progress.BytesCopied }, timeout, interval).Should(Equal(int64(400)))
+	Expect(get(m).Status.Progress.Percent).To(Equal(int32(40)))
+	Consistently(rec.last, 300*time.Millisecond, interval).Should(Equal([]string{src}))
+
+	By("Syncing: lag over the bound keeps the app where it is")
+	reportSource(src, id, srcState{phase: replv1.SourceSyncing, protected: true, pods: 1, total: 1000, copied: 1000, lag: 200 << 20, tput: 100})
+	Eventually(phaseOf(m), timeout, interval).Should(Equal(phSyncing))
+	restart(phSyncing)
+	Consistently(rec.last, 500*time.Millisecond, interval).Should(Equal([]string{src}))
+	Expect(get(m).Status.Reason).To(Equal("CatchingUp"))
+
+	By("Quiescing: lag within bounds -> the source is dropped from the actual decision (none)")
+	react("lag within bounds -> source dropped", func() {
+		reportSource(src, id, srcState{phase: replv1.SourceSyncing, protected: true, pods: 1, total: 1000, copied: 1000, lag: 10, tput: 1000})
+	}, func() bool { return len(rec.last()) == 0 })
+	Eventually(phaseOf(m), timeout, interval).Should(Equal(phQuiescing))
+	Expect(get(m).Status.Timings.QuiesceStart).NotTo(BeNil())
+	restart(phQuiescing)
+
+	By("FinalSync: once no pod uses the source volumes, finalSync is set")
+	react("app stopped -> finalSync", func() {
+		reportSource(src, id, srcState{phase: replv1.SourceSyncing, protected: true, pods: 0, total: 1000, copied: 1000, lag: 10, tput: 1000})
+	}, func() bool {
+		w, err := getWork(src, work.SourceName(id))()
+		return err == nil && len(replicationSources(w)) == 1 && replicationSources(w)[0].Spec.FinalSync
+	})
+	Expect(phaseOf(m)()).To(Equal(phFinal))
+	Expect(get(m).Status.Timings.Termination).NotTo(BeNil())
+	restart(phFinal)
+
+	By("Launching only after both sides report Verified with equal digests")
+	reportDestination(dst, id, replv1.DestinationVerified, endpoint, "d1g35t", "")
+	Consistently(rec.last, 500*time.Millisecond, interval).Should(BeEmpty())
+	react("both Verified -> destination added", func() {
+		reportSource(src, id, srcState{phase: replv1.SourceVerified, protected: true, total: 1000, copied: 1000, digest: "d1g35t"})
+	}, func() bool { l := rec.last(); return len(l) == 1 && l[0] == dst })
+	Eventually(phaseOf(m), timeout, interval).Should(Equal(phLaunching))
+	restart(phLaunching)
+	Consistently(phaseOf(m), 300*time.Millisecond, interval).Should(Equal(phLaunching))
+
+	By("Completed once the app's ManifestWork on the destination is Available; works and credentials deleted")
+	react("app Available -> Completed", func() { a.launchApp(dst) }, func() bool { return phaseOf(m)() == phCompleted })
+	Eventually(workExists(src, work.SourceName(id)), timeout, interval).Should(BeFalse())
+	Eventually(workExists(dst, work.DestinationName(id)), timeout, interval).Should(BeFalse())
+	Eventually(func() bool {
+		err := k8s.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: credentials.SecretName(m)}, &corev1.Secret{})
+		return apierrors.IsNotFound(err)
+	}, timeout, interval).Should(BeTrue())
+	got := get(m)
+	t := got.Status.Timings
+	Expect(t.Termination).NotTo(BeNil())
+	Expect(t.FinalSync).NotTo(BeNil())
+	Expect(t.Launch).NotTo(BeNil())
+	Expect(t.Downtime.Duration).To(Equal(t.Termination.Duration + t.FinalSync.Duration + t.Launch.Duration))
+	Expect(got.Status.Digest).To(Equal("d1g35t"))
+	Expect(got.Status.Progress.BytesCopied).To(Equal(int64(1000)))
+	c := meta.FindStatusCondition(got.Status.Conditions, migrationv1alpha1.ConditionSucceeded)
+	Expect(c).NotTo(BeNil())
+	Expect(c.Status).To(Equal(metav1.ConditionTrue))
+	Expect(got.Status.Attempts).To(Equal(int32(1)))
+}
+
+// checkDestinationWork: namespace (orphaned), TLS secret with a server pair
+// for the receiver name signed by the CA, RoleBinding, ReplicationDestination
+// with the probed size and the mapped class.
+func checkDestinationWork(w *workv1.ManifestWork, a *app, id string) {
+	var kinds []string
+	for _, mf := range w.Spec.Workload.Manifests {
+		var obj struct {
+			Kind     string `json:"kind"`
+			Metadata struct{ Name, Namespace string }
+		}
+		Expect(jsonUnmarshal(mf.Raw, &obj)).To(Succeed())
+		kinds = append(kinds, obj.Kind)
+		switch obj.Kind {
+		case "Secret":
+			var s corev1.Secret
+			Expect(jsonUnmarshal(mf.Raw, &s)).To(Succeed())
+			Expect(s.Name).To(Equal(work.TLSSecretName(id)))
+			pool := x509.NewCertPool()
+			Expect(pool.AppendCertsFromPEM(s.Data[replv1.TLSCAKey])).To(BeTrue())
+			blk, _ := pem.Decode(s.Data[replv1.TLSCertKey])
+			cert, err := x509.ParseCertificate(blk.Bytes)
+			Expect(err).NotTo(HaveOccurred())
+			_, err = cert.Verify(x509.VerifyOptions{DNSName: replv1.DefaultServerName, Roots: pool,
+				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(s.Data[replv1.TLSKeyKey]).NotTo(BeEmpty())
+		case "ReplicationDestination":
+			var rd replv1.ReplicationDestination
+			Expect(jsonUnmarshal(mf.Raw, &rd)).To(Succeed())
+			Expect(rd.Namespace).To(Equal(a.appNS))
+			Expect(rd.Spec.MigrationID).To(Equal(id))
+			Expect(rd.Spec.Volumes).To(HaveLen(1))
+			Expect(rd.Spec.Volumes[0].Capacity.Cmp(resource.MustParse("5Gi"))).To(Equal(0))
+			Expect(*rd.Spec.Volumes[0].StorageClassName).To(Equal("fast"))
+			Expect(string(rd.Spec.EndpointType)).To(Equal("NodePort"))
+		}
+	}
+	Expect(kinds).To(ConsistOf("Namespace", "Secret", "RoleBinding", "ReplicationDestination"))
+	Expect(w.Spec.DeleteOption.SelectivelyOrphan.OrphaningRules).To(ContainElement(HaveField("Name", a.appNS)))
+}
+
+var _ = Describe("Sequencing a migration", func() {
+	It("moves the app: actual decision old -> none -> new, gated on the agents' reports", func() {
+		a := newApp("happy", "a", nil)
+		rec := recordDecisions(a.ns, a.placement)
+		defer rec.stop()
+		editPlacement(a.ns, a.placement, "b")
+		m := a.migrationOf()
+		move(a, m, "cluster1", "cluster2", rec, "")
+		Expect(rec.sequence()).To(Equal([][]string{{"cluster1"}, {}, {"cluster2"}}))
+	})
+
+	It("resumes after the hub manager restarts in each phase", func() {
+		for _, p := range []migrationv1alpha1.MigrationPhase{phPreparing, phInitial, phSyncing, phQuiescing, phFinal, phLaunching} {
+			a := newApp("restart-"+strings.ToLower(string(p)[:4]), "c", nil)
+			rec := recordDecisions(a.ns, a.placement)
+			editPlacement(a.ns, a.placement, "d")
+			m := a.migrationOf()
+			move(a, m, "cluster3", "cluster4", rec, p)
+			Expect(rec.sequence()).To(Equal([][]string{{"cluster3"}, {}, {"cluster4"}}))
+			rec.stop()
+		}
+	})
+})
