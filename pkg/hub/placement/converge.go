@@ -161,8 +161,10 @@ func (r *Reconciler) createMigration(ctx context.Context, s *state, src, dst str
 	m.Status.PhaseTransitionTime = &now
 	m.Status.Reason = "Detected"
 	m.Status.Message = fmt.Sprintf("Placement %s moved from %s to %s", s.placement.Name, src, dst)
-	// Best effort: an empty phase already reads as Pending.
-	if err := r.Status().Patch(ctx, m, client.MergeFrom(before)); err != nil {
+	// Best effort: an empty phase already reads as Pending. Optimistic lock:
+	// the sequencing controller may already have moved the new Migration on,
+	// and this write must not set it back to Pending.
+	if err := r.Status().Patch(ctx, m, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		klog.FromContext(ctx).Error(err, "setting Pending", "migration", m.Name)
 	}
 	klog.FromContext(ctx).Info("Migration detected", "migration", m.Name, "source", src, "destination", dst)
