@@ -62,8 +62,9 @@ func (r *Reconciler) pending(ctx context.Context, s *state) (ctrl.Result, error)
 		// The previous attempt must be gone from both clusters, reports
 		// included, before a new one starts under the same migration ID.
 		if s.srcWork != nil || s.dstWork != nil || s.src != nil || s.dst != nil {
-			s.wait(ReasonWaitingForCleanup, fmt.Sprintf("Waiting for the agents to remove attempt %d (%s, %s)",
-				m.Status.Attempts, describe("source", s.src), describe("destination", s.dst)))
+			// Reason and message keep the failure; the condition says what we wait for.
+			setCond(m, ConditionProgressing, metav1.ConditionTrue, ReasonWaitingForCleanup, fmt.Sprintf(
+				"Waiting for the agents to remove attempt %d (%s, %s)", m.Status.Attempts, describe("source", s.src), describe("destination", s.dst)))
 			return ctrl.Result{RequeueAfter: pollLimit}, r.deleteWorks(ctx, s)
 		}
 	}
