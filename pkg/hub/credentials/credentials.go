@@ -66,10 +66,11 @@ func Mint(validity time.Duration) (*Bundle, error) {
 
 // Ensure returns the bundle of m, minting and storing it on first use.
 // Idempotent: a restarted manager reads back what it stored, so both sides
-// always get pairs of the same CA.
-func Ensure(ctx context.Context, c client.Client, m *migrationv1alpha1.Migration) (*Bundle, error) {
+// always get pairs of the same CA. r should read around the cache: the hub
+// has no business caching every Secret of the cluster.
+func Ensure(ctx context.Context, c client.Client, r client.Reader, m *migrationv1alpha1.Migration) (*Bundle, error) {
 	s := &corev1.Secret{}
-	err := c.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: SecretName(m)}, s)
+	err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: SecretName(m)}, s)
 	switch {
 	case err == nil:
 		return fromSecret(s)
@@ -103,7 +104,7 @@ func Ensure(ctx context.Context, c client.Client, m *migrationv1alpha1.Migration
 	if err := c.Create(ctx, s); err != nil {
 		if apierrors.IsAlreadyExists(err) {
 			// Someone (an earlier reconcile whose read was stale) won: use theirs.
-			if err := c.Get(ctx, client.ObjectKeyFromObject(s), s); err != nil {
+			if err := r.Get(ctx, client.ObjectKeyFromObject(s), s); err != nil {
 				return nil, err
 			}
 			return fromSecret(s)

@@ -98,7 +98,7 @@ func (r *Reconciler) ensureSourceWork(ctx context.Context, s *state, pair creden
 // ensureReplicating keeps the source work with its ReplicationSources
 // pointing at the receivers (written once, then read back from the work).
 func (r *Reconciler) ensureReplicating(ctx context.Context, s *state, finalSync, release bool) error {
-	creds, err := credentials.Ensure(ctx, r.Client, s.m)
+	creds, err := credentials.Ensure(ctx, r.Client, r.APIReader, s.m)
 	if err != nil {
 		return err
 	}

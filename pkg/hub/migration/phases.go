@@ -95,7 +95,7 @@ func (r *Reconciler) preparing(ctx context.Context, s *state) (ctrl.Result, erro
 		return r.failBeforeQuiesce(ctx, s, ReasonPrepareTimeout, fmt.Sprintf("Destination not ready within %s: %s",
 			s.policy.Spec.Timeouts.Prepare.Duration, s.m.Status.Message), false)
 	}
-	creds, err := credentials.Ensure(ctx, r.Client, s.m)
+	creds, err := credentials.Ensure(ctx, r.Client, r.APIReader, s.m)
 	if err != nil {
 		return ctrl.Result{}, err
 	}

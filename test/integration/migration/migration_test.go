@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	workv1 "open-cluster-management.io/api/work/v1"
 
@@ -189,6 +190,26 @@ var _ = Describe("Sequencing a migration", func() {
 		m := a.migrationOf()
 		move(a, m, "cluster1", "cluster2", rec, "")
 		Expect(rec.sequence()).To(Equal([][]string{{"cluster1"}, {}, {"cluster2"}}))
+
+		By("metrics: downtime observed, migration counted as Completed")
+		families, err := metrics.Registry.Gather()
+		Expect(err).NotTo(HaveOccurred())
+		var downtimeCount uint64
+		var completed float64
+		for _, f := range families {
+			switch f.GetName() {
+			case "stateful_migration_downtime_seconds":
+				downtimeCount = f.GetMetric()[0].GetHistogram().GetSampleCount()
+			case "stateful_migration_migrations":
+				for _, mt := range f.GetMetric() {
+					if mt.GetLabel()[0].GetValue() == "Completed" {
+						completed = mt.GetGauge().GetValue()
+					}
+				}
+			}
+		}
+		Expect(downtimeCount).To(BeNumerically(">=", 1))
+		Expect(completed).To(BeNumerically(">=", 1))
 	})
 
 	It("resumes after the hub manager restarts in each phase", func() {

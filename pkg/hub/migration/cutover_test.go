@@ -1,0 +1,49 @@
+package migration
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
+	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/progress"
+)
+
+func TestCutoverAllowed(t *testing.T) {
+	pol := &migrationv1alpha1.MigrationPolicy{}
+	pol.Spec.Cutover.MaxLagBytes = ptr.To(int64(1000))
+	pol.Spec.Cutover.MaxEstimatedFinalSync = &metav1.Duration{Duration: 2 * time.Second}
+	rep := func(phase string, protected bool, lag, tput int64) *progress.Report {
+		return &progress.Report{Phase: phase, Healthy: true, Message: report.Message{Protected: &protected, LagBytes: lag, Throughput: tput}}
+	}
+	for _, c := range []struct {
+		name string
+		r    *progress.Report
+		want bool
+	}{
+		{"no report", nil, false},
+		{"still initial sync", rep("InitialSync", true, 0, 100), false},
+		{"not protected", rep("Syncing", false, 0, 100), false},
+		{"no lag", rep("Syncing", true, 0, 0), true},
+		{"lag without throughput", rep("Syncing", true, 10, 0), false},
+		{"lag over bound", rep("Syncing", true, 1001, 1 << 30), false},
+		{"estimate over bound", rep("Syncing", true, 900, 100), false},
+		{"within both", rep("Syncing", true, 900, 1000), true},
+	} {
+		if got, why := cutoverAllowed(pol, c.r); got != c.want {
+			t.Errorf("%s: got %v (%s), want %v", c.name, got, why, c.want)
+		}
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	r := &Reconciler{RetryBackoff: 10 * time.Second, MaxRetryBackoff: 5 * time.Minute}
+	for attempts, want := range map[int32]time.Duration{1: 10 * time.Second, 2: 20 * time.Second, 3: 40 * time.Second, 10: 5 * time.Minute} {
+		if got := r.backoff(attempts); got != want {
+			t.Errorf("backoff(%d) = %s, want %s", attempts, got, want)
+		}
+	}
+}
