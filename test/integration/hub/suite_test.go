@@ -62,7 +62,7 @@ var _ = BeforeSuite(func() {
 		Metrics: metricsserver.Options{BindAddress: "0"},
 	})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(hub.SetupWithManager(mgr)).To(Succeed())
+	Expect(hub.SetupPlacement(mgr)).To(Succeed()) // this suite plays the sequencing controller
 	go func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())
