@@ -81,3 +81,27 @@ help:
 .PHONY: demo
 demo: ## Local demo migration on kind (not yet available).
 	@echo "demo: the kind demo has not landed yet (see the e2e issue)." >&2; exit 1
+
+##@ E2E building blocks (kind; see docs/e2e.md)
+E2E_CLUSTER ?= e2e
+
+.PHONY: e2e-docker
+e2e-docker: ## Ensure a Docker engine that runs privileged containers (detects host quirks).
+	hack/e2e/docker.sh
+
+.PHONY: e2e-tools
+e2e-tools: ## Install kind, kubectl, clusteradm into the e2e cache.
+	hack/e2e/tools.sh
+
+.PHONY: e2e-node-image
+e2e-node-image: e2e-docker ## kindest/node if it can be pulled, else build a node image locally.
+	hack/e2e/node-image.sh
+
+.PHONY: e2e-cluster
+e2e-cluster: ## Create kind cluster $(E2E_CLUSTER), wait Ready, run a PVC smoke pod.
+	hack/e2e/cluster.sh up $(E2E_CLUSTER)
+	hack/e2e/cluster.sh smoke $(E2E_CLUSTER)
+
+.PHONY: e2e-clean
+e2e-clean: ## Delete kind cluster $(E2E_CLUSTER) (caches are kept).
+	hack/e2e/cluster.sh down $(E2E_CLUSTER)
