@@ -29,7 +29,7 @@ func TestCutoverAllowed(t *testing.T) {
 		{"not protected", rep("Syncing", false, 0, 100), false},
 		{"no lag", rep("Syncing", true, 0, 0), true},
 		{"lag without throughput", rep("Syncing", true, 10, 0), false},
-		{"lag over bound", rep("Syncing", true, 1001, 1 << 30), false},
+		{"lag over bound", rep("Syncing", true, 1001, 1<<30), false},
 		{"estimate over bound", rep("Syncing", true, 900, 100), false},
 		{"within both", rep("Syncing", true, 900, 1000), true},
 	} {
