@@ -112,15 +112,24 @@ func (s *session) metaOf(e *tree.Entry) safefs.Meta {
 	return safefs.Meta{Mode: e.Mode, UID: e.UID, GID: e.GID, Mtime: e.Mtime, Owners: s.owners}
 }
 
-// file writes a whole small file in one go.
-func (s *session) file(m *wire.File) error {
+// checkFile validates a whole small file before it is queued.
+func (s *session) checkFile(m *wire.File) error {
 	if s.block {
 		return errBlockOp
 	}
 	if int64(len(m.Data)) != m.Entry.Size {
 		return fmt.Errorf("protocol error: %q carries %d bytes for size %d", m.Entry.Path, len(m.Data), m.Entry.Size)
 	}
-	f, err := s.r.root.Create(m.Entry.Path)
+	if m.Entry.Path == "." {
+		return fmt.Errorf("%w: the root itself", safefs.ErrBadPath)
+	}
+	return safefs.CheckPath(m.Entry.Path)
+}
+
+// fileAt writes a whole small file, checked by checkFile, as name in the
+// directory handle dfd (its parent).
+func (s *session) fileAt(dfd int, name string, m *wire.File) error {
+	f, err := s.r.root.CreateAt(dfd, name, m.Entry.Path)
 	if err != nil {
 		return classify(err, "creating "+m.Entry.Path)
 	}

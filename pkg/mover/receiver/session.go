@@ -22,6 +22,26 @@ type frame struct {
 
 var framePool = sync.Pool{New: func() any { b := make([]byte, 0, wire.ChunkSize+4096); return &b }}
 
+// smallFrame sizes buffers of small frames exactly, so that the many
+// queued for the file workers do not each pin a pooled chunk buffer.
+const smallFrame = 16 << 10
+
+func getFrame(payload []byte) *[]byte {
+	if len(payload) <= smallFrame {
+		b := append([]byte(nil), payload...)
+		return &b
+	}
+	bp := framePool.Get().(*[]byte)
+	*bp = append((*bp)[:0], payload...)
+	return bp
+}
+
+func putFrame(bp *[]byte) {
+	if cap(*bp) > smallFrame {
+		framePool.Put(bp)
+	}
+}
+
 type session struct {
 	r      *Receiver
 	w      *wire.Writer
@@ -59,8 +79,7 @@ func (r *Receiver) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 				close(frames)
 				return
 			}
-			bp := framePool.Get().(*[]byte)
-			*bp = append((*bp)[:0], f.Payload...)
+			bp := getFrame(f.Payload)
 			r.Tracker.Update(func(p *progress.Progress) { p.BytesSent = rd.N })
 			select {
 			case frames <- frame{f.Type, bp}:
@@ -69,6 +88,8 @@ func (r *Receiver) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 			}
 		}
 	}()
+	files := newPool(s)
+	defer files.close()
 	first := true
 	for fr := range frames {
 		m, err := wire.Decode(wire.Frame{Type: fr.t, Payload: *fr.buf})
@@ -79,10 +100,22 @@ func (r *Receiver) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 			first = false
 		}
 		var done bool
-		if err == nil {
-			done, err = s.apply(fr.t, m)
+		if err == nil && fr.t == wire.TFile {
+			if err = s.checkFile(m.(*wire.File)); err == nil {
+				err = files.add(m.(*wire.File), fr.buf)
+				fr.buf = nil // the worker returns it
+			}
+		} else if err == nil {
+			if !streams(fr.t) {
+				err = files.wait()
+			}
+			if err == nil {
+				done, err = s.apply(fr.t, m)
+			}
 		}
-		framePool.Put(fr.buf)
+		if fr.buf != nil {
+			putFrame(fr.buf)
+		}
 		if err == nil && s.w.Buffered() > 0 {
 			err = s.w.Flush()
 		}
@@ -98,7 +131,18 @@ func (r *Receiver) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 			return ctx.Err()
 		}
 	}
+	if err := files.wait(); err != nil { // a refused file explains more than the EOF
+		s.w.Send(wire.TError, &wire.Text{S: err.Error()})
+		s.w.Flush()
+		return err
+	}
 	return <-readErr
+}
+
+// streams reports the large-file frames, which touch only their own file
+// (one path is sent once per pass) and so need not wait for queued files.
+func streams(t wire.Type) bool {
+	return t == wire.TBegin || t == wire.TData || t == wire.TPunch || t == wire.TEnd
 }
 
 func (s *session) closeAll() {
@@ -132,8 +176,6 @@ func (s *session) apply(t wire.Type, m wire.Msg) (bool, error) {
 	case wire.TRename:
 		mm := m.(*wire.Rename)
 		return false, s.rename(mm.From, mm.To)
-	case wire.TFile:
-		return false, s.file(m.(*wire.File))
 	case wire.TBegin:
 		return false, s.begin(m.(*wire.File))
 	case wire.TData:

@@ -55,3 +55,6 @@ func split(p string) (string, string) {
 	}
 	return p[:i], p[i+1:]
 }
+
+// Split returns the parent path ("." for top level) and the last name of p.
+func Split(p string) (dir, name string) { return split(p) }

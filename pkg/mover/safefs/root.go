@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -14,7 +16,8 @@ import (
 type Root struct {
 	Path   string
 	fd     int
-	noOA2  bool // kernel lacks openat2: walk components instead
+	noOA2  atomic.Bool // kernel lacks openat2: walk components instead
+	mu     sync.Mutex  // guards dirs; parallel file writers remove entries too
 	dirs   map[string]int
 	maxDir int
 }
@@ -29,7 +32,7 @@ func Open(dir string) (*Root, error) {
 }
 
 // ForceWalk disables openat2, to test the fallback.
-func (r *Root) ForceWalk() { r.noOA2 = true }
+func (r *Root) ForceWalk() { r.noOA2.Store(true) }
 
 // Close releases the root and cached directories.
 func (r *Root) Close() error {
@@ -39,6 +42,8 @@ func (r *Root) Close() error {
 
 // Forget drops cached directory handles; call after moving or removing dirs.
 func (r *Root) Forget() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for k, fd := range r.dirs {
 		unix.Close(fd)
 		delete(r.dirs, k)
@@ -50,11 +55,29 @@ func (r *Root) Dir(p string) (int, error) {
 	if p == "." {
 		return r.fd, nil
 	}
-	if fd, ok := r.dirs[p]; ok {
+	r.mu.Lock()
+	fd, ok := r.dirs[p]
+	r.mu.Unlock()
+	if ok {
 		return fd, nil
 	}
+	fd, err := r.OpenDir(p)
+	if err == nil {
+		r.mu.Lock()
+		r.dirs[p] = fd
+		r.mu.Unlock()
+	}
+	return fd, err
+}
+
+// OpenDir resolves the directory p (not ".") to an O_PATH handle owned by
+// the caller, so it stays valid whatever the cache does.
+func (r *Root) OpenDir(p string) (int, error) {
 	if err := CheckPath(p); err != nil {
 		return -1, err
+	}
+	if p == "." {
+		return unix.Dup(r.fd)
 	}
 	fd, err := r.resolve(p)
 	if err != nil {
@@ -63,19 +86,18 @@ func (r *Root) Dir(p string) (int, error) {
 		}
 		return -1, fmt.Errorf("open directory %q: %w", p, err)
 	}
-	r.dirs[p] = fd
 	return fd, nil
 }
 
 func (r *Root) resolve(p string) (int, error) {
 	const flags = unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC
-	if !r.noOA2 {
+	if !r.noOA2.Load() {
 		fd, err := unix.Openat2(r.fd, p, &unix.OpenHow{Flags: flags,
 			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS})
 		if err != unix.ENOSYS && err != unix.EPERM { // EPERM: seccomp filters
 			return fd, err
 		}
-		r.noOA2 = true
+		r.noOA2.Store(true)
 	}
 	cur := r.fd
 	for _, c := range strings.Split(p, "/") {
@@ -93,13 +115,18 @@ func (r *Root) resolve(p string) (int, error) {
 
 // trim bounds the cache; only called where no cached handle is in use.
 func (r *Root) trim() {
-	if len(r.dirs) >= r.maxDir {
+	r.mu.Lock()
+	full := len(r.dirs) >= r.maxDir
+	r.mu.Unlock()
+	if full {
 		r.Forget()
 	}
 }
 
 // forgetUnder drops cached handles for p and everything below it.
 func (r *Root) forgetUnder(p string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for k, fd := range r.dirs {
 		if k == p || strings.HasPrefix(k, p+"/") {
 			unix.Close(fd)
@@ -144,6 +171,12 @@ func (r *Root) Create(p string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
+	return r.CreateAt(dfd, name, p)
+}
+
+// CreateAt is Create of name in a directory handle the caller resolved
+// (with OpenDir) for the parent of p.
+func (r *Root) CreateAt(dfd int, name, p string) (*os.File, error) {
 	const fl = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	fd, err := unix.Openat(dfd, name, fl, 0600)
 	if err == unix.EEXIST {

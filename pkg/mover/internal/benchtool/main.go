@@ -12,6 +12,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"time"
 
@@ -26,9 +28,11 @@ func main() {
 	a := os.Args[2:]
 	switch os.Args[1] {
 	case "mover":
+		defer profile()()
 		cmd := cli.NewCommand()
 		cmd.SetArgs(a)
 		if err = cmd.Execute(); err != nil {
+			stopProfile()
 			os.Exit(cli.ExitCode(err))
 		}
 		return
@@ -246,4 +250,31 @@ func pipeRecv(addr string) error {
 	}
 	_, err = io.Copy(os.Stdout, c)
 	return err
+}
+
+var stopProfile = func() {}
+
+// profile writes a CPU profile and an execution trace of this process to
+// $MOVER_PROF.<role>.{cpu,trace} when MOVER_PROF is set (benchmark analysis).
+func profile() func() {
+	pre := os.Getenv("MOVER_PROF")
+	if pre == "" || len(os.Args) < 3 {
+		return func() {}
+	}
+	pre += "." + os.Args[2]
+	cf, err1 := os.Create(pre + ".cpu")
+	tf, err2 := os.Create(pre + ".trace")
+	if err1 != nil || err2 != nil {
+		fail(fmt.Errorf("profile: %v %v", err1, err2))
+	}
+	pprof.StartCPUProfile(cf)
+	trace.Start(tf)
+	stopProfile = func() {
+		trace.Stop()
+		pprof.StopCPUProfile()
+		cf.Close()
+		tf.Close()
+		stopProfile = func() {}
+	}
+	return func() { stopProfile() }
 }

@@ -1,0 +1,122 @@
+package receiver
+
+import (
+	"hash/maphash"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/stateful-migration/stateful-migration/pkg/mover/safefs"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/wire"
+)
+
+// Whole small files are written by several goroutines: creating an inode
+// costs ~100 µs of kernel time here, so one goroutine caps the file rate.
+// Files go to a worker chosen by their directory, which keeps every path
+// (and every directory, whose lock serialises creates anyway) in order.
+// Any other operation is a barrier: it runs once all queued files are done,
+// so renames, deletes, links and metadata see the files before them.
+const (
+	applyWorkers = 4
+	queueDepth   = 256 // > files per directory, so the next one can start
+)
+
+type fileJob struct {
+	m   *wire.File
+	buf *[]byte
+}
+
+type pool struct {
+	s    *session
+	qs   []chan fileJob
+	seed maphash.Seed
+	busy sync.WaitGroup // queued or running jobs
+	done sync.WaitGroup // worker goroutines
+	mu   sync.Mutex
+	err  error
+}
+
+func newPool(s *session) *pool {
+	p := &pool{s: s, seed: maphash.MakeSeed()}
+	for range applyWorkers {
+		q := make(chan fileJob, queueDepth)
+		p.qs = append(p.qs, q)
+		p.done.Add(1)
+		go p.work(q)
+	}
+	return p
+}
+
+// add queues a file; it reports an earlier worker error instead, if any.
+func (p *pool) add(m *wire.File, buf *[]byte) error {
+	if err := p.failed(); err != nil {
+		return err
+	}
+	dir, _ := safefs.Split(m.Entry.Path)
+	p.busy.Add(1)
+	p.qs[maphash.String(p.seed, dir)%applyWorkers] <- fileJob{m, buf}
+	return nil
+}
+
+// wait is the barrier: it returns once every queued file is applied.
+func (p *pool) wait() error {
+	p.busy.Wait()
+	return p.failed()
+}
+
+func (p *pool) close() {
+	for _, q := range p.qs {
+		close(q)
+	}
+	p.done.Wait()
+}
+
+func (p *pool) failed() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// work applies the files of one queue. It keeps the handle of the current
+// directory only while it has a backlog, so a handle never outlives a
+// barrier (after which a rename could have moved that directory).
+func (p *pool) work(q chan fileJob) {
+	defer p.done.Done()
+	dir, dfd := "", -1
+	drop := func() {
+		if dfd >= 0 {
+			unix.Close(dfd)
+		}
+		dir, dfd = "", -1
+	}
+	for j := range q {
+		if p.failed() == nil {
+			d, name := safefs.Split(j.m.Entry.Path)
+			var err error
+			if d != dir {
+				drop()
+				if dfd, err = p.s.r.root.OpenDir(d); err == nil {
+					dir = d
+				} else {
+					dfd = -1
+				}
+			}
+			if err == nil {
+				err = p.s.fileAt(dfd, name, j.m)
+			}
+			if err != nil {
+				p.mu.Lock()
+				if p.err == nil {
+					p.err = err
+				}
+				p.mu.Unlock()
+			}
+		}
+		putFrame(j.buf)
+		if len(q) == 0 {
+			drop()
+		}
+		p.busy.Done()
+	}
+	drop()
+}
