@@ -104,6 +104,9 @@ func (p *pool) work(q chan fileJob) {
 			if err == nil {
 				err = p.s.fileAt(dfd, name, j.m)
 			}
+			if err == nil {
+				p.s.wrote(int64(len(j.m.Data)))
+			}
 			if err != nil {
 				p.mu.Lock()
 				if p.err == nil {

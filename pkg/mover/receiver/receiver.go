@@ -47,6 +47,7 @@ type Receiver struct {
 	applyMu sync.Mutex
 	cur     net.Conn
 	digest  tree.Hash // last digest this side computed
+	flush   flusher
 }
 
 // New prepares a receiver on opts.Dir.

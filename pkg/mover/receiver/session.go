@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -49,6 +50,32 @@ type session struct {
 	block  bool
 	files  map[uint64]*openFile
 	dev    *os.File
+}
+
+// flushEvery is how much written data starts a background syncfs, so that
+// writeback overlaps the copy instead of all waiting for the final sync
+// (which still syncs, and alone vouches for durability).
+const flushEvery = 64 << 20
+
+type flusher struct {
+	dirty   atomic.Int64
+	running atomic.Bool
+}
+
+// wrote accounts n bytes (plus an inode) and may start a background flush.
+func (s *session) wrote(n int64) {
+	f := &s.r.flush
+	if f.dirty.Add(n+4096) < flushEvery || !f.running.CompareAndSwap(false, true) {
+		return
+	}
+	f.dirty.Store(0)
+	go func() {
+		defer f.running.Store(false)
+		if fd, err := unix.Open(s.r.opts.Dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+			unix.Syncfs(fd)
+			unix.Close(fd)
+		}
+	}()
 }
 
 type openFile struct {
