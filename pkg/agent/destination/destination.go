@@ -146,6 +146,7 @@ func (r *Reconciler) converge(ctx context.Context, rd *replv1.ReplicationDestina
 			// Verified is final: the receiver is gone, the digest stays.
 			vs = p
 			st.Volumes = append(st.Volumes, vs)
+			st.BytesReceived += vs.BytesReceived
 			verified++
 			continue
 		}

@@ -230,12 +230,38 @@ func (r *Reconciler) appAvailable(ctx context.Context, s *state) (available, kno
 	return true, true, "", nil
 }
 
-// deleteWorks asks for both works to go; the work agents remove what they
-// applied (credentials included) before the objects disappear.
+// deleteWorks removes both works in two steps; the work agents remove what
+// they applied (credentials included) before the objects disappear. The
+// agent cleans up a replication object (movers, PVC finalizer, its report)
+// with the rights of the RoleBinding in the same work, so deleting the whole
+// work at once would take those rights away mid-cleanup and leave the
+// replication object, its movers and the PVC finalizer stuck. So: first the
+// work is rewritten without its ReplicationSource/Destination; it is deleted
+// only once the work agent applied that (or never reported) and the agent
+// withdrew its condition for this migration. Callers call again on the next
+// event (the agent's withdrawal wakes the Migration).
 func (r *Reconciler) deleteWorks(ctx context.Context, s *state) error {
-	for _, w := range []*workv1.ManifestWork{s.srcWork, s.dstWork} {
+	for _, side := range []struct {
+		w   *workv1.ManifestWork
+		rep *progress.Report
+	}{{s.srcWork, s.src}, {s.dstWork, s.dst}} {
+		w := side.w
 		if w == nil || !w.DeletionTimestamp.IsZero() {
 			continue
+		}
+		if work.HasReplication(w) {
+			next := work.WithoutReplication(w)
+			if err := work.SetSpecHash(next); err != nil {
+				return err
+			}
+			if err := r.Update(ctx, next); err != nil {
+				return fmt.Errorf("removing the replication objects from ManifestWork %s/%s: %w", w.Namespace, w.Name, err)
+			}
+			klog.FromContext(ctx).V(1).Info("Removed replication objects from ManifestWork", "work", w.Namespace+"/"+w.Name)
+			continue
+		}
+		if side.rep != nil || !work.AppliedOrUnknown(w) {
+			continue // the agent is still cleaning up
 		}
 		if err := r.Delete(ctx, w); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("deleting ManifestWork %s/%s: %w", w.Namespace, w.Name, err)
@@ -275,6 +301,11 @@ func (r *Reconciler) finalize(ctx context.Context, s *state) (ctrl.Result, error
 	}
 	if err := r.cleanup(ctx, s, true); err != nil {
 		return ctrl.Result{}, err
+	}
+	if s.srcWork != nil || s.dstWork != nil {
+		// Works are removed in steps (deleteWorks): keep the finalizer
+		// until they are gone, or nobody would finish removing them.
+		return ctrl.Result{RequeueAfter: pollLimit}, nil
 	}
 	before := s.m.DeepCopy()
 	controllerutil.RemoveFinalizer(s.m, Finalizer)

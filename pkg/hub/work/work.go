@@ -392,3 +392,45 @@ func SourceReleases(w *workv1.ManifestWork) bool {
 	}
 	return n > 0
 }
+
+// HasReplication tells whether w still lists a ReplicationSource or
+// ReplicationDestination.
+func HasReplication(w *workv1.ManifestWork) bool {
+	for _, mf := range w.Spec.Workload.Manifests {
+		if isReplication(mf) {
+			return true
+		}
+	}
+	return false
+}
+
+// WithoutReplication returns w's spec without its ReplicationSources and
+// ReplicationDestinations; the TLS Secret, the RoleBinding, the namespaces
+// and the PVC probes stay. It is the first step of removing a work: the
+// agent cleans up a replication object (movers, PVC finalizer, its report)
+// with the rights the RoleBinding gives it, so the RoleBinding must outlive
+// the replication object (docs/protocol.md, "Cleanup order").
+func WithoutReplication(w *workv1.ManifestWork) *workv1.ManifestWork {
+	next := w.DeepCopy()
+	next.Spec.Workload.Manifests = nil
+	for _, mf := range w.Spec.Workload.Manifests {
+		if !isReplication(mf) {
+			next.Spec.Workload.Manifests = append(next.Spec.Workload.Manifests, mf)
+		}
+	}
+	return next
+}
+
+func isReplication(mf workv1.Manifest) bool {
+	var tm metav1.TypeMeta
+	if json.Unmarshal(mf.Raw, &tm) != nil {
+		return false
+	}
+	return tm.APIVersion == replv1.GroupVersion.String() && (tm.Kind == "ReplicationSource" || tm.Kind == "ReplicationDestination")
+}
+
+// AppliedOrUnknown tells whether the work agent applied the current
+// generation of w, or never reported on w at all (nothing was applied).
+func AppliedOrUnknown(w *workv1.ManifestWork) bool {
+	return meta.FindStatusCondition(w.Status.Conditions, workv1.WorkApplied) == nil || Applied(w)
+}

@@ -48,13 +48,19 @@ var _ = Describe("Failures", func() {
 				Expect(got.Status.Message).To(ContainSubstring(`storage class "fast" not found`))
 				Expect(got.Status.Message).To(ContainSubstring("retrying"))
 			}
-			Eventually(workExists("cluster2", work.DestinationName(id)), timeout, interval).Should(BeFalse())
+			// The source work (probes only) goes; the destination work first
+			// loses its ReplicationDestination and goes once the agent withdrew.
 			Eventually(workExists("cluster1", work.SourceName(id)), timeout, interval).Should(BeFalse())
+			Eventually(func() bool {
+				w, err := getWork("cluster2", work.DestinationName(id))()
+				return err == nil && !work.HasReplication(w)
+			}, timeout, interval).Should(BeTrue())
 			if attempt == 1 {
 				// The next attempt waits until the agents withdrew their reports.
 				Consistently(phaseOf(m), 700*time.Millisecond, interval).Should(Equal(phPending))
-				withdraw("cluster2", id)
 			}
+			withdraw("cluster2", id)
+			Eventually(workExists("cluster2", work.DestinationName(id)), timeout, interval).Should(BeFalse())
 		}
 		Eventually(phaseOf(m), timeout, interval).Should(Equal(migrationv1alpha1.PhaseFailed))
 		got := get(m)
@@ -90,6 +96,8 @@ var _ = Describe("Failures", func() {
 		got := get(m)
 		Expect(got.Status.Reason).To(Equal("SourceFailed"))
 		Expect(got.Status.Message).To(ContainSubstring("mover failed 5 times"))
+		withdraw("cluster1", id)
+		withdraw("cluster2", id)
 		Eventually(workExists("cluster2", work.DestinationName(id)), timeout, interval).Should(BeFalse())
 		Eventually(workExists("cluster1", work.SourceName(id)), timeout, interval).Should(BeFalse())
 		Eventually(secretGone(m), timeout, interval).Should(BeTrue())

@@ -120,6 +120,14 @@ func move(a *app, m *migrationv1alpha1.Migration, src, dst string, rec *recorder
 
 	By("Completed once the app's ManifestWork on the destination is Available; works and credentials deleted")
 	react("app Available -> Completed", func() { a.launchApp(dst) }, func() bool { return phaseOf(m)() == phCompleted })
+	By("cleanup in order: replication objects out of the works first, works (Secret, RoleBinding) only once the agents withdrew their reports")
+	Eventually(func() bool {
+		w, err := getWork(src, work.SourceName(id))()
+		return err == nil && len(replicationSources(w)) == 0
+	}, timeout, interval).Should(BeTrue())
+	Consistently(workExists(src, work.SourceName(id)), 300*time.Millisecond, interval).Should(BeTrue())
+	withdraw(src, id)
+	withdraw(dst, id)
 	Eventually(workExists(src, work.SourceName(id)), timeout, interval).Should(BeFalse())
 	Eventually(workExists(dst, work.DestinationName(id)), timeout, interval).Should(BeFalse())
 	Eventually(func() bool {
