@@ -33,14 +33,12 @@ import (
 )
 
 const (
-	hubNS     = "shop-hub"
-	appNS     = "shop"
 	placement = "web"
 	mwrsName  = "web-app"
 	policy    = "web-policy"
 )
 
-func decided(ctx context.Context) []string {
+func decided(ctx context.Context, hubNS string) []string {
 	c, err := decision.Clusters(ctx, hubK8s, hubNS, placement)
 	Expect(err).NotTo(HaveOccurred())
 	return c
@@ -50,13 +48,13 @@ func decided(ctx context.Context) []string {
 // ManifestWork (the app's pod, which mounts PVC data) per cluster of the
 // Placement's actual decision, deleted when the cluster leaves it. The work
 // agent stand-in applies it and reports it Available.
-func deliverApp(ctx context.Context) {
+func deliverApp(ctx context.Context, hubNS, appNS string) {
 	defer GinkgoRecover()
 	for ctx.Err() == nil {
 		clusters, err := decision.Clusters(ctx, hubK8s, hubNS, placement)
 		if err == nil {
 			for _, cl := range []string{"cluster1", "cluster2"} {
-				w := &workv1.ManifestWork{ObjectMeta: metav1.ObjectMeta{Namespace: cl, Name: mwrsName}}
+				w := &workv1.ManifestWork{ObjectMeta: metav1.ObjectMeta{Namespace: cl, Name: hubNS + "-" + mwrsName}}
 				if !slices.Contains(clusters, cl) {
 					_ = client.IgnoreNotFound(hubK8s.Delete(ctx, w))
 					continue
@@ -93,12 +91,12 @@ type recorder struct {
 	seq [][]string
 }
 
-func recordDecisions(ctx context.Context) *recorder {
+func recordDecisions(ctx context.Context, hubNS string) *recorder {
 	r := &recorder{}
 	w, err := hubK8s.Watch(ctx, &clusterv1beta1.PlacementDecisionList{}, client.InNamespace(hubNS),
 		client.MatchingLabels{clusterv1beta1.PlacementLabel: placement})
 	Expect(err).NotTo(HaveOccurred())
-	r.add(decided(ctx))
+	r.add(decided(ctx, hubNS))
 	go func() {
 		defer GinkgoRecover()
 		for ev := range w.ResultChan() {
@@ -137,7 +135,7 @@ func (r *recorder) sequence() [][]string {
 
 // watchMigration logs every phase/reason/message the Migration goes through
 // and the agents' conditions, for the reader of a failure.
-func watchMigration(ctx context.Context) {
+func watchMigration(ctx context.Context, hubNS string) {
 	defer GinkgoRecover()
 	var last string
 	for ctx.Err() == nil {
@@ -167,7 +165,19 @@ func watchMigration(ctx context.Context) {
 }
 
 var _ = Describe("Hub and agents together", func() {
-	It("moves the app and its data from cluster1 to cluster2 when the Placement is edited", func(ctx SpecContext) {
+	It("moves the app and its data from cluster1 to cluster2 when the Placement is edited (source data kept)", func(ctx SpecContext) {
+		migrate(ctx, "shop", migrationv1alpha1.SourceDataRetain)
+	})
+	It("moves the app and releases the source data (sourceDataPolicy Delete)", func(ctx SpecContext) {
+		migrate(ctx, "blog", migrationv1alpha1.SourceDataDelete)
+	})
+})
+
+// migrate runs one app's migration cluster1 -> cluster2 end to end and
+// checks every side effect on the three clusters.
+func migrate(ctx context.Context, appNS string, sourceData migrationv1alpha1.SourceDataPolicy) {
+	{
+		hubNS := appNS + "-hub"
 		c1, c2 := spokes["cluster1"], spokes["cluster2"]
 		bg, stop := context.WithCancel(context.Background())
 		defer stop()
@@ -181,7 +191,7 @@ var _ = Describe("Hub and agents together", func() {
 		p := &clusterv1beta1.Placement{ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: placement}}
 		setCluster(p, "cluster1")
 		Expect(hubK8s.Create(ctx, p)).To(Succeed())
-		Eventually(func() []string { return decided(ctx) }, timeout, interval).Should(Equal([]string{"cluster1"}))
+		Eventually(func() []string { return decided(ctx, hubNS) }, timeout, interval).Should(Equal([]string{"cluster1"}))
 		Expect(hubK8s.Create(ctx, &workv1alpha1.ManifestWorkReplicaSet{
 			ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: mwrsName},
 			Spec: workv1alpha1.ManifestWorkReplicaSetSpec{
@@ -195,6 +205,7 @@ var _ = Describe("Hub and agents together", func() {
 				PlacementRef:        migrationv1alpha1.PlacementRef{Name: placement},
 				Volumes:             []migrationv1alpha1.VolumeSelection{{Namespace: appNS, Names: []string{"data"}}},
 				StorageClassMapping: []migrationv1alpha1.StorageClassMapping{{Source: "standard", Destination: "fast"}},
+				SourceDataPolicy:    sourceData,
 			},
 		})).To(Succeed())
 
@@ -208,8 +219,8 @@ var _ = Describe("Hub and agents together", func() {
 				Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("5Gi")}},
 			},
 		})).To(Succeed())
-		go deliverApp(bg)
-		go watchMigration(bg)
+		go deliverApp(bg, hubNS, appNS)
+		go watchMigration(bg, hubNS)
 		Eventually(func() corev1.PodPhase {
 			var pod corev1.Pod
 			_ = c1.k8s.Get(ctx, client.ObjectKey{Namespace: appNS, Name: "web-0"}, &pod)
@@ -230,7 +241,7 @@ var _ = Describe("Hub and agents together", func() {
 		}, timeout, interval).Should(Equal(migrationv1alpha1.ReasonActualMatchesDesired))
 
 		By("editing the Placement: cluster1 -> cluster2")
-		rec := recordDecisions(bg)
+		rec := recordDecisions(bg, hubNS)
 		Eventually(func() error {
 			p := &clusterv1beta1.Placement{}
 			if err := hubK8s.Get(ctx, client.ObjectKey{Namespace: hubNS, Name: placement}, p); err != nil {
@@ -257,6 +268,15 @@ var _ = Describe("Hub and agents together", func() {
 		By("Syncing: the real agents replicate while the app still runs on cluster1")
 		Eventually(phase, timeout, interval).Should(BeElementOf(migrationv1alpha1.PhaseSyncing, migrationv1alpha1.PhaseQuiescing,
 			migrationv1alpha1.PhaseFinalSync, migrationv1alpha1.PhaseLaunching, migrationv1alpha1.PhaseCompleted))
+		By("the source PV is protected before the app is stopped: Retain, original policy remembered, PVC finalizer")
+		if m.CurrentPhase() != migrationv1alpha1.PhaseCompleted { // released by now with policy Delete
+			var protectedPV corev1.PersistentVolume
+			Expect(c1.k8s.Get(ctx, client.ObjectKey{Name: srcPVC.Spec.VolumeName}, &protectedPV)).To(Succeed())
+			Expect(protectedPV.Spec.PersistentVolumeReclaimPolicy).To(Equal(corev1.PersistentVolumeReclaimRetain))
+			Expect(protectedPV.Annotations).To(HaveKeyWithValue(replv1.OriginalReclaimPolicyAnnotation, "Delete"))
+			Expect(c1.k8s.Get(ctx, client.ObjectKeyFromObject(&srcPVC), &srcPVC)).To(Succeed())
+			Expect(srcPVC.Finalizers).To(ContainElement(replv1.PVCProtectionFinalizer))
+		}
 
 		By("Completed: the app runs on cluster2")
 		Eventually(phase, 2*timeout, interval).Should(Equal(migrationv1alpha1.PhaseCompleted))
@@ -317,11 +337,17 @@ var _ = Describe("Hub and agents together", func() {
 			Expect(rds.Items).To(BeEmpty())
 		}
 
-		By("the source data is kept (policy Retain): PV Retain with the original policy remembered, PVC without our finalizer")
 		var pv corev1.PersistentVolume
 		Expect(c1.k8s.Get(ctx, client.ObjectKey{Name: srcPVC.Spec.VolumeName}, &pv)).To(Succeed())
-		Expect(pv.Spec.PersistentVolumeReclaimPolicy).To(Equal(corev1.PersistentVolumeReclaimRetain))
-		Expect(pv.Annotations).To(HaveKeyWithValue(replv1.OriginalReclaimPolicyAnnotation, "Delete"))
+		if sourceData == migrationv1alpha1.SourceDataDelete {
+			By("the source data is released (policy Delete): the PV's original policy is restored, our annotation removed")
+			Expect(pv.Spec.PersistentVolumeReclaimPolicy).To(Equal(corev1.PersistentVolumeReclaimDelete))
+			Expect(pv.Annotations).NotTo(HaveKey(replv1.OriginalReclaimPolicyAnnotation))
+		} else {
+			By("the source data is kept (policy Retain): PV Retain with the original policy remembered, PVC without our finalizer")
+			Expect(pv.Spec.PersistentVolumeReclaimPolicy).To(Equal(corev1.PersistentVolumeReclaimRetain))
+			Expect(pv.Annotations).To(HaveKeyWithValue(replv1.OriginalReclaimPolicyAnnotation, "Delete"))
+		}
 		Eventually(func() []string {
 			Expect(c1.k8s.Get(ctx, client.ObjectKeyFromObject(&srcPVC), &srcPVC)).To(Succeed())
 			return srcPVC.Finalizers
@@ -329,8 +355,8 @@ var _ = Describe("Hub and agents together", func() {
 		var ns corev1.Namespace
 		Expect(c2.k8s.Get(ctx, client.ObjectKey{Name: appNS}, &ns)).To(Succeed())
 		Expect(ns.DeletionTimestamp).To(BeNil(), "the app namespace on cluster2 is orphaned by the destination work")
-	})
-})
+	}
+}
 
 func setCluster(p *clusterv1beta1.Placement, env string) {
 	p.Spec.Predicates = []clusterv1beta1.ClusterPredicate{{
