@@ -25,6 +25,7 @@ import (
 	workv1alpha1 "open-cluster-management.io/api/work/v1alpha1"
 
 	"github.com/stateful-migration/stateful-migration/pkg/addon/manager"
+	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/credentials"
@@ -48,7 +49,7 @@ func decided(ctx context.Context, hubNS string) []string {
 // ManifestWork (the app's pod, which mounts PVC data) per cluster of the
 // Placement's actual decision, deleted when the cluster leaves it. The work
 // agent stand-in applies it and reports it Available.
-func deliverApp(ctx context.Context, hubNS, appNS string) {
+func deliverApp(ctx context.Context, hubNS, appNS string, pvcs []string) {
 	defer GinkgoRecover()
 	for ctx.Err() == nil {
 		clusters, err := decision.Clusters(ctx, hubK8s, hubNS, placement)
@@ -62,12 +63,12 @@ func deliverApp(ctx context.Context, hubNS, appNS string) {
 				pod := &corev1.Pod{
 					TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 					ObjectMeta: metav1.ObjectMeta{Namespace: appNS, Name: "web-0", Labels: map[string]string{"app": "web"}},
-					Spec: corev1.PodSpec{
-						Containers: []corev1.Container{{Name: "web", Image: "registry.example/web:1",
-							VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}}},
-						Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
-							PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}}},
-					},
+					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "registry.example/web:1"}}},
+				}
+				for _, pvc := range pvcs {
+					pod.Spec.Containers[0].VolumeMounts = append(pod.Spec.Containers[0].VolumeMounts, corev1.VolumeMount{Name: pvc, MountPath: "/" + pvc})
+					pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: pvc, VolumeSource: corev1.VolumeSource{
+						PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: pvc}}})
 				}
 				raw, _ := json.Marshal(pod)
 				w.Labels = map[string]string{
@@ -166,16 +167,19 @@ func watchMigration(ctx context.Context, hubNS string) {
 
 var _ = Describe("Hub and agents together", func() {
 	It("moves the app and its data from cluster1 to cluster2 when the Placement is edited (source data kept)", func(ctx SpecContext) {
-		migrate(ctx, "shop", migrationv1alpha1.SourceDataRetain)
+		migrate(ctx, "shop", migrationv1alpha1.SourceDataRetain, "data")
 	})
 	It("moves the app and releases the source data (sourceDataPolicy Delete)", func(ctx SpecContext) {
-		migrate(ctx, "blog", migrationv1alpha1.SourceDataDelete)
+		migrate(ctx, "blog", migrationv1alpha1.SourceDataDelete, "data")
+	})
+	It("moves an app with two volumes: one receiver and sender per volume, combined digest", func(ctx SpecContext) {
+		migrate(ctx, "wiki", migrationv1alpha1.SourceDataRetain, "data", "index")
 	})
 })
 
 // migrate runs one app's migration cluster1 -> cluster2 end to end and
 // checks every side effect on the three clusters.
-func migrate(ctx context.Context, appNS string, sourceData migrationv1alpha1.SourceDataPolicy) {
+func migrate(ctx context.Context, appNS string, sourceData migrationv1alpha1.SourceDataPolicy, pvcs ...string) {
 	{
 		hubNS := appNS + "-hub"
 		c1, c2 := spokes["cluster1"], spokes["cluster2"]
@@ -203,7 +207,7 @@ func migrate(ctx context.Context, appNS string, sourceData migrationv1alpha1.Sou
 			ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: policy},
 			Spec: migrationv1alpha1.MigrationPolicySpec{
 				PlacementRef:        migrationv1alpha1.PlacementRef{Name: placement},
-				Volumes:             []migrationv1alpha1.VolumeSelection{{Namespace: appNS, Names: []string{"data"}}},
+				Volumes:             []migrationv1alpha1.VolumeSelection{{Namespace: appNS, Names: pvcs}},
 				StorageClassMapping: []migrationv1alpha1.StorageClassMapping{{Source: "standard", Destination: "fast"}},
 				SourceDataPolicy:    sourceData,
 			},
@@ -211,15 +215,17 @@ func migrate(ctx context.Context, appNS string, sourceData migrationv1alpha1.Sou
 
 		By("the app on cluster1: its namespace and PVC (as a StatefulSet's claim template makes it), its pod from the app's ManifestWork")
 		Expect(c1.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNS}})).To(Succeed())
-		Expect(c1.k8s.Create(ctx, &corev1.PersistentVolumeClaim{
-			ObjectMeta: metav1.ObjectMeta{Namespace: appNS, Name: "data"},
-			Spec: corev1.PersistentVolumeClaimSpec{
-				AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-				StorageClassName: ptr.To("standard"),
-				Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("5Gi")}},
-			},
-		})).To(Succeed())
-		go deliverApp(bg, hubNS, appNS)
+		for _, pvc := range pvcs {
+			Expect(c1.k8s.Create(ctx, &corev1.PersistentVolumeClaim{
+				ObjectMeta: metav1.ObjectMeta{Namespace: appNS, Name: pvc},
+				Spec: corev1.PersistentVolumeClaimSpec{
+					AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+					StorageClassName: ptr.To("standard"),
+					Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("5Gi")}},
+				},
+			})).To(Succeed())
+		}
+		go deliverApp(bg, hubNS, appNS, pvcs)
 		go watchMigration(bg, hubNS)
 		Eventually(func() corev1.PodPhase {
 			var pod corev1.Pod
@@ -287,15 +293,22 @@ func migrate(ctx context.Context, appNS string, sourceData migrationv1alpha1.Sou
 		Expect(t.FinalSync).NotTo(BeNil())
 		Expect(t.Launch).NotTo(BeNil())
 		Expect(t.Downtime).NotTo(BeNil())
-		Expect(m.Status.Digest).To(Equal(digestOf(id + "/" + volumeKey("data"))))
+		digests := map[string]string{}
+		for _, pvc := range pvcs {
+			digests[appNS+"/"+pvc] = digestOf(id + "/" + volumeKey(pvc))
+		}
+		Expect(m.Status.Digest).To(Equal(report.CombineDigests(digests)))
 		Expect(m.Status.Reason).To(Equal("Completed"))
 
-		By("the destination PVC on cluster2: the source's size, the mapped class, bound, used by the app")
-		var dstPVC corev1.PersistentVolumeClaim
-		Expect(c2.k8s.Get(ctx, client.ObjectKey{Namespace: appNS, Name: "data"}, &dstPVC)).To(Succeed())
-		Expect(dstPVC.Spec.Resources.Requests.Storage().Cmp(resource.MustParse("5Gi"))).To(Equal(0))
-		Expect(dstPVC.Spec.StorageClassName).To(Equal(ptr.To("fast")))
-		Expect(dstPVC.Spec.AccessModes).To(Equal([]corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}))
+		By("the destination PVCs on cluster2: the source's size, the mapped class, used by the app")
+		for _, pvc := range pvcs {
+			var dstPVC corev1.PersistentVolumeClaim
+			Expect(c2.k8s.Get(ctx, client.ObjectKey{Namespace: appNS, Name: pvc}, &dstPVC)).To(Succeed())
+			Expect(dstPVC.Spec.Resources.Requests.Storage().Cmp(resource.MustParse("5Gi"))).To(Equal(0))
+			Expect(dstPVC.Spec.StorageClassName).To(Equal(ptr.To("fast")))
+			Expect(dstPVC.Spec.AccessModes).To(Equal([]corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}))
+			Expect(dstPVC.Labels).To(HaveKeyWithValue(replv1.MigrationIDLabel, id))
+		}
 		Eventually(func() corev1.PodPhase {
 			var pod corev1.Pod
 			_ = c2.k8s.Get(ctx, client.ObjectKey{Namespace: appNS, Name: "web-0"}, &pod)
