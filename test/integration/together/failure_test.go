@@ -1,0 +1,131 @@
+package together
+
+import (
+	"context"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	addonv1beta1 "open-cluster-management.io/api/addon/v1beta1"
+	clusterv1beta1 "open-cluster-management.io/api/cluster/v1beta1"
+	clusterv1beta2 "open-cluster-management.io/api/cluster/v1beta2"
+	workv1 "open-cluster-management.io/api/work/v1"
+	workv1alpha1 "open-cluster-management.io/api/work/v1alpha1"
+
+	"github.com/stateful-migration/stateful-migration/pkg/addon/manager"
+	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
+)
+
+var _ = Describe("Hub and agents together, failing", func() {
+	It("fails before Quiescing (destination class missing) and both clusters are cleaned by the real agents", func(ctx SpecContext) {
+		const appNS = "fail"
+		hubNS := appNS + "-hub"
+		c1, c2 := spokes["cluster1"], spokes["cluster2"]
+		bg, stop := context.WithCancel(context.Background())
+		defer stop()
+
+		Expect(hubK8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hubNS}})).To(Succeed())
+		Expect(hubK8s.Create(ctx, &clusterv1beta2.ManagedClusterSetBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: clusterSet, Namespace: hubNS},
+			Spec:       clusterv1beta2.ManagedClusterSetBindingSpec{ClusterSet: clusterSet},
+		})).To(Succeed())
+		p := &clusterv1beta1.Placement{ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: placement}}
+		setCluster(p, "cluster1")
+		Expect(hubK8s.Create(ctx, p)).To(Succeed())
+		Eventually(func() []string { return decided(ctx, hubNS) }, timeout, interval).Should(Equal([]string{"cluster1"}))
+		Expect(hubK8s.Create(ctx, &workv1alpha1.ManifestWorkReplicaSet{
+			ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: mwrsName},
+			Spec: workv1alpha1.ManifestWorkReplicaSetSpec{
+				PlacementRefs:        []workv1alpha1.LocalPlacementReference{{Name: placement}},
+				ManifestWorkTemplate: workv1.ManifestWorkSpec{Workload: workv1.ManifestsTemplate{Manifests: []workv1.Manifest{}}},
+			},
+		})).To(Succeed())
+		Expect(hubK8s.Create(ctx, &migrationv1alpha1.MigrationPolicy{
+			ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: policy},
+			Spec: migrationv1alpha1.MigrationPolicySpec{
+				PlacementRef:        migrationv1alpha1.PlacementRef{Name: placement},
+				Volumes:             []migrationv1alpha1.VolumeSelection{{Namespace: appNS, Names: []string{"data"}}},
+				StorageClassMapping: []migrationv1alpha1.StorageClassMapping{{Source: "standard", Destination: "missing"}},
+				MaxAttempts:         1,
+			},
+		})).To(Succeed())
+		Expect(c1.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNS}})).To(Succeed())
+		Expect(c1.k8s.Create(ctx, &corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Namespace: appNS, Name: "data"},
+			Spec: corev1.PersistentVolumeClaimSpec{
+				AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				StorageClassName: ptr.To("standard"),
+				Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+			},
+		})).To(Succeed())
+		go deliverApp(bg, hubNS, appNS, []string{"data"})
+		go watchMigration(bg, hubNS)
+		Eventually(func() corev1.PodPhase {
+			var pod corev1.Pod
+			_ = c1.k8s.Get(ctx, client.ObjectKey{Namespace: appNS, Name: "web-0"}, &pod)
+			return pod.Status.Phase
+		}, timeout, interval).Should(Equal(corev1.PodRunning))
+
+		rec := recordDecisions(bg, hubNS)
+		Eventually(func() error {
+			p := &clusterv1beta1.Placement{}
+			if err := hubK8s.Get(ctx, client.ObjectKey{Namespace: hubNS, Name: placement}, p); err != nil {
+				return err
+			}
+			setCluster(p, "cluster2")
+			return hubK8s.Update(ctx, p)
+		}, timeout, interval).Should(Succeed())
+		var m migrationv1alpha1.Migration
+		Eventually(func() int {
+			var l migrationv1alpha1.MigrationList
+			Expect(hubK8s.List(ctx, &l, client.InNamespace(hubNS))).To(Succeed())
+			if len(l.Items) == 1 {
+				m = l.Items[0]
+			}
+			return len(l.Items)
+		}, timeout, interval).Should(Equal(1))
+		id := work.MigrationID(&m)
+
+		By("Failed: the destination agent refuses the unknown class; the app stays on cluster1")
+		Eventually(func() migrationv1alpha1.MigrationPhase {
+			Expect(hubK8s.Get(ctx, client.ObjectKeyFromObject(&m), &m)).To(Succeed())
+			return m.CurrentPhase()
+		}, timeout, interval).Should(Equal(migrationv1alpha1.PhaseFailed))
+		Expect(m.Status.Reason).To(Equal("DestinationFailed"))
+		Expect(m.Status.Message).To(ContainSubstring(`StorageClass "missing"`))
+		Expect(rec.sequence()).To(Equal([][]string{{"cluster1"}}))
+
+		By("cleanup: the agents withdraw their reports, then both works, the credentials and the replication objects are gone")
+		Eventually(func() int {
+			n := 0
+			for _, cl := range []string{"cluster1", "cluster2"} {
+				var a addonv1beta1.ManagedClusterAddOn
+				Expect(hubK8s.Get(ctx, client.ObjectKey{Namespace: cl, Name: manager.AddonName}, &a)).To(Succeed())
+				n += len(a.Status.Conditions)
+			}
+			return n
+		}, timeout, interval).Should(BeZero())
+		for _, w := range []client.ObjectKey{{Namespace: "cluster1", Name: work.SourceName(id)}, {Namespace: "cluster2", Name: work.DestinationName(id)}} {
+			Eventually(func() bool {
+				return apierrors.IsNotFound(hubK8s.Get(ctx, w, &workv1.ManifestWork{}))
+			}, timeout, interval).Should(BeTrue(), "ManifestWork %s is deleted", w)
+		}
+		for _, s := range []*spoke{c1, c2} {
+			Eventually(func() bool {
+				return apierrors.IsNotFound(s.k8s.Get(ctx, client.ObjectKey{Namespace: appNS, Name: work.TLSSecretName(id)}, &corev1.Secret{}))
+			}, timeout, interval).Should(BeTrue(), "TLS Secret gone on %s", s.name)
+		}
+		Expect(apierrors.IsNotFound(c2.k8s.Get(ctx, client.ObjectKey{Namespace: appNS, Name: "data"}, &corev1.PersistentVolumeClaim{}))).
+			To(BeTrue(), "no destination PVC for an unknown class")
+		var pod corev1.Pod
+		Expect(c1.k8s.Get(ctx, client.ObjectKey{Namespace: appNS, Name: "web-0"}, &pod)).To(Succeed())
+		Expect(pod.DeletionTimestamp).To(BeNil())
+	})
+})
