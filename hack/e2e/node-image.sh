@@ -23,6 +23,9 @@ COREDNS_MODULE_VERSION=${COREDNS_MODULE_VERSION:-} # default: the version kubead
 LOCAL_PATH_VERSION=${LOCAL_PATH_VERSION:-v0.0.30}
 
 present() { docker image inspect "$1" >/dev/null 2>&1; }
+image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
+# drop_old TAG OLD_ID: after TAG moved to a new build, remove the image it pointed to before.
+drop_old() { [[ -z $2 || $2 == "$(image_id "$1")" ]] || docker rmi "$2" >/dev/null 2>&1 || true; }
 try_pull() {
   [[ ${E2E_OFFLINE:-0} != 1 ]] || return 1
   e2e_log "trying to pull $1"
@@ -118,7 +121,10 @@ small_image() {
   done
   local changes=(-c 'ENV PATH=/usr/local/bin:/usr/bin:/bin')
   [[ -z $entry ]] || changes+=(-c "ENTRYPOINT $entry")
+  local old
+  old=$(image_id "$tag")
   tar -C "$root" --numeric-owner -c . | docker import "${changes[@]}" - "$tag" >/dev/null
+  drop_old "$tag" "$old"
   rm -rf "$root"
   e2e_log "image $tag"
 }
@@ -140,14 +146,16 @@ BASE=stateful-migration/kind-rootfs:$(basename "$rootfs" .tar)
 present "$BASE" || docker import "$rootfs" "$BASE" >/dev/null
 # derive FROM TAG CHANGES... -- SRC:DEST...: copy files into a container of FROM, commit as TAG.
 derive() {
-  local from=$1 tag=$2 changes=() c f
+  local from=$1 tag=$2 changes=() c f old
   shift 2
+  old=$(image_id "$tag")
   while [[ $1 != -- ]]; do changes+=(-c "$1"); shift; done
   shift
   c=$(docker create "$from" /bin/true)
   for f in "$@"; do docker cp "${f%%:*}" "$c:${f#*:}"; done
   docker commit "${changes[@]}" "$c" "$tag" >/dev/null
   docker rm "$c" >/dev/null
+  drop_old "$tag" "$old"
   e2e_log "image $tag"
 }
 derive "$BASE" "$(img_for kube-proxy)" 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
@@ -162,7 +170,10 @@ echo "$E2E_K8S_VERSION" >"$files/kind/version"
 install -m 0755 "$here/node/entrypoint" "$files/usr/local/bin/entrypoint"
 install -m 0644 "$here/node/kubelet.service" "$files/etc/systemd/system/kubelet.service"
 install -m 0644 "$here/node/10-kubeadm.conf" "$files/etc/systemd/system/kubelet.service.d/10-kubeadm.conf"
-ln -s /etc/systemd/system/kubelet.service "$files/etc/systemd/system/multi-user.target.wants/kubelet.service"
+install -m 0644 "$here/node/dns-forward.service" "$files/etc/systemd/system/dns-forward.service"
+for u in kubelet dns-forward; do
+  ln -s "/etc/systemd/system/$u.service" "$files/etc/systemd/system/multi-user.target.wants/$u.service"
+done
 sed "s|@PAUSE_IMAGE@|$PAUSE_IMAGE|" "$here/node/containerd-config.toml" >"$files/etc/containerd/config.toml"
 install -m 0644 "$here/node/10-bridge.conflist" "$files/etc/cni/net.d/10-bridge.conflist"
 install -m 0644 "$here/node/99-kind.conf" "$files/etc/sysctl.d/99-kind.conf"
@@ -188,13 +199,18 @@ docker save "${wanted[@]}" "$PROVISIONER_IMAGE" "$HELPER_IMAGE" |
     --label=io.cri-containerd.pinned=pinned --all-platforms --no-unpack --digests - >&2
 docker exec "$builder" ctr --namespace=k8s.io images list -q >"$work/imported"
 for w in "${wanted[@]}"; do grep -qx "$w" "$work/imported" || e2e_die "image $w missing after import"; done
-docker exec "$builder" sh -c 'pkill -x containerd; while pgrep -x containerd >/dev/null; do sleep 0.2; done; rm -f /var/log/containerd-build.log'
+# (sleep is PID 1 and reaps nothing: wait for containerd to be a zombie, not gone.)
+docker exec "$builder" sh -c 'pkill -x containerd
+  while ps -C containerd -o stat= | grep -qv "^Z"; do sleep 0.2; done
+  rm -f /var/log/containerd-build.log'
+old=$(image_id "$IMAGE")
 docker commit \
   -c 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' -c 'CMD []' \
-  -c 'ENV container=docker' -c 'STOPSIGNAL SIGRTMIN+3' \
+  -c 'ENV container=docker' \
   -c "LABEL $LABEL=$key" "$builder" "$IMAGE" >/dev/null
 docker rm -f "$builder" >/dev/null
 builder=
+drop_old "$IMAGE" "$old"
 docker rmi "$pre" >/dev/null
 e2e_timing node-image:assemble $((SECONDS - t))
 
