@@ -129,29 +129,35 @@ func (s *session) checkFile(m *wire.File) error {
 // fileAt writes a whole small file, checked by checkFile, as name in the
 // directory handle dfd (its parent).
 func (s *session) fileAt(dfd int, name string, m *wire.File) error {
-	f, err := s.r.root.CreateAt(dfd, name, m.Entry.Path)
+	p := m.Entry.Path
+	perm, final := safefs.CreatePerm(m.Entry.Mode)
+	fd, err := s.r.root.CreateAt(dfd, name, p, perm)
 	if err != nil {
-		return classify(err, "creating "+m.Entry.Path)
+		return classify(err, "creating "+p)
 	}
-	defer f.Close()
-	if _, err := f.Write(m.Data); err != nil {
-		return classify(err, "writing "+m.Entry.Path)
+	defer unix.Close(fd)
+	for b := m.Data; len(b) > 0; {
+		n, err := unix.Write(fd, b)
+		if err != nil {
+			return classify(err, "writing "+p)
+		}
+		b = b[n:]
 	}
 	var blocks []tree.Hash
 	for off := 0; off < len(m.Data); off += tree.BlockSize {
 		blocks = append(blocks, tree.BlockSum(m.Data[off:min(off+tree.BlockSize, len(m.Data))]))
 	}
 	s.r.Tracker.AddCopied(int64(len(m.Data)), 1)
-	return s.finish(f, &m.Entry, blocks)
+	return s.finish(fd, &m.Entry, blocks, final)
 }
 
 // finish applies metadata and records the content sums under the final key.
-func (s *session) finish(f *os.File, e *tree.Entry, blocks []tree.Hash) error {
-	if err := safefs.FileMeta(f, s.metaOf(e)); err != nil {
+func (s *session) finish(fd int, e *tree.Entry, blocks []tree.Hash, modeSet bool) error {
+	if err := safefs.FDMeta(fd, e.Path, s.metaOf(e), modeSet); err != nil {
 		return classify(err, "setting metadata of "+e.Path)
 	}
 	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+	if err := unix.Fstat(fd, &st); err != nil {
 		return err
 	}
 	if blocks != nil && st.Size == e.Size {
@@ -306,7 +312,7 @@ func (s *session) end(id uint64) error {
 		}
 	}
 	s.r.Tracker.AddCopied(0, 1)
-	return s.finish(of.f, &of.e, of.blocks)
+	return s.finish(int(of.f.Fd()), &of.e, of.blocks, false)
 }
 
 func (s *session) hashes(m *wire.HashReq) error {

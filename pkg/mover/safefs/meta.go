@@ -89,22 +89,42 @@ func itoa(n int) string {
 	return string(b[i:])
 }
 
+// umask is read once; the receiver never changes it.
+var umask = func() uint32 {
+	m := unix.Umask(0)
+	unix.Umask(m)
+	return uint32(m)
+}()
+
+// CreatePerm returns the mode to create a file of mode with, and whether
+// that already is its final mode (no special bits, nothing masked), so the
+// chmod can be skipped.
+func CreatePerm(mode uint32) (perm uint32, final bool) {
+	perm = mode & 0777
+	return perm, mode&07777 == perm && perm&umask == 0
+}
+
 // FileMeta applies metadata through an open file; mode after chown because
 // chown clears setuid bits.
-func FileMeta(f *os.File, m Meta) error {
-	fd := int(f.Fd())
+func FileMeta(f *os.File, m Meta) error { return FDMeta(int(f.Fd()), f.Name(), m, false) }
+
+// FDMeta is FileMeta on a descriptor; modeSet skips a chmod to the mode the
+// file was created with (see CreatePerm).
+func FDMeta(fd int, name string, m Meta, modeSet bool) error {
 	if m.Owners {
 		if err := unix.Fchown(fd, int(m.UID), int(m.GID)); err != nil {
-			return &os.PathError{Op: "chown", Path: f.Name(), Err: err}
+			return &os.PathError{Op: "chown", Path: name, Err: err}
 		}
 	}
-	if err := unix.Fchmod(fd, m.Mode&07777); err != nil {
-		return &os.PathError{Op: "chmod", Path: f.Name(), Err: err}
+	if !modeSet {
+		if err := unix.Fchmod(fd, m.Mode&07777); err != nil {
+			return &os.PathError{Op: "chmod", Path: name, Err: err}
+		}
 	}
 	ts := times(m.Mtime)
 	// utimensat(fd, NULL, ...) sets times on the descriptor itself.
 	if _, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0); e != 0 {
-		return &os.PathError{Op: "utimes", Path: f.Name(), Err: e}
+		return &os.PathError{Op: "utimes", Path: name, Err: e}
 	}
 	return nil
 }

@@ -171,24 +171,29 @@ func (r *Root) Create(p string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return r.CreateAt(dfd, name, p)
+	fd, err := r.CreateAt(dfd, name, p, 0600)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), p), nil
 }
 
 // CreateAt is Create of name in a directory handle the caller resolved
-// (with OpenDir) for the parent of p.
-func (r *Root) CreateAt(dfd int, name, p string) (*os.File, error) {
+// (with OpenDir) for the parent of p; perm (less the umask) is the initial
+// mode. It returns the raw descriptor: small files need no *os.File.
+func (r *Root) CreateAt(dfd int, name, p string, perm uint32) (int, error) {
 	const fl = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
-	fd, err := unix.Openat(dfd, name, fl, 0600)
+	fd, err := unix.Openat(dfd, name, fl, perm)
 	if err == unix.EEXIST {
 		if err = r.removeAt(dfd, name, p); err != nil {
-			return nil, err
+			return -1, err
 		}
-		fd, err = unix.Openat(dfd, name, fl, 0600)
+		fd, err = unix.Openat(dfd, name, fl, perm)
 	}
 	if err != nil {
-		return nil, &os.PathError{Op: "create", Path: p, Err: err}
+		return -1, &os.PathError{Op: "create", Path: p, Err: err}
 	}
-	return os.NewFile(uintptr(fd), p), nil
+	return fd, nil
 }
 
 // OpenRW opens an existing regular file at p for in-place updates.
