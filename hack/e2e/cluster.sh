@@ -107,7 +107,7 @@ spec:
       imagePullPolicy: IfNotPresent
       # Records on the volume, then DNS: a Service name (CoreDNS) and the node's Docker name
       # (CoreDNS forwarding to Docker's DNS, what cross-cluster names will need).
-      command: [sh, -c, 'seq 1 1000 > /data/records && sync && wc -l < /data/records && md5sum /data/records && nslookup kubernetes.default.svc.cluster.local && nslookup $name-control-plane']
+      command: [sh, -c, 'seq 1 1000 > /data/records && sync && wc -l < /data/records && md5sum /data/records && nslookup kubernetes.default.svc.cluster.local && nslookup $name-control-plane.']
       volumeMounts: [{name: data, mountPath: /data}]
   volumes:
     - name: data
