@@ -218,5 +218,5 @@ t=$SECONDS
 rm -f "$E2E_CACHE"/node/kind-node-"$E2E_K8S_VERSION"-*.tar
 docker save "$IMAGE" -o "$archive.tmp" && mv "$archive.tmp" "$archive"
 e2e_timing node-image:save-cache $((SECONDS - t))
-e2e_timing "node-image(cold, $IMAGE)" $((SECONDS - total))
+e2e_timing "node-image(build $IMAGE)" $((SECONDS - total))
 echo "$IMAGE"

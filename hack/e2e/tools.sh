@@ -13,15 +13,29 @@ tools=("$@")
 ((${#tools[@]})) || tools=(kind kubectl clusteradm)
 mkdir -p "$E2E_BIN"
 
-# go_install NAME VERSIONED_DIR PKG@VERSION: build into a versioned dir, link $E2E_BIN/NAME.
+# go_install NAME VERSIONED_DIR PKG@VERSION [MODULE]: build into a versioned dir, link
+# $E2E_BIN/NAME. When `go install pkg@version` fails (e.g. the proxy refuses the module's
+# version list, which go install reads for deprecation notices), build the same package from a
+# throwaway main module that requires MODULE at that version.
 go_install() {
-  local name=$1 dir=$2 pkg=$3 start=$SECONDS
+  local name=$1 dir=$2 pkg=$3 mod=${4:-} start=$SECONDS
   if [[ ! -x $dir/$name ]]; then
     e2e_lock "tool-$name"
     if [[ ! -x $dir/$name ]]; then
       e2e_log "building $pkg"
-      rm -rf "$dir.tmp"
-      (e2e_go_env && GOBIN=$dir.tmp "${NICE[@]}" go install -trimpath -ldflags "-s -w" "$pkg") >&2
+      rm -rf "$dir.tmp" "$dir.mod"
+      if ! (e2e_go_env && GOBIN=$dir.tmp "${NICE[@]}" go install -trimpath -ldflags "-s -w" "$pkg") >&2; then
+        [[ -n $mod ]] || e2e_die "go install $pkg failed"
+        e2e_log "go install failed; building $pkg from a throwaway module requiring $mod"
+        mkdir -p "$dir.mod" && (
+          cd "$dir.mod" && e2e_go_env
+          go mod init e2e-tool-"$name" >/dev/null 2>&1
+          go mod edit -require="$mod@${pkg##*@}" -tool="${pkg%@*}"
+          go mod tidy
+          "${NICE[@]}" go build -trimpath -ldflags "-s -w" -o "$dir.tmp/$name" "${pkg%@*}"
+        ) >&2
+        rm -rf "$dir.mod"
+      fi
       mv -T "$dir.tmp" "$dir"
       e2e_timing "tool $pkg" $((SECONDS - start))
     fi
@@ -33,10 +47,20 @@ for t in "${tools[@]}"; do
   case $t in
   kind) go_install kind "$E2E_BIN/kind-$KIND_VERSION" "sigs.k8s.io/kind@$KIND_VERSION" ;;
   kubectl)
-    # Same version as the node image built here; kubectl supports +-1 minor around it.
-    assets=$(ENVTEST_K8S_VERSION=$E2E_K8S_VERSION ENVTEST_ETCD_VERSION=$E2E_ETCD_VERSION \
-      "${NICE[@]}" "$E2E_ROOT/hack/envtest-assets.sh")
-    ln -sfn "$assets/kubectl" "$E2E_BIN/kubectl"
+    # Preferred: the envtest build of $E2E_K8S_VERSION (same version as the node image built
+    # here; kubectl supports +-1 minor). Else a kubectl already on PATH. Else build it (with
+    # envtest's kube-apiserver and etcd, which `make test` needs anyway).
+    envtest_dir=${ENVTEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/stateful-migration/envtest}/$E2E_K8S_VERSION-$E2E_ETCD_VERSION
+    onpath=$(PATH=${PATH//$E2E_BIN:/} command -v kubectl || true)
+    if [[ -x $envtest_dir/kubectl ]]; then
+      ln -sfn "$envtest_dir/kubectl" "$E2E_BIN/kubectl"
+    elif [[ -n $onpath ]]; then
+      ln -sfn "$onpath" "$E2E_BIN/kubectl"
+    else
+      assets=$(ENVTEST_K8S_VERSION=$E2E_K8S_VERSION ENVTEST_ETCD_VERSION=$E2E_ETCD_VERSION \
+        "${NICE[@]}" "$E2E_ROOT/hack/envtest-assets.sh")
+      ln -sfn "$assets/kubectl" "$E2E_BIN/kubectl"
+    fi
     ;;
   clusteradm)
     v=$CLUSTERADM_VERSION
@@ -47,7 +71,8 @@ for t in "${tools[@]}"; do
         e2e_die "no clusteradm $CLUSTERADM_VERSION nor v1.2.x on the module proxy"
       e2e_log "clusteradm $CLUSTERADM_VERSION unavailable, using $v"
     fi
-    go_install clusteradm "$E2E_BIN/clusteradm-$v" "open-cluster-management.io/clusteradm/cmd/clusteradm@$v"
+    go_install clusteradm "$E2E_BIN/clusteradm-$v" "open-cluster-management.io/clusteradm/cmd/clusteradm@$v" \
+      open-cluster-management.io/clusteradm
     ;;
   *) e2e_die "unknown tool $t" ;;
   esac
