@@ -171,6 +171,13 @@ func wait[T any](k *conn, ch chan T) (T, error) {
 	case v := <-ch:
 		return v, nil
 	case <-k.dead:
+		// The receiver may close right after its last answer: prefer an
+		// answer that arrived before the EOF over the EOF itself.
+		select {
+		case v := <-ch:
+			return v, nil
+		default:
+		}
 		var zero T
 		return zero, k.Err()
 	}
