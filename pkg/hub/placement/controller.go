@@ -8,6 +8,7 @@ package placement
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -134,8 +135,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.writeStatus(ctx, s); err != nil && stepErr == nil {
 		stepErr = err
 	}
+	// The scheduler records no observed generation, and an edit that does not
+	// change its decision produces no event: look again once it has had time.
+	if s.companionChanged && stepErr == nil {
+		return ctrl.Result{RequeueAfter: schedulerSettle}, nil
+	}
 	return ctrl.Result{}, stepErr
 }
+
+// schedulerSettle is how long after a companion edit its decisions are trusted
+// even without an event from the scheduler.
+const schedulerSettle = time.Second
 
 // CompanionName is the Placement the scheduler fills with the desired clusters.
 func CompanionName(placement string) string {

@@ -119,7 +119,9 @@ func (r *Reconciler) mirrorCompanion(ctx context.Context, s *state) (bool, error
 		if err := r.Patch(ctx, c, client.MergeFrom(before)); err != nil {
 			return true, fmt.Errorf("mirroring spec to %s: %w", key.Name, err)
 		}
-		s.companionChanged = true
+		// A stale cache makes this patch a no-op on the server; only a real
+		// change (new generation) makes the companion's decisions stale.
+		s.companionChanged = c.Generation != before.Generation
 	}
 	s.companion = c
 	s.setEnrolled(metav1.ConditionTrue, migrationv1alpha1.ReasonEnrolled,
