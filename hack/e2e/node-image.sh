@@ -26,10 +26,22 @@ present() { docker image inspect "$1" >/dev/null 2>&1; }
 image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
 # drop_old TAG OLD_ID: after TAG moved to a new build, remove the image it pointed to before.
 drop_old() { [[ -z $2 || $2 == "$(image_id "$1")" ]] || docker rmi "$2" >/dev/null 2>&1 || true; }
+# A failed pull is remembered for a day, so warm runs on a machine without a registry do not
+# wait on it again (a blackholed registry can take the whole timeout).
 try_pull() {
   [[ ${E2E_OFFLINE:-0} != 1 ]] || return 1
+  local mark=$E2E_CACHE/.pull-failed-$(echo "$1" | sha256sum | cut -c1-12)
+  if [[ -n $(find "$mark" -mmin -1440 2>/dev/null) ]]; then
+    e2e_log "not retrying the pull of $1 (failed within the last day; rm $mark to retry)"
+    return 1
+  fi
   e2e_log "trying to pull $1"
-  timeout 600 docker pull "$1" >&2
+  if timeout 300 docker pull "$1" >&2; then
+    rm -f "$mark"
+    return 0
+  fi
+  mkdir -p "$E2E_CACHE" && touch "$mark"
+  return 1
 }
 
 if [[ -n ${E2E_NODE_IMAGE:-} ]]; then

@@ -30,7 +30,7 @@ go_install() {
         mkdir -p "$dir.mod" && (
           cd "$dir.mod" && e2e_go_env
           go mod init e2e-tool-"$name" >/dev/null 2>&1
-          go mod edit -require="$mod@${pkg##*@}" -tool="${pkg%@*}"
+          go mod edit -require="$mod@${pkg##*@}" -tool="${pkg%@*}" ${GO_INSTALL_REPLACES:-}
           go mod tidy
           "${NICE[@]}" go build -trimpath -ldflags "-s -w" -o "$dir.tmp/$name" "${pkg%@*}"
         ) >&2
@@ -71,7 +71,22 @@ for t in "${tools[@]}"; do
         e2e_die "no clusteradm $CLUSTERADM_VERSION nor v1.2.x on the module proxy"
       e2e_log "clusteradm $CLUSTERADM_VERSION unavailable, using $v"
     fi
-    go_install clusteradm "$E2E_BIN/clusteradm-$v" "open-cluster-management.io/clusteradm/cmd/clusteradm@$v" \
+    # clusteradm imports open-cluster-management.io/ocm (operator charts). If the module proxy
+    # will not serve the ocm version it requires, build against $CLUSTERADM_OCM_FALLBACK; the
+    # binary then deploys that ocm's charts (use `clusteradm init --bundle-version` to match).
+    dir=$E2E_BIN/clusteradm-$v
+    if [[ ! -x $dir/clusteradm ]]; then
+      gomod=$(e2e_go_env && go mod download -json "open-cluster-management.io/clusteradm@$v" |
+        sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+      ocm=$(awk '$1 == "open-cluster-management.io/ocm" {print $2; exit}' "$gomod")
+      if [[ -n $ocm ]] && ! (e2e_go_env && go mod download "open-cluster-management.io/ocm@$ocm" >/dev/null 2>&1); then
+        fb=${CLUSTERADM_OCM_FALLBACK:-v1.2.0}
+        e2e_log "the module proxy does not serve open-cluster-management.io/ocm@$ocm; building clusteradm $v against ocm $fb"
+        GO_INSTALL_REPLACES="-replace=open-cluster-management.io/ocm=open-cluster-management.io/ocm@$fb"
+        echo "clusteradm $v built against open-cluster-management.io/ocm $fb (not $ocm)" >"$E2E_BIN/clusteradm.NOTE"
+      fi
+    fi
+    go_install clusteradm "$dir" "open-cluster-management.io/clusteradm/cmd/clusteradm@$v" \
       open-cluster-management.io/clusteradm
     ;;
   *) e2e_die "unknown tool $t" ;;
