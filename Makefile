@@ -57,8 +57,8 @@ test-integration: ## Integration tests on a real kube-apiserver and etcd (envtes
 	$(GO) test -count=1 -timeout 30m ./test/integration/... -ginkgo.v
 
 .PHONY: test-e2e
-test-e2e: ## End-to-end suite on kind (not yet available).
-	@echo "test-e2e: the kind end-to-end suite has not landed yet (see the e2e issue)." >&2; exit 1
+test-e2e: ## hub + cluster1 + cluster2 on kind with OCM, then the e2e/ suite (E2E_KEEP=1 keeps the clusters).
+	hack/e2e/run.sh
 
 .PHONY: bench-mover
 bench-mover: ## Mover throughput against rsync and a raw pipe, on the same data (docs/mover.md).
@@ -101,6 +101,14 @@ e2e-node-image: e2e-docker ## kindest/node if it can be pulled, else build a nod
 e2e-cluster: ## Create kind cluster $(E2E_CLUSTER), wait Ready, run a PVC smoke pod.
 	hack/e2e/cluster.sh up $(E2E_CLUSTER)
 	hack/e2e/cluster.sh smoke $(E2E_CLUSTER)
+
+.PHONY: e2e-fleet
+e2e-fleet: ## Bring up (or reuse) hub, cluster1, cluster2 with OCM and the addon; keeps them.
+	hack/e2e/fleet.sh up
+
+.PHONY: e2e-fleet-clean
+e2e-fleet-clean: ## Delete hub, cluster1, cluster2 (caches are kept).
+	hack/e2e/fleet.sh down
 
 .PHONY: e2e-clean
 e2e-clean: ## Delete kind cluster $(E2E_CLUSTER) (caches are kept).

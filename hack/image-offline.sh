@@ -2,6 +2,7 @@
 # Builds the image without pulling a base image, for machines that cannot
 # reach a registry: a root filesystem with the static binary, CA certificates
 # and a nonroot user, imported with `docker import`.
+# The binary keeps its name (/NAME) and is the entrypoint.
 # Usage: hack/image-offline.sh IMAGE BINARY [--tar OUT.tar]
 set -euo pipefail
 
@@ -19,7 +20,8 @@ root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root/etc/ssl/certs" "$root/tmp"
 chmod 1777 "$root/tmp"
-install -m 0755 "$binary" "$root/stateful-migration"
+name=$(basename "$binary")
+install -m 0755 "$binary" "$root/$name"
 if [[ -f /etc/ssl/certs/ca-certificates.crt ]]; then
   cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
 fi
@@ -32,6 +34,6 @@ if [[ -n "$tar_out" ]]; then
   exit 0
 fi
 tar -C "$root" --numeric-owner -c . | docker import \
-  --change 'ENTRYPOINT ["/stateful-migration"]' \
+  --change "ENTRYPOINT [\"/$name\"]" \
   --change 'USER 65532:65532' - "$image"
 echo "built $image" >&2

@@ -73,21 +73,27 @@ for t in "${tools[@]}"; do
     fi
     # clusteradm imports open-cluster-management.io/ocm (operator charts). If the module proxy
     # will not serve the ocm version it requires, build against $CLUSTERADM_OCM_FALLBACK; the
-    # binary then deploys that ocm's charts (use `clusteradm init --bundle-version` to match).
+    # binary then deploys that ocm's charts. The ocm version it carries is recorded in
+    # clusteradm.ocm-version: the --bundle-version to use and the images ocm-images.sh makes.
     dir=$E2E_BIN/clusteradm-$v
-    if [[ ! -x $dir/clusteradm ]]; then
+    ocm=$(cat "$dir/ocm-version" 2>/dev/null || true)
+    if [[ -z $ocm ]]; then
       gomod=$(e2e_go_env && go mod download -json "open-cluster-management.io/clusteradm@$v" |
         sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
       ocm=$(awk '$1 == "open-cluster-management.io/ocm" {print $2; exit}' "$gomod")
-      if [[ -n $ocm ]] && ! (e2e_go_env && go mod download "open-cluster-management.io/ocm@$ocm" >/dev/null 2>&1); then
+      [[ -n $ocm ]] || e2e_die "clusteradm $v does not require open-cluster-management.io/ocm"
+      if ! (e2e_go_env && go mod download "open-cluster-management.io/ocm@$ocm" >/dev/null 2>&1); then
         fb=${CLUSTERADM_OCM_FALLBACK:-v1.2.0}
         e2e_log "the module proxy does not serve open-cluster-management.io/ocm@$ocm; building clusteradm $v against ocm $fb"
         GO_INSTALL_REPLACES="-replace=open-cluster-management.io/ocm=open-cluster-management.io/ocm@$fb"
-        echo "clusteradm $v built against open-cluster-management.io/ocm $fb (not $ocm)" >"$E2E_BIN/clusteradm.NOTE"
+        ocm=$fb
       fi
+      rm -rf "$dir"
     fi
     go_install clusteradm "$dir" "open-cluster-management.io/clusteradm/cmd/clusteradm@$v" \
       open-cluster-management.io/clusteradm
+    echo "$ocm" >"$dir/ocm-version"
+    ln -sfn "$dir/ocm-version" "$E2E_BIN/clusteradm.ocm-version"
     ;;
   *) e2e_die "unknown tool $t" ;;
   esac

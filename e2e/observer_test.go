@@ -1,0 +1,172 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// observer watches the writer app on every cluster from outside: it follows
+// each writer pod's log (acks are printed only after fsync) and samples, every
+// samplePeriod, on which clusters a writer container is running.
+type observer struct {
+	ns, selector string
+	clusters     []*cluster
+
+	mu       sync.Mutex
+	apps     map[string]*appView // by cluster name
+	followed map[types.UID]bool
+	samples  int
+	overlaps []string
+}
+
+// appView is what one cluster's writer pods said.
+type appView struct {
+	starts   []map[string]string // "start" lines: records found on the volume at start
+	firstAck ack                 // first ack of the first pod
+	lastAck  ack
+	acks     int
+}
+
+type ack struct {
+	seq uint64
+	t   time.Time
+}
+
+const samplePeriod = 100 * time.Millisecond
+
+func observe(ctx context.Context, ns, selector string, clusters ...*cluster) *observer {
+	o := &observer{ns: ns, selector: selector, clusters: clusters, apps: map[string]*appView{}, followed: map[types.UID]bool{}}
+	for _, c := range clusters {
+		o.apps[c.name] = &appView{}
+	}
+	go o.sample(ctx)
+	return o
+}
+
+func (o *observer) sample(ctx context.Context) {
+	defer GinkgoRecover()
+	tick := time.NewTicker(samplePeriod)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		var running []string
+		for _, c := range o.clusters {
+			pods, err := c.kube.CoreV1().Pods(o.ns).List(ctx, metav1.ListOptions{LabelSelector: o.selector})
+			if err != nil {
+				continue // a missed sample is not an overlap; the ack order below is the hard proof
+			}
+			for i := range pods.Items {
+				p := &pods.Items[i]
+				o.follow(ctx, c, p)
+				if containerRunning(p) {
+					running = append(running, c.name+"/"+p.Name)
+				}
+			}
+		}
+		o.mu.Lock()
+		o.samples++
+		if clustersOf(running) > 1 {
+			o.overlaps = append(o.overlaps, fmt.Sprintf("%s: %v", time.Now().Format(time.RFC3339Nano), running))
+		}
+		o.mu.Unlock()
+	}
+}
+
+func containerRunning(p *corev1.Pod) bool {
+	for _, s := range p.Status.ContainerStatuses {
+		if s.State.Running != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func clustersOf(running []string) int {
+	seen := map[string]bool{}
+	for _, r := range running {
+		seen[strings.SplitN(r, "/", 2)[0]] = true
+	}
+	return len(seen)
+}
+
+// follow starts streaming a pod's log once, retrying until its container has
+// started and ending when the pod is gone.
+func (o *observer) follow(ctx context.Context, c *cluster, p *corev1.Pod) {
+	o.mu.Lock()
+	seen := o.followed[p.UID]
+	o.followed[p.UID] = true
+	o.mu.Unlock()
+	if seen {
+		return
+	}
+	go func() {
+		defer GinkgoRecover()
+		for ctx.Err() == nil {
+			rc, err := c.kube.CoreV1().Pods(p.Namespace).GetLogs(p.Name, &corev1.PodLogOptions{Follow: true}).Stream(ctx)
+			if err != nil {
+				if _, gerr := c.kube.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{}); gerr != nil {
+					return // pod gone before it ever logged
+				}
+				time.Sleep(200 * time.Millisecond)
+				continue
+			}
+			sc := bufio.NewScanner(rc)
+			for sc.Scan() {
+				o.line(c.name, sc.Text())
+			}
+			_ = rc.Close()
+			return
+		}
+	}()
+}
+
+func (o *observer) line(clusterName, line string) {
+	kind, _, _ := strings.Cut(line, " ")
+	f := fields(line)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	v := o.apps[clusterName]
+	switch kind {
+	case "start":
+		v.starts = append(v.starts, f)
+	case "ack":
+		seq, _ := strconv.ParseUint(f["seq"], 10, 64)
+		ns, _ := strconv.ParseInt(f["t"], 10, 64)
+		a := ack{seq: seq, t: time.Unix(0, ns)}
+		if v.acks == 0 {
+			v.firstAck = a
+		}
+		v.lastAck = a
+		v.acks++
+	}
+}
+
+// view returns a copy of what a cluster's writer said so far.
+func (o *observer) view(clusterName string) appView {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	v := *o.apps[clusterName]
+	v.starts = append([]map[string]string(nil), v.starts...)
+	return v
+}
+
+func (o *observer) result() (samples int, overlaps []string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.samples, append([]string(nil), o.overlaps...)
+}
