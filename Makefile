@@ -79,8 +79,12 @@ help:
 
 ##@ Demo
 .PHONY: demo
-demo: ## Local demo migration on kind (not yet available).
-	@echo "demo: the kind demo has not landed yet (see the e2e issue)." >&2; exit 1
+demo: ## Hub + two kind clusters with OCM; a stateful app moved by a Placement edit; timings printed.
+	hack/e2e/demo.sh
+
+.PHONY: demo-clean
+demo-clean: ## Delete the demo's clusters (caches are kept).
+	hack/e2e/fleet.sh down
 
 ##@ E2E building blocks (kind; see docs/e2e.md)
 E2E_CLUSTER ?= e2e

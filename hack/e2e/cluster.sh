@@ -19,7 +19,8 @@ state=$E2E_CACHE/clusters
 kubeconfig=$state/$name.kubeconfig
 export PATH=$E2E_BIN:$PATH
 
-exists() { kind get clusters 2>/dev/null | grep -qx "$name"; }
+# The node container is the truth (kind get clusters can come back empty while Docker is busy).
+exists() { docker container inspect "$name-control-plane" >/dev/null 2>&1; }
 
 up() {
   local start=$SECONDS t

@@ -31,14 +31,16 @@ ocm() {
   if ! kubectl --kubeconfig "$hubkc" get clustermanager cluster-manager >/dev/null 2>&1; then
     load "${images[@]}"
     e2e_log "clusteradm init on $HUB (OCM $v, ManifestWorkReplicaSet on)"
+    # stdout carries the join token: not logged.
     clusteradm init --kubeconfig "$hubkc" --bundle-version "$v" --wait \
-      --feature-gates=ManifestWorkReplicaSet=true >&2
+      --feature-gates=ManifestWorkReplicaSet=true >/dev/null
     e2e_timing "fleet:init" $((SECONDS - t))
   fi
   for c in "${SPOKES[@]}"; do
     kubectl --kubeconfig "$hubkc" get managedcluster "$c" >/dev/null 2>&1 && continue
     t=$SECONDS
-    token=$(clusteradm get token --kubeconfig "$hubkc" -o json | sed -n 's/.*"hub-token":"\([^"]*\)".*/\1/p')
+    token=$(clusteradm get token --kubeconfig "$hubkc" -o json | sed -n 's/.*"hub-token": *"\([^"]*\)".*/\1/p')
+    [[ -n $token ]] || e2e_die "clusteradm get token gave no token"
     api=$(kubectl --kubeconfig "$hubkc" config view --minify -o jsonpath='{.clusters[0].cluster.server}')
     e2e_log "clusteradm join $c (klusterlet reaches the hub at its Docker name)"
     # --force-internal-endpoint-lookup: the klusterlet uses cluster-info's in-cluster endpoint
