@@ -68,7 +68,9 @@ func (o *observer) sample(ctx context.Context) {
 		for _, c := range o.clusters {
 			pods, err := c.kube.CoreV1().Pods(o.ns).List(ctx, metav1.ListOptions{LabelSelector: o.selector})
 			if err != nil {
-				continue // a missed sample is not an overlap; the ack order below is the hard proof
+				// A missed sample is not an overlap; the order of acks is the hard proof.
+				GinkgoWriter.Printf("observer: listing pods on %s: %v\n", c.name, err)
+				continue
 			}
 			for i := range pods.Items {
 				p := &pods.Items[i]
@@ -104,8 +106,9 @@ func clustersOf(running []string) int {
 	return len(seen)
 }
 
-// follow starts streaming a pod's log once, retrying until its container has
-// started and ending when the pod is gone.
+// follow streams a pod's log once per pod. A stream can end early (container
+// not started yet, API server hiccup): it is reopened, skipping the lines
+// already read, until the pod is gone or its container has exited.
 func (o *observer) follow(ctx context.Context, c *cluster, p *corev1.Pod) {
 	o.mu.Lock()
 	seen := o.followed[p.UID]
@@ -114,25 +117,39 @@ func (o *observer) follow(ctx context.Context, c *cluster, p *corev1.Pod) {
 	if seen {
 		return
 	}
+	GinkgoWriter.Printf("observer: following %s/%s on %s\n", p.Namespace, p.Name, c.name)
 	go func() {
 		defer GinkgoRecover()
+		pods := c.kube.CoreV1().Pods(p.Namespace)
+		read := 0
 		for ctx.Err() == nil {
-			rc, err := c.kube.CoreV1().Pods(p.Namespace).GetLogs(p.Name, &corev1.PodLogOptions{Follow: true}).Stream(ctx)
-			if err != nil {
-				if _, gerr := c.kube.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{}); gerr != nil {
-					return // pod gone before it ever logged
+			if rc, err := pods.GetLogs(p.Name, &corev1.PodLogOptions{Follow: true}).Stream(ctx); err == nil {
+				sc := bufio.NewScanner(rc)
+				for n := 1; sc.Scan(); n++ {
+					if n > read {
+						o.line(c.name, sc.Text())
+						read = n
+					}
 				}
-				time.Sleep(200 * time.Millisecond)
-				continue
+				_ = rc.Close()
 			}
-			sc := bufio.NewScanner(rc)
-			for sc.Scan() {
-				o.line(c.name, sc.Text())
+			cur, err := pods.Get(ctx, p.Name, metav1.GetOptions{})
+			if err != nil || cur.UID != p.UID || exited(cur) {
+				GinkgoWriter.Printf("observer: %s on %s done after %d lines\n", p.Name, c.name, read)
+				return
 			}
-			_ = rc.Close()
-			return
+			time.Sleep(200 * time.Millisecond)
 		}
 	}()
+}
+
+func exited(p *corev1.Pod) bool {
+	for _, s := range p.Status.ContainerStatuses {
+		if s.State.Terminated != nil {
+			return true
+		}
+	}
+	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
 }
 
 func (o *observer) line(clusterName, line string) {
@@ -151,7 +168,9 @@ func (o *observer) line(clusterName, line string) {
 		if v.acks == 0 {
 			v.firstAck = a
 		}
-		v.lastAck = a
+		if a.seq > v.lastAck.seq {
+			v.lastAck = a
+		}
 		v.acks++
 	}
 }

@@ -15,7 +15,7 @@ source <("$here/fleet.sh" env)
 set +a
 t=$SECONDS
 rc=0
-(cd "$E2E_ROOT" && go test -count=1 -timeout 60m ./e2e/ -ginkgo.v ${E2E_ARGS:-}) || rc=$?
+(cd "$E2E_ROOT" && go test -v -count=1 -timeout 60m ./e2e/ -ginkgo.v ${E2E_ARGS:-}) || rc=$?
 e2e_timing "e2e:suite" $((SECONDS - t))
 e2e_timing "e2e:total" $((SECONDS - start))
 exit $rc

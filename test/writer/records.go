@@ -67,18 +67,28 @@ func FileName(n int) string { return fmt.Sprintf("%s%06d%s", filePrefix, n, file
 
 // Report is what Scan found on a volume.
 type Report struct {
-	Files    []string // records files in order
-	Records  uint64   // valid records, numbered 1..Records without gaps
-	LastTime int64    // write time of the last record (unix nano)
+	Files []string // records files in order
+	// First and Last number the valid records, without gaps. First is 1 unless
+	// the writer retired its oldest files to stay within its size bound.
+	First, Last uint64
+	LastTime    int64 // write time of the last record (unix nano)
 	// TornBytes is a partial or invalid tail at the very end of the last file:
 	// a write that was never acknowledged (the app stopped mid-write).
 	TornBytes int64
 	TornFile  string
 }
 
-// Scan reads every records file in dir. Records must run 1, 2, 3 ... across
-// the files in name order; anything else except a torn tail of the last file
-// is an error naming the file and offset.
+// Records is how many valid records the volume holds.
+func (r Report) Records() uint64 {
+	if r.Last == 0 {
+		return 0
+	}
+	return r.Last - r.First + 1
+}
+
+// Scan reads every records file in dir. Records must run n, n+1, n+2 ...
+// across the files in name order; anything else except a torn tail of the
+// last file is an error naming the file and offset.
 func Scan(dir string) (Report, error) {
 	var r Report
 	entries, err := os.ReadDir(dir)
@@ -109,8 +119,10 @@ func Scan(dir string) (Report, error) {
 			if err == nil {
 				seq, t, err = Decode(buf)
 			}
-			if err == nil && seq != r.Records+1 {
-				err = fmt.Errorf("record %d where %d was expected", seq, r.Records+1)
+			if err == nil && r.Last == 0 && r.First == 0 {
+				r.First = seq
+			} else if err == nil && seq != r.Last+1 {
+				err = fmt.Errorf("record %d where %d was expected", seq, r.Last+1)
 			}
 			if err != nil {
 				st, serr := f.Stat()
@@ -121,7 +133,7 @@ func Scan(dir string) (Report, error) {
 				_ = f.Close()
 				return r, fmt.Errorf("%s at offset %d: %w", name, off, err)
 			}
-			r.Records, r.LastTime = seq, t
+			r.Last, r.LastTime = seq, t
 			off += RecordSize
 		}
 		_ = f.Close()

@@ -28,7 +28,7 @@ func TestRunResumesAndScanAgrees(t *testing.T) {
 		t.Fatalf("output: %q", out)
 	}
 	r1, err := Scan(dir)
-	if err != nil || r1.Records <= 256 || len(r1.Files) < 4 {
+	if err != nil || r1.Last <= 256 || len(r1.Files) < 4 {
 		t.Fatalf("scan after first run: %+v, %v", r1, err)
 	}
 	out = runFor(t, dir, 100*time.Millisecond, 1<<20)
@@ -36,7 +36,7 @@ func TestRunResumesAndScanAgrees(t *testing.T) {
 		t.Fatalf("second run must resume without prefill: %q", out)
 	}
 	r2, err := Scan(dir)
-	if err != nil || r2.Records <= r1.Records {
+	if err != nil || r2.Last <= r1.Last {
 		t.Fatalf("scan after resume: %+v, %v", r2, err)
 	}
 }
@@ -50,7 +50,7 @@ func TestScanTornTailOnlyAtTheEnd(t *testing.T) {
 	_, _ = f.Write(make([]byte, 100))
 	_ = f.Close()
 	torn, err := Scan(dir)
-	if err != nil || torn.TornBytes != 100 || torn.Records != r.Records {
+	if err != nil || torn.TornBytes != 100 || torn.Last != r.Last {
 		t.Fatalf("torn tail: %+v, %v", torn, err)
 	}
 	out := runFor(t, dir, 30*time.Millisecond, 0)
@@ -77,5 +77,26 @@ func TestScanFindsDamageAndGaps(t *testing.T) {
 	_ = os.WriteFile(first, append(data[:5*RecordSize:5*RecordSize], data[6*RecordSize:]...), 0o644)
 	if _, err := Scan(dir); err == nil || !strings.Contains(err.Error(), "record 7 where 6 was expected") {
 		t.Fatalf("a missing record must be found: %v", err)
+	}
+}
+
+func TestRetentionKeepsTheVolumeBounded(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	var out bytes.Buffer
+	opts := Options{Dir: dir, Rate: 4 << 20, Batch: 10 * time.Millisecond, FileBytes: 16 * RecordSize, MaxBytes: 64 * RecordSize, Prefill: 256 * RecordSize, Out: &out}
+	if err := Run(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Scan(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Files) > 4 || r.First == 1 || r.Records() > 64 || r.Last < 256 {
+		t.Fatalf("retention: %+v (records %d)", r, r.Records())
+	}
+	if r.Files[0] == FileName(1) {
+		t.Fatalf("the oldest file must have been retired: %v", r.Files)
 	}
 }

@@ -15,6 +15,7 @@ type Options struct {
 	Rate      int64         // bytes per second
 	Batch     time.Duration // records written per fsync: Rate*Batch bytes
 	FileBytes int64         // a new records file after this many bytes
+	MaxBytes  int64         // retire the oldest file rather than grow past this (0: no bound)
 	Prefill   int64         // on an empty volume, write this much first, unthrottled
 	Out       io.Writer     // ack lines
 }
@@ -42,18 +43,19 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}
 	host, _ := os.Hostname()
-	fmt.Fprintf(opts.Out, "start host=%s records=%d files=%d torn=%d t=%d\n", host, rep.Records, len(rep.Files), rep.TornBytes, time.Now().UnixNano())
+	fmt.Fprintf(opts.Out, "start host=%s first=%d last=%d files=%d torn=%d t=%d\n",
+		host, rep.First, rep.Last, len(rep.Files), rep.TornBytes, time.Now().UnixNano())
 
-	w := &appender{dir: opts.Dir, fileBytes: opts.FileBytes, seq: rep.Records, fileNo: len(rep.Files)}
-	if w.fileNo == 0 {
-		w.fileNo = 1
+	w := &appender{dir: opts.Dir, fileBytes: opts.FileBytes, maxFiles: opts.MaxBytes / opts.FileBytes, seq: rep.Last, files: rep.Files}
+	if len(w.files) == 0 {
+		w.files = []string{FileName(1)}
 	}
 	if err := w.open(); err != nil {
 		return err
 	}
 	defer w.f.Close()
 
-	if rep.Records == 0 && opts.Prefill > 0 {
+	if rep.Last == 0 && opts.Prefill > 0 {
 		for n := int64(0); n < opts.Prefill && ctx.Err() == nil; n += 1 << 20 {
 			if err := w.write(1 << 20); err != nil {
 				return err
@@ -87,15 +89,17 @@ func Run(ctx context.Context, opts Options) error {
 type appender struct {
 	dir       string
 	fileBytes int64
-	fileNo    int
+	maxFiles  int64
+	files     []string // oldest first; the last is being appended to
 	f         *os.File
 	size      int64
 	seq       uint64
 	buf       [RecordSize]byte
 }
 
+// open opens the newest file for appending.
 func (w *appender) open() error {
-	f, err := os.OpenFile(filepath.Join(w.dir, FileName(w.fileNo)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(filepath.Join(w.dir, w.files[len(w.files)-1]), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
@@ -125,8 +129,7 @@ func (w *appender) write(n int64) error {
 				return err
 			}
 			_ = w.f.Close()
-			w.fileNo++
-			if err := w.open(); err != nil {
+			if err := w.rotate(); err != nil {
 				return err
 			}
 		}
@@ -138,4 +141,21 @@ func (w *appender) write(n int64) error {
 		w.size += RecordSize
 	}
 	return nil
+}
+
+// rotate starts the next file, first retiring the oldest when the volume would
+// otherwise hold more than maxFiles files (a log with retention: bounded size).
+func (w *appender) rotate() error {
+	if w.maxFiles > 0 && int64(len(w.files)) >= w.maxFiles {
+		if err := os.Remove(filepath.Join(w.dir, w.files[0])); err != nil {
+			return err
+		}
+		w.files = w.files[1:]
+	}
+	var n int
+	if _, err := fmt.Sscanf(w.files[len(w.files)-1], filePrefix+"%d"+fileSuffix, &n); err != nil {
+		return fmt.Errorf("records file name %s: %w", w.files[len(w.files)-1], err)
+	}
+	w.files = append(w.files, FileName(n+1))
+	return w.open()
 }

@@ -93,10 +93,10 @@ func sortObjects(t *testing.T, objs []runtime.Object) rendered {
 	if r.sa == nil || r.role == nil || r.roleBinding == nil || r.deployment == nil || r.clusterRoleBinding == nil {
 		t.Fatalf("missing objects, got %d: %+v", len(objs), r)
 	}
-	if len(objs) != 9 {
-		t.Errorf("want exactly 9 objects (SA, Role, RoleBinding, Deployment, 2 ClusterRoles, ClusterRoleBinding, 2 CRDs), got %d", len(objs))
+	if len(objs) != 10 {
+		t.Errorf("want exactly 10 objects (SA, Role, RoleBinding, Deployment, 3 ClusterRoles, ClusterRoleBinding, 2 CRDs), got %d", len(objs))
 	}
-	for _, name := range []string{agentClusterRole, replv1.ReplicatorClusterRole} {
+	for _, name := range []string{agentClusterRole, replv1.ReplicatorClusterRole, workClusterRole} {
 		if r.clusterRoles[name] == nil {
 			t.Errorf("ClusterRole %s not rendered (got %v)", name, keys(r.clusterRoles))
 		}
@@ -109,7 +109,36 @@ func sortObjects(t *testing.T, objs []runtime.Object) rendered {
 	return r
 }
 
-const agentClusterRole = "open-cluster-management:stateful-migration:agent"
+const (
+	agentClusterRole = "open-cluster-management:stateful-migration:agent"
+	workClusterRole  = "open-cluster-management:stateful-migration:work"
+)
+
+// OCM's work agent applies the replication objects; it gets rights on exactly
+// those through aggregation, and no namespace admin does.
+func TestWorkAgentMayApplyReplicationObjectsOnly(t *testing.T) {
+	objs, err := render(t, newAddon())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr := sortObjects(t, objs).clusterRoles[workClusterRole]
+	if cr.Labels["open-cluster-management.io/aggregate-to-work"] != "true" {
+		t.Errorf("work ClusterRole is not aggregated to the work agent: %v", cr.Labels)
+	}
+	if len(cr.Labels) != 1 {
+		t.Errorf("work ClusterRole must aggregate to nothing else: %v", cr.Labels)
+	}
+	for _, rule := range cr.Rules {
+		if len(rule.APIGroups) != 1 || rule.APIGroups[0] != replv1.GroupVersion.Group {
+			t.Errorf("work ClusterRole reaches beyond the replication API: %+v", rule)
+		}
+		for _, res := range rule.Resources {
+			if res != "replicationsources" && res != "replicationdestinations" {
+				t.Errorf("work ClusterRole grants %s", res)
+			}
+		}
+	}
+}
 
 func keys[T any](m map[string]T) []string {
 	var out []string

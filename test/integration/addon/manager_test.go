@@ -50,8 +50,9 @@ var _ = Describe("Hub addon manager", func() {
 			kinds[o.GetObjectKind().GroupVersionKind().Kind]++
 		}
 		Expect(kinds).To(Equal(map[string]int{"ServiceAccount": 1, "Role": 1, "RoleBinding": 1, "Deployment": 1,
-			// the agent's standing ClusterRole and binding, the replicator ClusterRole the hub binds per app namespace
-			"ClusterRole": 2, "ClusterRoleBinding": 1,
+			// the agent's standing ClusterRole and binding, the replicator ClusterRole the hub binds per app
+			// namespace, the work agent's rights on replication objects (aggregated)
+			"ClusterRole": 3, "ClusterRoleBinding": 1,
 			// ReplicationSource, ReplicationDestination
 			"CustomResourceDefinition": 2}))
 		d := deploymentOf(objs)

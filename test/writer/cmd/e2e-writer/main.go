@@ -30,13 +30,14 @@ func main() {
 	batch := fs.Duration("batch", 50*time.Millisecond, "time between fsyncs (one ack each)")
 	fileBytes := fs.Int64("file-bytes", 64<<20, "start a new records file after this many bytes")
 	prefill := fs.Int64("prefill", 0, "bytes written unthrottled first, on an empty volume")
+	maxBytes := fs.Int64("max-bytes", 0, "retire the oldest records file rather than grow past this (0: no bound)")
 	_ = fs.Parse(os.Args[2:])
 
 	switch os.Args[1] {
 	case "run":
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 		defer stop()
-		err := writer.Run(ctx, writer.Options{Dir: *dir, Rate: *rate, Batch: *batch, FileBytes: *fileBytes, Prefill: *prefill, Out: os.Stdout})
+		err := writer.Run(ctx, writer.Options{Dir: *dir, Rate: *rate, Batch: *batch, FileBytes: *fileBytes, Prefill: *prefill, MaxBytes: *maxBytes, Out: os.Stdout})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "e2e-writer:", err)
 			os.Exit(1)
@@ -48,7 +49,7 @@ func main() {
 			fmt.Fprintln(os.Stderr, "e2e-writer verify:", err)
 			os.Exit(1)
 		}
-		fmt.Printf("verified records=%d last-t=%d torn=%d files=%d\n", r.Records, r.LastTime, r.TornBytes, len(r.Files))
+		fmt.Printf("verified first=%d last=%d last-t=%d torn=%d files=%d\n", r.First, r.Last, r.LastTime, r.TornBytes, len(r.Files))
 	default:
 		fmt.Fprintln(os.Stderr, "unknown command", os.Args[1])
 		os.Exit(2)
