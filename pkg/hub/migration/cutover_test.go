@@ -47,3 +47,23 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// The one-shot final pass and a restarted mover count from zero; the Migration
+// must still show what the whole move copied.
+func TestMirrorKeepsBytesCopiedAndLastRate(t *testing.T) {
+	s := &state{m: &migrationv1alpha1.Migration{}, now: time.Now()}
+	send := func(copied, rate int64) {
+		s.src = &progress.Report{Phase: "Syncing", Healthy: true, Message: report.Message{BytesTotal: 1000, BytesCopied: copied, Throughput: rate}}
+		s.mirror()
+	}
+	send(800, 50)
+	send(0, 0) // final pass just started
+	p := s.m.Status.Progress
+	if p.BytesCopied != 800 || p.ThroughputBytesPerSecond != 50 || p.Percent != 80 {
+		t.Fatalf("progress went backwards: %+v", p)
+	}
+	send(1200, 70)
+	if p := s.m.Status.Progress; p.BytesCopied != 1200 || p.ThroughputBytesPerSecond != 70 || p.Percent != 100 {
+		t.Fatalf("progress not updated: %+v", p)
+	}
+}

@@ -147,27 +147,35 @@ func (s *state) timeout(d *metav1.Duration, since time.Time) (time.Duration, boo
 	return left, left <= 0
 }
 
-// mirror copies the source's progress into the status and the metrics.
+// mirror copies the source's progress into the status and the metrics. Bytes
+// copied never go down within a migration, and a finished mover's zero rate
+// does not replace the last one measured: a restarted mover and the one-shot
+// final pass count from zero.
 func (s *state) mirror() {
 	p := &s.m.Status.Progress
 	src := s.src
 	if src == nil || src.DecodeError != nil {
 		return
 	}
-	changed := p.BytesTotal != src.BytesTotal || p.BytesCopied != src.BytesCopied || p.LagBytes != src.LagBytes ||
-		p.LagSeconds != src.LagSeconds || p.ThroughputBytesPerSecond != src.Throughput
+	copied := max(p.BytesCopied, src.BytesCopied)
+	rate := src.Throughput
+	if rate == 0 {
+		rate = p.ThroughputBytesPerSecond
+	}
+	changed := p.BytesTotal != src.BytesTotal || p.BytesCopied != copied || p.LagBytes != src.LagBytes ||
+		p.LagSeconds != src.LagSeconds || p.ThroughputBytesPerSecond != rate
 	if !changed {
 		return
 	}
-	p.BytesTotal, p.BytesCopied, p.LagBytes = src.BytesTotal, src.BytesCopied, src.LagBytes
-	p.LagSeconds, p.ThroughputBytesPerSecond = src.LagSeconds, src.Throughput
+	p.BytesTotal, p.BytesCopied, p.LagBytes = src.BytesTotal, copied, src.LagBytes
+	p.LagSeconds, p.ThroughputBytesPerSecond = src.LagSeconds, rate
 	p.Percent = 0
 	if src.BytesTotal > 0 {
-		p.Percent = int32(min(100, src.BytesCopied*100/src.BytesTotal)) //nolint:gosec // bounded
+		p.Percent = int32(min(100, copied*100/src.BytesTotal)) //nolint:gosec // bounded
 	}
 	now := metav1.NewTime(s.now)
 	p.LastReportTime = &now
-	bytesCopied.WithLabelValues(s.m.Namespace, s.m.Name).Set(float64(src.BytesCopied))
+	bytesCopied.WithLabelValues(s.m.Namespace, s.m.Name).Set(float64(copied))
 	lagBytes.WithLabelValues(s.m.Namespace, s.m.Name).Set(float64(src.LagBytes))
 }
 
