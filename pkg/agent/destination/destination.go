@@ -5,6 +5,7 @@ package destination
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"strconv"
@@ -241,7 +242,11 @@ func (r *Reconciler) volume(ctx context.Context, rd *replv1.ReplicationDestinati
 	case err != nil:
 		return "", false, 0, err
 	case pvc.Labels[replv1.MigrationIDLabel] != id:
-		return fmt.Sprintf("PVC %s/%s already exists and was not created for migration %s: refusing to write into it", ns, v.PVCName, id), true, 0, nil
+		msg, err := r.adopt(ctx, rd, v, &pvc)
+		if err != nil || msg != "" {
+			return msg, msg != "", 0, err
+		}
+		return fmt.Sprintf("reusing PVC %s, left here by migration %s: only what changed since is copied", v.PVCName, pvc.Labels[replv1.MovedOutLabel]), false, time.Second, nil
 	}
 
 	// 2. The migration's TLS Secret (delivered by the hub's ManifestWork).
@@ -297,6 +302,46 @@ func (r *Reconciler) volume(ctx context.Context, rd *replv1.ReplicationDestinati
 		return fmt.Sprintf("receiver for %s: %s (restarts: %d)", v.PVCName, ms.LastError, ms.Restarts), false, r.Poll, nil
 	}
 	return "", false, r.Poll, nil
+}
+
+// adopt takes over an existing PVC of the app's name when an earlier migration
+// moved the app's data away from it (MovedOutLabel) and nothing uses it: a
+// move back then copies only what changed. It returns why it refuses, or "".
+func (r *Reconciler) adopt(ctx context.Context, rd *replv1.ReplicationDestination, v replv1.DestinationVolume, pvc *corev1.PersistentVolumeClaim) (string, error) {
+	ref := fmt.Sprintf("PVC %s/%s already exists", pvc.Namespace, pvc.Name)
+	switch {
+	case pvc.Labels[replv1.MovedOutLabel] == "":
+		return ref + " and holds no data an earlier migration moved away: refusing to write into it (delete it, or move the app elsewhere)", nil
+	case !pvc.DeletionTimestamp.IsZero():
+		return ref + " and is being deleted: wait until it is gone", nil
+	case ptr.Deref(pvc.Spec.VolumeMode, corev1.PersistentVolumeFilesystem) != ptr.Deref(v.VolumeMode, corev1.PersistentVolumeFilesystem):
+		return ref + " with another volume mode than the source's: delete it", nil
+	}
+	size := pvc.Spec.Resources.Requests[corev1.ResourceStorage]
+	if c, ok := pvc.Status.Capacity[corev1.ResourceStorage]; ok && c.Cmp(size) > 0 {
+		size = c
+	}
+	if size.Cmp(v.Capacity) < 0 {
+		return fmt.Sprintf("%s and is smaller (%s) than the source volume (%s): delete it", ref, size.String(), v.Capacity.String()), nil
+	}
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, client.InNamespace(pvc.Namespace)); err != nil {
+		return "", err
+	}
+	for i := range pods.Items {
+		if p := &pods.Items[i]; !mover.Terminated(p) && mover.UsesPVC(p, pvc.Name) {
+			return fmt.Sprintf("%s and pod %s uses it: refusing to write into it", ref, p.Name), nil
+		}
+	}
+	raw, _ := json.Marshal(map[string]any{"metadata": map[string]any{
+		"resourceVersion": pvc.ResourceVersion,
+		"labels":          map[string]any{replv1.MigrationIDLabel: rd.Spec.MigrationID, replv1.MovedOutLabel: nil},
+	}})
+	if err := r.Client.Patch(ctx, pvc, client.RawPatch(types.MergePatchType, raw)); err != nil {
+		return "", fmt.Errorf("adopting PVC %s/%s: %w", pvc.Namespace, pvc.Name, err)
+	}
+	log.FromContext(ctx).Info("Reusing a PVC an earlier migration moved away from", "pvc", pvc.Name, "earlierMigration", pvc.Labels[replv1.MovedOutLabel])
+	return "", nil
 }
 
 // NewPVC is the PVC created for the app. It carries only what the app's own

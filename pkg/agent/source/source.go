@@ -279,6 +279,9 @@ func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource)
 		}
 		if final && pod.Status.Phase == corev1.PodSucceeded {
 			if p := ms.Progress; p != nil && p.Verified && p.Digest != "" {
+				if err := r.markMovedOut(ctx, rs, v.PVCName); err != nil {
+					return 0, err
+				}
 				vs.Digest = p.Digest
 				phases[i] = replv1.SourceVerified
 				continue
@@ -401,6 +404,23 @@ func (r *Reconciler) protect(ctx context.Context, rs *replv1.ReplicationSource, 
 	}
 	vs.Protected = true
 	return "", nil
+}
+
+// markMovedOut labels a source PVC whose data the final sync verified on the
+// destination, so that a migration back to this cluster may reuse it.
+func (r *Reconciler) markMovedOut(ctx context.Context, rs *replv1.ReplicationSource, pvcName string) error {
+	var pvc corev1.PersistentVolumeClaim
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: rs.Namespace, Name: pvcName}, &pvc); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if pvc.Labels[replv1.MovedOutLabel] == rs.Spec.MigrationID {
+		return nil
+	}
+	raw, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]string{replv1.MovedOutLabel: rs.Spec.MigrationID}}})
+	if err := r.Client.Patch(ctx, &pvc, client.RawPatch(types.MergePatchType, raw)); err != nil {
+		return fmt.Errorf("marking PVC %s as moved out: %w", pvcName, err)
+	}
+	return nil
 }
 
 func (r *Reconciler) image(rs *replv1.ReplicationSource) string {

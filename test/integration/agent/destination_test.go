@@ -219,6 +219,63 @@ var _ = Describe("ReplicationDestination", func() {
 		Expect(k8s.Delete(ctx, rd)).To(Succeed())
 		Eventually(func() *metav1.Condition { return hubCondition(ctx, replv1.ConditionType(id, report.RoleDestination)) }).Should(BeNil())
 	})
+
+	It("reuses a PVC an earlier migration moved the app away from, and refuses any other existing PVC", func() {
+		ctx := context.Background()
+		const ns, id = "dst-back", "d3"
+		appNamespace(ctx, ns)
+		tlsSecret(ctx, ns, "tls")
+		existing := func(name string, labels map[string]string) {
+			Expect(k8s.Create(ctx, &corev1.PersistentVolumeClaim{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+				Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+					Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("2Gi")}}},
+			})).To(Succeed())
+		}
+		existing("left", map[string]string{replv1.MovedOutLabel: "earlier"})
+		existing("foreign", nil)
+		existing("busy", map[string]string{replv1.MovedOutLabel: "earlier"})
+		Expect(k8s.Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "app"}},
+				Volumes: []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "busy"}}}}},
+		})).To(Succeed())
+		dest := func(name, pvc string) *replv1.ReplicationDestination {
+			return &replv1.ReplicationDestination{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+				Spec: replv1.ReplicationDestinationSpec{MigrationID: id, TLSSecretName: "tls",
+					Volumes: []replv1.DestinationVolume{{PVCName: pvc, Capacity: resource.MustParse("1Gi"),
+						AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}}}},
+			}
+		}
+
+		By("taking over the PVC left behind: its label now names this migration, and a receiver writes into it")
+		Expect(k8s.Create(ctx, dest("smig-left", "left"))).To(Succeed())
+		Eventually(func(g Gomega) {
+			var pvc corev1.PersistentVolumeClaim
+			g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "left"}, &pvc)).To(Succeed())
+			g.Expect(pvc.Labels).To(Equal(map[string]string{replv1.MigrationIDLabel: id}))
+			g.Expect(moverPods(ctx, ns, id, mover.RoleReceiver)).To(HaveLen(1))
+		}).Should(Succeed())
+
+		By("refusing a PVC no migration moved away from, and one a pod still uses, and writing into neither")
+		for name, want := range map[string]string{"foreign": "holds no data an earlier migration moved away", "busy": "pod app uses it"} {
+			rd := dest("smig-"+name, name)
+			Expect(k8s.Create(ctx, rd)).To(Succeed())
+			Eventually(func(g Gomega) {
+				g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rd), rd)).To(Succeed())
+				g.Expect(rd.Status.Phase).To(Equal(replv1.DestinationFailed))
+				g.Expect(rd.Status.LastError).To(ContainSubstring(want))
+			}).Should(Succeed())
+			var pvc corev1.PersistentVolumeClaim
+			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &pvc)).To(Succeed())
+			Expect(pvc.Labels[replv1.MigrationIDLabel]).To(BeEmpty())
+			Expect(k8s.Delete(ctx, rd)).To(Succeed())
+		}
+		Expect(moverPods(ctx, ns, id, mover.RoleReceiver)).To(HaveLen(1), "receivers only for the reused PVC")
+		Expect(k8s.Delete(ctx, &replv1.ReplicationDestination{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "smig-left"}})).To(Succeed())
+		Eventually(func() *metav1.Condition { return hubCondition(ctx, replv1.ConditionType(id, report.RoleDestination)) }).Should(BeNil())
+	})
 })
 
 var _ = Describe("Agent rights", func() {

@@ -177,6 +177,10 @@ not json: a stray stderr line
 			g.Expect(rs.Status.Phase).To(Equal(replv1.SourceVerified))
 			g.Expect(rs.Status.Digest).To(Equal("cafe"))
 		}).Should(Succeed())
+		By("marking the PVC as moved out, so that a migration back may reuse it")
+		var moved corev1.PersistentVolumeClaim
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "data"}, &moved)).To(Succeed())
+		Expect(moved.Labels).To(HaveKeyWithValue(replv1.MovedOutLabel, id))
 		Eventually(func(g Gomega) {
 			c := hubCondition(ctx, condType)
 			g.Expect(c.Reason).To(Equal("Verified"))

@@ -185,7 +185,7 @@ func installAgentRBAC(ctx context.Context) rbacv1.Subject {
 			// Installed by envtest from the same files.
 		}
 	}
-	Expect(roles).To(Equal(2))
+	Expect(roles).To(Equal(3)) // agent, replicator, and the work agent's aggregated role
 	Expect(sa.Name).To(Equal(replv1.AgentServiceAccount))
 	return sa
 }

@@ -37,6 +37,11 @@ const (
 	// OriginalReclaimPolicyAnnotation on a source PV remembers the reclaim
 	// policy it had before the agent set Retain.
 	OriginalReclaimPolicyAnnotation = "replication.migration.open-cluster-management.io/original-reclaim-policy"
+	// MovedOutLabel (value: the migration ID) is set on a source PVC once its
+	// data is verified on the destination: the app has left this cluster. A
+	// later migration back here reuses such a PVC as its destination, so only
+	// what changed since is copied.
+	MovedOutLabel = "replication.migration.open-cluster-management.io/moved-out"
 	// MigrationIDLabel is set on every object the agent creates.
 	MigrationIDLabel = "replication.migration.open-cluster-management.io/migration-id"
 	// RoleLabel is "receiver" or "sender" on mover pods.
