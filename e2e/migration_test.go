@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"strconv"
 	"time"
 
@@ -12,11 +13,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	clusterv1beta1 "open-cluster-management.io/api/cluster/v1beta1"
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/test/writer"
 )
 
 const (
@@ -61,29 +64,114 @@ var _ = Describe("Moving a stateful app by editing its Placement", Ordered, func
 	}, NodeTimeout(6*time.Minute))
 
 	It("moves app and data to cluster2: no acknowledged write lost, never running twice, downtime measured", func(ctx context.Context) {
+		since := time.Now()
 		selectCluster(ctx, cluster2.name)
-		m := waitMigration(ctx, cluster1.name, cluster2.name, 12*time.Minute)
-
-		Eventually(func() int { return obs.view(cluster2.name).acks }, 3*time.Minute, time.Second).Should(BeNumerically(">", 10),
-			"the writer on cluster2 acknowledges records")
-		old, moved := obs.view(cluster1.name), obs.view(cluster2.name)
-		Expect(moved.starts).NotTo(BeEmpty())
-		found, err := strconv.ParseUint(moved.starts[0]["last"], 10, 64)
-		Expect(err).NotTo(HaveOccurred())
-		By(fmt.Sprintf("cluster1 acknowledged up to record %d; cluster2 found records up to %d at start", old.lastAck.seq, found))
-		Expect(found).To(BeNumerically(">=", old.lastAck.seq), "every record acknowledged on cluster1 is on cluster2")
-		Expect(old.lastAck.t).To(BeTemporally("<", moved.firstAck.t), "cluster2 wrote only after cluster1's last write")
-
-		samples, overlaps := obs.result()
-		Expect(samples).To(BeNumerically(">", 100))
-		Expect(overlaps).To(BeEmpty(), "a writer container ran on both clusters at once")
-
-		appDown := moved.firstAck.t.Sub(old.lastAck.t)
-		report(m, appDown, samples)
-		Expect(m.Status.Timings.Downtime).NotTo(BeNil(), "the Migration records its downtime")
-		Expect(appDown).To(BeNumerically("<", downtimeBound))
+		m := watchMigration(ctx, cluster1.name, cluster2.name, since, 12*time.Minute, migrationv1alpha1.PhaseCompleted, nil)
+		checkMove(ctx, obs, m, cluster1, cluster2)
 	}, NodeTimeout(20*time.Minute))
+
+	It("moves it back to cluster1, copying only what changed, while the source's agent is killed mid-sync", func(ctx context.Context) {
+		// cluster1's PVC, left behind by the first move, holds every record up to here.
+		before := obs.view(cluster1.name).lastAck.seq
+		since := time.Now()
+		selectCluster(ctx, cluster1.name)
+		killed := ""
+		m := watchMigration(ctx, cluster2.name, cluster1.name, since, 12*time.Minute, migrationv1alpha1.PhaseCompleted, func(m *migrationv1alpha1.Migration) {
+			if killed == "" && (m.Status.Phase == migrationv1alpha1.PhaseInitialSync || m.Status.Phase == migrationv1alpha1.PhaseSyncing) {
+				killed = killAgent(ctx, cluster2)
+			}
+		})
+		Expect(killed).NotTo(BeEmpty(), "the agent on cluster2 was killed while the data was being copied")
+		Eventually(func() error { return addonAvailable(ctx, cluster2.name) }, 2*time.Minute, time.Second).Should(Succeed())
+		moved := checkMove(ctx, obs, m, cluster2, cluster1)
+
+		// Records up to `before` were on cluster1's volume already; what was written
+		// since is what a move back has to carry (plus the file appended to in place).
+		written := int64(moved-before) * writer.RecordSize
+		By(fmt.Sprintf("written since the first move: %d bytes; copied back: %d bytes", written, m.Status.Progress.BytesCopied))
+		Expect(m.Status.Progress.BytesCopied).To(BeNumerically("<", written+128<<20), "a move back copies what changed, not the whole volume")
+	}, NodeTimeout(20*time.Minute))
+
+	It("keeps the app where it is when the destination cannot be reached, and says why", func(ctx context.Context) {
+		By("dropping every NodePort connection to cluster2's node, as a firewall between the clusters would")
+		rule := []string{"PREROUTING", "-p", "tcp", "--dport", "30000:32767", "-j", "DROP"}
+		iptables := func(op string) {
+			run("docker", append([]string{"exec", cluster2.name + "-control-plane", "iptables", "-t", "raw", op}, rule...)...)
+		}
+		iptables("-I")
+		DeferCleanup(func() { iptables("-D") })
+		patchPolicy(ctx, `{"spec":{"maxAttempts":1,"timeouts":{"initialSync":"60s"}}}`)
+
+		since := time.Now()
+		selectCluster(ctx, cluster2.name)
+		m := watchMigration(ctx, cluster1.name, cluster2.name, since, 6*time.Minute, migrationv1alpha1.PhaseFailed, nil)
+		GinkgoWriter.Printf("failed as expected: %s: %s\n", m.Status.Reason, m.Status.Message)
+		Expect(m.Status.Message).To(ContainSubstring("keeps running on " + cluster1.name))
+		Expect(actual(ctx)).To(Equal([]string{cluster1.name}), "the app was never taken off cluster1")
+		failedAt := time.Now()
+		Eventually(func() time.Time { return obs.view(cluster1.name).lastAck.t }, time.Minute, time.Second).Should(BeTemporally(">", failedAt),
+			"the app on cluster1 goes on writing")
+		Expect(obs.view(cluster2.name).pod).To(Equal(lastOnCluster2), "no writer started on cluster2")
+		_, overlaps := obs.result()
+		Expect(overlaps).To(BeEmpty())
+	}, NodeTimeout(10*time.Minute))
 })
+
+// lastOnCluster2 is the writer pod that ran on cluster2 during the move there and back.
+var lastOnCluster2 string
+
+// checkMove asserts what a finished move from -> to must show, reports its
+// timings, and returns the last record acknowledged on the source.
+func checkMove(ctx context.Context, obs *observer, m *migrationv1alpha1.Migration, from, to *cluster) uint64 {
+	startedAfter := obs.view(from.name).lastAck.t
+	Eventually(func(g Gomega) {
+		v := obs.view(to.name)
+		g.Expect(v.firstAck.t).To(BeTemporally(">", startedAfter))
+		g.Expect(v.acks).To(BeNumerically(">", 10))
+	}, 3*time.Minute, time.Second).Should(Succeed(), "the writer on %s acknowledges records", to.name)
+	old, moved := obs.view(from.name), obs.view(to.name)
+	if to == cluster2 {
+		lastOnCluster2 = moved.pod
+	}
+	found, err := strconv.ParseUint(moved.start["last"], 10, 64)
+	Expect(err).NotTo(HaveOccurred(), "start line of %s: %v", moved.pod, moved.start)
+	By(fmt.Sprintf("%s acknowledged up to record %d; %s found records up to %d at start", from.name, old.lastAck.seq, to.name, found))
+	Expect(found).To(BeNumerically(">=", old.lastAck.seq), "every record acknowledged on %s is on %s", from.name, to.name)
+	Expect(old.lastAck.t).To(BeTemporally("<", moved.firstAck.t), "%s wrote only after %s's last write", to.name, from.name)
+
+	samples, overlaps := obs.result()
+	Expect(samples).To(BeNumerically(">", 100))
+	Expect(overlaps).To(BeEmpty(), "a writer container ran on both clusters at once")
+
+	appDown := moved.firstAck.t.Sub(old.lastAck.t)
+	report(m, appDown, samples)
+	Expect(m.Status.Timings.Downtime).NotTo(BeNil(), "the Migration records its downtime")
+	Expect(m.Status.Progress.BytesCopied).To(BeNumerically(">", 0))
+	Expect(appDown).To(BeNumerically("<", downtimeBound))
+	return old.lastAck.seq
+}
+
+// killAgent deletes the stateful-migration agent pod of a cluster and returns its name.
+func killAgent(ctx context.Context, c *cluster) string {
+	pods, err := c.kube.CoreV1().Pods("open-cluster-management-agent-addon").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=stateful-migration-agent"})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(pods.Items).NotTo(BeEmpty())
+	name := pods.Items[0].Name
+	Expect(c.kube.CoreV1().Pods(pods.Items[0].Namespace).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})).To(Succeed())
+	GinkgoWriter.Printf("%s killed agent pod %s on %s\n", time.Now().Format("15:04:05.000"), name, c.name)
+	return name
+}
+
+func patchPolicy(ctx context.Context, patch string) {
+	p := &migrationv1alpha1.MigrationPolicy{}
+	Expect(hub.c.Get(ctx, client.ObjectKey{Namespace: appNS, Name: "writer"}, p)).To(Succeed())
+	Expect(hub.c.Patch(ctx, p, client.RawPatch("application/merge-patch+json", []byte(patch)))).To(Succeed())
+}
+
+func run(name string, args ...string) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	Expect(err).NotTo(HaveOccurred(), "%s %v: %s", name, args, out)
+}
 
 // selectCluster edits the app's Placement to select one cluster: the user's only action.
 func selectCluster(ctx context.Context, name string) {
@@ -108,33 +196,49 @@ func actual(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-// waitMigration waits for the Migration src -> dst to complete, logging each
-// phase, and fails at once when it ends otherwise.
-func waitMigration(ctx context.Context, src, dst string, timeout time.Duration) *migrationv1alpha1.Migration {
+// watchMigration waits for the Migration src -> dst created since then to
+// reach phase want, logging each change and calling during (if set) on every
+// poll; any other terminal phase stops it at once.
+func watchMigration(ctx context.Context, src, dst string, since time.Time, timeout time.Duration, want migrationv1alpha1.MigrationPhase,
+	during func(*migrationv1alpha1.Migration)) *migrationv1alpha1.Migration {
 	var m *migrationv1alpha1.Migration
 	last := ""
 	Eventually(func(g Gomega) {
-		var l migrationv1alpha1.MigrationList
-		g.Expect(hub.c.List(ctx, &l, client.InNamespace(appNS))).To(Succeed())
-		m = nil
-		for i := range l.Items {
-			if l.Items[i].Spec.SourceCluster == src && l.Items[i].Spec.DestinationCluster == dst {
-				m = &l.Items[i]
-			}
-		}
-		g.Expect(m).NotTo(BeNil(), "no Migration %s -> %s yet", src, dst)
+		m = newestMigration(ctx, g, src, dst, since)
 		now := fmt.Sprintf("%s %s %s", m.Status.Phase, m.Status.Reason, m.Status.Message)
 		if now != last {
 			GinkgoWriter.Printf("%s migration %s: %s (copied %d/%d bytes, lag %d)\n", time.Now().Format("15:04:05.000"),
 				m.Name, now, m.Status.Progress.BytesCopied, m.Status.Progress.BytesTotal, m.Status.Progress.LagBytes)
 			last = now
 		}
+		if during != nil {
+			during(m)
+		}
 		switch m.Status.Phase {
-		case migrationv1alpha1.PhaseFailed, migrationv1alpha1.PhaseRolledBack:
+		case want:
+		case migrationv1alpha1.PhaseCompleted, migrationv1alpha1.PhaseFailed, migrationv1alpha1.PhaseRolledBack:
 			StopTrying(fmt.Sprintf("migration %s ended %s: %s: %s", m.Name, m.Status.Phase, m.Status.Reason, m.Status.Message)).Now()
 		}
-		g.Expect(m.Status.Phase).To(Equal(migrationv1alpha1.PhaseCompleted))
+		g.Expect(m.Status.Phase).To(Equal(want))
 	}, timeout, 200*time.Millisecond).Should(Succeed())
+	return m
+}
+
+// newestMigration is the most recently created Migration src -> dst, if it
+// was created since then (API timestamps have whole seconds).
+func newestMigration(ctx context.Context, g Gomega, src, dst string, since time.Time) *migrationv1alpha1.Migration {
+	var l migrationv1alpha1.MigrationList
+	g.Expect(hub.c.List(ctx, &l, client.InNamespace(appNS))).To(Succeed())
+	var m *migrationv1alpha1.Migration
+	for i := range l.Items {
+		it := &l.Items[i]
+		if it.Spec.SourceCluster == src && it.Spec.DestinationCluster == dst &&
+			(m == nil || m.CreationTimestamp.Before(&it.CreationTimestamp)) {
+			m = it
+		}
+	}
+	g.Expect(m).NotTo(BeNil(), "no Migration %s -> %s yet", src, dst)
+	g.Expect(m.CreationTimestamp.Time).NotTo(BeTemporally("<", since.Truncate(time.Second)), "no new Migration %s -> %s yet", src, dst)
 	return m
 }
 

@@ -24,18 +24,19 @@ type observer struct {
 	clusters     []*cluster
 
 	mu       sync.Mutex
-	apps     map[string]*appView // by cluster name
-	followed map[types.UID]bool
+	pods     []*appView // in the order they were first seen
+	followed map[types.UID]*appView
 	samples  int
 	overlaps []string
 }
 
-// appView is what one cluster's writer pods said.
+// appView is what one writer pod said.
 type appView struct {
-	starts   []map[string]string // "start" lines: records found on the volume at start
-	firstAck ack                 // first ack of the first pod
-	lastAck  ack
-	acks     int
+	cluster, pod string
+	start        map[string]string // its "start" line: the records it found on the volume
+	firstAck     ack
+	lastAck      ack
+	acks         int
 }
 
 type ack struct {
@@ -46,10 +47,7 @@ type ack struct {
 const samplePeriod = 100 * time.Millisecond
 
 func observe(ctx context.Context, ns, selector string, clusters ...*cluster) *observer {
-	o := &observer{ns: ns, selector: selector, clusters: clusters, apps: map[string]*appView{}, followed: map[types.UID]bool{}}
-	for _, c := range clusters {
-		o.apps[c.name] = &appView{}
-	}
+	o := &observer{ns: ns, selector: selector, clusters: clusters, followed: map[types.UID]*appView{}}
 	go o.sample(ctx)
 	return o
 }
@@ -111,8 +109,12 @@ func clustersOf(running []string) int {
 // already read, until the pod is gone or its container has exited.
 func (o *observer) follow(ctx context.Context, c *cluster, p *corev1.Pod) {
 	o.mu.Lock()
-	seen := o.followed[p.UID]
-	o.followed[p.UID] = true
+	_, seen := o.followed[p.UID]
+	v := &appView{cluster: c.name, pod: p.Name}
+	if !seen {
+		o.followed[p.UID] = v
+		o.pods = append(o.pods, v)
+	}
 	o.mu.Unlock()
 	if seen {
 		return
@@ -127,7 +129,7 @@ func (o *observer) follow(ctx context.Context, c *cluster, p *corev1.Pod) {
 				sc := bufio.NewScanner(rc)
 				for n := 1; sc.Scan(); n++ {
 					if n > read {
-						o.line(c.name, sc.Text())
+						o.line(v, sc.Text())
 						read = n
 					}
 				}
@@ -152,15 +154,14 @@ func exited(p *corev1.Pod) bool {
 	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
 }
 
-func (o *observer) line(clusterName, line string) {
+func (o *observer) line(v *appView, line string) {
 	kind, _, _ := strings.Cut(line, " ")
 	f := fields(line)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	v := o.apps[clusterName]
 	switch kind {
 	case "start":
-		v.starts = append(v.starts, f)
+		v.start = f
 	case "ack":
 		seq, _ := strconv.ParseUint(f["seq"], 10, 64)
 		ns, _ := strconv.ParseInt(f["t"], 10, 64)
@@ -175,13 +176,17 @@ func (o *observer) line(clusterName, line string) {
 	}
 }
 
-// view returns a copy of what a cluster's writer said so far.
+// view returns a copy of what the newest writer pod of a cluster said so far
+// (zero when none was seen).
 func (o *observer) view(clusterName string) appView {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	v := *o.apps[clusterName]
-	v.starts = append([]map[string]string(nil), v.starts...)
-	return v
+	for i := len(o.pods) - 1; i >= 0; i-- {
+		if o.pods[i].cluster == clusterName {
+			return *o.pods[i]
+		}
+	}
+	return appView{}
 }
 
 func (o *observer) result() (samples int, overlaps []string) {
