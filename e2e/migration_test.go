@@ -107,6 +107,7 @@ var _ = Describe("Moving a stateful app by editing its Placement", Ordered, func
 		m := watchMigration(ctx, cluster1.name, cluster2.name, since, 6*time.Minute, migrationv1alpha1.PhaseFailed, nil)
 		GinkgoWriter.Printf("failed as expected: %s: %s\n", m.Status.Reason, m.Status.Message)
 		Expect(m.Status.Message).To(ContainSubstring("keeps running on " + cluster1.name))
+		Expect(m.Status.Message).To(ContainSubstring("sender of data: "), "the reason names what the source could not do")
 		Expect(actual(ctx)).To(Equal([]string{cluster1.name}), "the app was never taken off cluster1")
 		failedAt := time.Now()
 		Eventually(func() time.Time { return obs.view(cluster1.name).lastAck.t }, time.Minute, time.Second).Should(BeTemporally(">", failedAt),

@@ -67,3 +67,17 @@ func TestMirrorKeepsBytesCopiedAndLastRate(t *testing.T) {
 		t.Fatalf("progress not updated: %+v", p)
 	}
 }
+
+func TestDescribeCarriesTheReportedError(t *testing.T) {
+	if got := describe("source", nil); got != "source has not reported" {
+		t.Errorf("got %q", got)
+	}
+	r := &progress.Report{Phase: "InitialSync", Healthy: true}
+	if got := describe("source", r); got != "source reports InitialSync" {
+		t.Errorf("got %q", got)
+	}
+	r.Message.Error = "sender of data: dial tcp 192.0.2.1:30000: i/o timeout"
+	if got := describe("source", r); got != "source reports InitialSync: sender of data: dial tcp 192.0.2.1:30000: i/o timeout" {
+		t.Errorf("got %q", got)
+	}
+}

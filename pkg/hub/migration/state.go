@@ -179,10 +179,14 @@ func (s *state) mirror() {
 	lagBytes.WithLabelValues(s.m.Namespace, s.m.Name).Set(float64(src.LagBytes))
 }
 
-// describe names a side's report for messages.
+// describe names a side's report for messages, with the error it reports:
+// a timeout message must say what the side was struggling with.
 func describe(role string, r *progress.Report) string {
-	if r == nil {
+	switch {
+	case r == nil:
 		return role + " has not reported"
+	case r.Message.Error != "":
+		return fmt.Sprintf("%s reports %s: %s", role, r.Phase, r.Message.Error)
 	}
 	return fmt.Sprintf("%s reports %s", role, r.Phase)
 }
