@@ -21,6 +21,7 @@ export PATH=$E2E_BIN:$PATH
 
 # The node container is the truth (kind get clusters can come back empty while Docker is busy).
 exists() { docker container inspect "$name-control-plane" >/dev/null 2>&1; }
+running() { [[ $(docker container inspect -f '{{.State.Running}}' "$name-control-plane" 2>/dev/null) == true ]]; }
 
 up() {
   local start=$SECONDS t
@@ -28,6 +29,11 @@ up() {
   t=$SECONDS; "$here/tools.sh" kind kubectl >/dev/null; e2e_timing "cluster-up:tools" $((SECONDS - t))
   t=$SECONDS; image=$("$here/node-image.sh"); e2e_timing "cluster-up:node-image" $((SECONDS - t))
   mkdir -p "$state"
+  if exists && ! running; then
+    # A stopped node (Docker restarted, machine rebooted) does not come back reliably: start over.
+    e2e_log "cluster $name exists but its node is not running; recreating it"
+    kind delete cluster --name "$name" >&2
+  fi
   if exists; then
     e2e_log "cluster $name exists; reusing it"
     kind get kubeconfig --name "$name" >"$kubeconfig"
