@@ -242,11 +242,12 @@ func (r *Reconciler) volume(ctx context.Context, rd *replv1.ReplicationDestinati
 	case err != nil:
 		return "", false, 0, err
 	case pvc.Labels[replv1.MigrationIDLabel] != id:
+		earlier := pvc.Labels[replv1.MovedOutLabel]
 		msg, err := r.adopt(ctx, rd, v, &pvc)
 		if err != nil || msg != "" {
 			return msg, msg != "", 0, err
 		}
-		return fmt.Sprintf("reusing PVC %s, left here by migration %s: only what changed since is copied", v.PVCName, pvc.Labels[replv1.MovedOutLabel]), false, time.Second, nil
+		return fmt.Sprintf("reusing PVC %s, left here by migration %s: only what changed since is copied", v.PVCName, earlier), false, time.Second, nil
 	}
 
 	// 2. The migration's TLS Secret (delivered by the hub's ManifestWork).

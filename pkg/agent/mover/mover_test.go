@@ -36,6 +36,24 @@ func TestReadPrefersTerminationMessageAndReportsFailures(t *testing.T) {
 	}
 }
 
+type fixedLog string
+
+func (f fixedLog) Tail(context.Context, *corev1.Pod, int64) ([]byte, error) { return []byte(f), nil }
+
+// A sender still trying to reach its receiver says why; one that got through
+// and is copying does not repeat an old connection error.
+func TestReadReportsTheErrorOfAMoverStillConnecting(t *testing.T) {
+	pod := &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{Name: ContainerName}}}}
+	st := Read(context.Background(), fixedLog(`{"role":"sender","phase":"Connecting","lastError":"dial tcp 192.0.2.1:31000: i/o timeout"}`+"\n"), pod)
+	if st.LastError != "dial tcp 192.0.2.1:31000: i/o timeout" {
+		t.Fatalf("connecting: got %+v", st)
+	}
+	st = Read(context.Background(), fixedLog(`{"role":"sender","phase":"InitialSync","lastError":"dial tcp 192.0.2.1:31000: i/o timeout"}`+"\n"), pod)
+	if st.LastError != "" {
+		t.Fatalf("copying: got %+v", st)
+	}
+}
+
 func TestNamesAreValid(t *testing.T) {
 	id := strings.Repeat("a", 40)
 	pvc := strings.Repeat("p", 253)

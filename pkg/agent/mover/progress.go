@@ -69,8 +69,10 @@ func Read(ctx context.Context, logs LogSource, pod *corev1.Pod) Status {
 			st.Progress = LastProgress(b)
 		}
 	}
-	if st.Progress != nil && st.Progress.LastError != "" && st.LastError == "" && st.Progress.Phase == progress.Failed {
-		st.LastError = st.Progress.LastError
+	// A mover that failed, or is still trying to reach its peer, says why: an
+	// unreachable destination must be visible long before a timeout.
+	if p := st.Progress; p != nil && p.LastError != "" && st.LastError == "" && (p.Phase == progress.Failed || p.Phase == progress.Connecting) {
+		st.LastError = p.LastError
 	}
 	return st
 }
