@@ -25,7 +25,7 @@ import (
 const (
 	appNS       = "e2e-writer"
 	appSelector = "app=e2e-writer"
-	prefill     = 256 << 20 // on a 1 GiB volume, then ~5 MB/s
+	prefill     = 512 << 20 // on a 1 GiB volume, then ~5 MB/s
 	// downtimeBound fails the run on a regression; the target (30 s) is reported, not asserted,
 	// because a shared 2-core CI machine runs three clusters at once.
 	downtimeBound = 120 * time.Second

@@ -28,11 +28,11 @@ say "Deploying the app on cluster1: Placement + ManifestWorkReplicaSet + Migrati
 if "${hub[@]}" get namespace "$ns" >/dev/null 2>&1; then
   e2e_die "namespace $ns exists on the hub: a previous demo is still there (make demo-clean)"
 fi
-sed -e "s|\${WRITER_IMAGE}|$E2E_WRITER_IMAGE|g" -e 's|\${CLUSTER}|cluster1|g' -e 's|\${PREFILL}|268435456|g' \
+sed -e "s|\${WRITER_IMAGE}|$E2E_WRITER_IMAGE|g" -e 's|\${CLUSTER}|cluster1|g' -e 's|\${PREFILL}|536870912|g' \
   "$E2E_ROOT/e2e/testdata/writer-app.yaml" | "${hub[@]}" apply --server-side -f -
 "${hub[@]}" -n "$ns" get placement,manifestworkreplicaset,migrationpolicy
 
-say "Waiting for the writer on cluster1 (it writes 256 MiB first, then ~5 MB/s)"
+say "Waiting for the writer on cluster1 (it writes 512 MiB first, then ~5 MB/s)"
 for _ in $(seq 1 150); do
   "${c1[@]}" logs deploy/writer 2>/dev/null | grep -q '^ack ' && break
   sleep 2
