@@ -11,79 +11,59 @@ import (
 	. "github.com/onsi/gomega"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	clusterv1beta1 "open-cluster-management.io/api/cluster/v1beta1"
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/test/writer"
 )
 
 const (
-	appNS       = "e2e-writer"
-	appSelector = "app=e2e-writer"
-	prefill     = 512 << 20 // on a 1 GiB volume, then ~5 MB/s
+	prefill = 512 << 20 // on a 1 GiB volume, then ~5 MB/s
 	// downtimeBound fails the run on a regression; the target (30 s) is reported, not asserted,
 	// because a shared 2-core CI machine runs three clusters at once.
 	downtimeBound = 120 * time.Second
 )
 
-var _ = Describe("Moving a stateful app by editing its Placement", Ordered, func() {
-	var (
-		obs    *observer
-		cancel context.CancelFunc
-	)
+var (
+	deploymentApp  = app{ns: "e2e-writer", file: "testdata/writer-app.yaml", selector: "app=e2e-writer"}
+	statefulSetApp = app{ns: "e2e-writer-sts", file: "testdata/writer-sts-app.yaml", selector: "app=e2e-writer-sts"}
+)
 
-	BeforeAll(func(ctx context.Context) {
-		removeApp(ctx)
-		applyFile(ctx, hub.c, "testdata/writer-app.yaml", map[string]string{
-			"WRITER_IMAGE": writerImage, "CLUSTER": cluster1.name, "PREFILL": strconv.Itoa(prefill),
-		})
-		var octx context.Context
-		octx, cancel = context.WithCancel(context.Background())
-		obs = observe(octx, appNS, appSelector, cluster1, cluster2)
-		DeferCleanup(func(ctx context.Context) {
-			cancel()
-			removeApp(ctx)
-		}, NodeTimeout(5*time.Minute))
-	}, NodeTimeout(5*time.Minute))
+var _ = Describe("Moving a stateful app by editing its Placement", Ordered, func() {
+	a := deploymentApp
+	var obs *observer
+	BeforeAll(func(ctx context.Context) { obs = a.deploy(ctx) }, NodeTimeout(5*time.Minute))
 
 	It("runs the app on cluster1 and enrols its Placement", func(ctx context.Context) {
-		Eventually(func() int { return obs.view(cluster1.name).acks }, 5*time.Minute, time.Second).Should(BeNumerically(">", 40),
-			"the writer on cluster1 acknowledges records")
+		a.runsOn(ctx, obs, cluster1)
 		Expect(obs.view(cluster2.name).acks).To(BeZero())
-		Eventually(func(g Gomega) {
-			p := &migrationv1alpha1.MigrationPolicy{}
-			g.Expect(hub.c.Get(ctx, client.ObjectKey{Namespace: appNS, Name: "writer"}, p)).To(Succeed())
-			g.Expect(conditionTrue(p.Status.Conditions, migrationv1alpha1.ConditionEnrolled)).To(BeTrue(), "policy conditions: %v", p.Status.Conditions)
-			g.Expect(actual(ctx)).To(Equal([]string{cluster1.name}))
-		}, 2*time.Minute, time.Second).Should(Succeed())
 	}, NodeTimeout(6*time.Minute))
 
 	It("moves app and data to cluster2: no acknowledged write lost, never running twice, downtime measured", func(ctx context.Context) {
 		since := time.Now()
-		selectCluster(ctx, cluster2.name)
-		m := watchMigration(ctx, cluster1.name, cluster2.name, since, 12*time.Minute, migrationv1alpha1.PhaseCompleted, nil)
-		checkMove(ctx, obs, m, cluster1, cluster2)
+		a.selectCluster(ctx, cluster2.name)
+		m := a.watchMigration(ctx, cluster1.name, cluster2.name, since, 12*time.Minute, migrationv1alpha1.PhaseCompleted, nil)
+		checkMove(obs, m, cluster1, cluster2)
 	}, NodeTimeout(20*time.Minute))
 
 	It("moves it back to cluster1, copying only what changed, while the source's agent is killed mid-sync", func(ctx context.Context) {
 		// cluster1's PVC, left behind by the first move, holds every record up to here.
 		before := obs.view(cluster1.name).lastAck.seq
+		onCluster2 := obs.view(cluster2.name).pod
 		since := time.Now()
-		selectCluster(ctx, cluster1.name)
+		a.selectCluster(ctx, cluster1.name)
 		killed := ""
-		m := watchMigration(ctx, cluster2.name, cluster1.name, since, 12*time.Minute, migrationv1alpha1.PhaseCompleted, func(m *migrationv1alpha1.Migration) {
+		m := a.watchMigration(ctx, cluster2.name, cluster1.name, since, 12*time.Minute, migrationv1alpha1.PhaseCompleted, func(m *migrationv1alpha1.Migration) {
 			if killed == "" && (m.Status.Phase == migrationv1alpha1.PhaseInitialSync || m.Status.Phase == migrationv1alpha1.PhaseSyncing) {
 				killed = killAgent(ctx, cluster2)
 			}
 		})
 		Expect(killed).NotTo(BeEmpty(), "the agent on cluster2 was killed while the data was being copied")
 		Eventually(func() error { return addonAvailable(ctx, cluster2.name) }, 2*time.Minute, time.Second).Should(Succeed())
-		moved := checkMove(ctx, obs, m, cluster2, cluster1)
+		moved := checkMove(obs, m, cluster2, cluster1)
+		Expect(obs.view(cluster2.name).pod).To(Equal(onCluster2))
 
 		// Records up to `before` were on cluster1's volume already; what was written
 		// since is what a move back has to carry (plus the file appended to in place).
@@ -100,30 +80,45 @@ var _ = Describe("Moving a stateful app by editing its Placement", Ordered, func
 		}
 		iptables("-I")
 		DeferCleanup(func() { iptables("-D") })
-		patchPolicy(ctx, `{"spec":{"maxAttempts":1,"timeouts":{"initialSync":"60s"}}}`)
+		a.patchPolicy(ctx, `{"spec":{"maxAttempts":1,"timeouts":{"initialSync":"60s"}}}`)
+		onCluster2 := obs.view(cluster2.name).pod
 
 		since := time.Now()
-		selectCluster(ctx, cluster2.name)
-		m := watchMigration(ctx, cluster1.name, cluster2.name, since, 6*time.Minute, migrationv1alpha1.PhaseFailed, nil)
+		a.selectCluster(ctx, cluster2.name)
+		m := a.watchMigration(ctx, cluster1.name, cluster2.name, since, 6*time.Minute, migrationv1alpha1.PhaseFailed, nil)
 		GinkgoWriter.Printf("failed as expected: %s: %s\n", m.Status.Reason, m.Status.Message)
 		Expect(m.Status.Message).To(ContainSubstring("keeps running on " + cluster1.name))
 		Expect(m.Status.Message).To(ContainSubstring("sender of data: "), "the reason names what the source could not do")
-		Expect(actual(ctx)).To(Equal([]string{cluster1.name}), "the app was never taken off cluster1")
+		Expect(a.actual(ctx)).To(Equal([]string{cluster1.name}), "the app was never taken off cluster1")
 		failedAt := time.Now()
 		Eventually(func() time.Time { return obs.view(cluster1.name).lastAck.t }, time.Minute, time.Second).Should(BeTemporally(">", failedAt),
 			"the app on cluster1 goes on writing")
-		Expect(obs.view(cluster2.name).pod).To(Equal(lastOnCluster2), "no writer started on cluster2")
+		Expect(obs.view(cluster2.name).pod).To(Equal(onCluster2), "no writer started on cluster2")
 		_, overlaps := obs.result()
 		Expect(overlaps).To(BeEmpty())
 	}, NodeTimeout(10*time.Minute))
 })
 
-// lastOnCluster2 is the writer pod that ran on cluster2 during the move there and back.
-var lastOnCluster2 string
+var _ = Describe("Moving a StatefulSet whose PVC comes from volumeClaimTemplates", Ordered, func() {
+	a := statefulSetApp
+	var obs *observer
+	BeforeAll(func(ctx context.Context) { obs = a.deploy(ctx) }, NodeTimeout(5*time.Minute))
+
+	It("moves it to cluster2 with every acknowledged record, the StatefulSet adopting the pre-created PVC", func(ctx context.Context) {
+		a.runsOn(ctx, obs, cluster1)
+		since := time.Now()
+		a.selectCluster(ctx, cluster2.name)
+		m := a.watchMigration(ctx, cluster1.name, cluster2.name, since, 12*time.Minute, migrationv1alpha1.PhaseCompleted, nil)
+		checkMove(obs, m, cluster1, cluster2)
+		pvc := &corev1.PersistentVolumeClaim{}
+		Expect(cluster2.c.Get(ctx, client.ObjectKey{Namespace: a.ns, Name: "data-writer-0"}, pvc)).To(Succeed())
+		Expect(pvc.Status.Phase).To(Equal(corev1.ClaimBound))
+	}, NodeTimeout(20*time.Minute))
+})
 
 // checkMove asserts what a finished move from -> to must show, reports its
 // timings, and returns the last record acknowledged on the source.
-func checkMove(ctx context.Context, obs *observer, m *migrationv1alpha1.Migration, from, to *cluster) uint64 {
+func checkMove(obs *observer, m *migrationv1alpha1.Migration, from, to *cluster) uint64 {
 	startedAfter := obs.view(from.name).lastAck.t
 	Eventually(func(g Gomega) {
 		v := obs.view(to.name)
@@ -131,9 +126,6 @@ func checkMove(ctx context.Context, obs *observer, m *migrationv1alpha1.Migratio
 		g.Expect(v.acks).To(BeNumerically(">", 10))
 	}, 3*time.Minute, time.Second).Should(Succeed(), "the writer on %s acknowledges records", to.name)
 	old, moved := obs.view(from.name), obs.view(to.name)
-	if to == cluster2 {
-		lastOnCluster2 = moved.pod
-	}
 	found, err := strconv.ParseUint(moved.start["last"], 10, 64)
 	Expect(err).NotTo(HaveOccurred(), "start line of %s: %v", moved.pod, moved.start)
 	By(fmt.Sprintf("%s acknowledged up to record %d; %s found records up to %d at start", from.name, old.lastAck.seq, to.name, found))
@@ -163,84 +155,9 @@ func killAgent(ctx context.Context, c *cluster) string {
 	return name
 }
 
-func patchPolicy(ctx context.Context, patch string) {
-	p := &migrationv1alpha1.MigrationPolicy{}
-	Expect(hub.c.Get(ctx, client.ObjectKey{Namespace: appNS, Name: "writer"}, p)).To(Succeed())
-	Expect(hub.c.Patch(ctx, p, client.RawPatch("application/merge-patch+json", []byte(patch)))).To(Succeed())
-}
-
 func run(name string, args ...string) {
 	out, err := exec.Command(name, args...).CombinedOutput()
 	Expect(err).NotTo(HaveOccurred(), "%s %v: %s", name, args, out)
-}
-
-// selectCluster edits the app's Placement to select one cluster: the user's only action.
-func selectCluster(ctx context.Context, name string) {
-	p := &clusterv1beta1.Placement{}
-	Expect(hub.c.Get(ctx, client.ObjectKey{Namespace: appNS, Name: "writer"}, p)).To(Succeed())
-	patch := fmt.Sprintf(`{"spec":{"predicates":[{"requiredClusterSelector":{"labelSelector":{"matchLabels":{%q:%q}}}}]}}`, nameLabel, name)
-	Expect(hub.c.Patch(ctx, p, client.RawPatch("application/merge-patch+json", []byte(patch)))).To(Succeed())
-}
-
-// actual is the clusters the user's Placement decides (what the app follows).
-func actual(ctx context.Context) ([]string, error) {
-	var l clusterv1beta1.PlacementDecisionList
-	if err := hub.c.List(ctx, &l, client.InNamespace(appNS), client.MatchingLabels{clusterv1beta1.PlacementLabel: "writer"}); err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, d := range l.Items {
-		for _, c := range d.Status.Decisions {
-			out = append(out, c.ClusterName)
-		}
-	}
-	return out, nil
-}
-
-// watchMigration waits for the Migration src -> dst created since then to
-// reach phase want, logging each change and calling during (if set) on every
-// poll; any other terminal phase stops it at once.
-func watchMigration(ctx context.Context, src, dst string, since time.Time, timeout time.Duration, want migrationv1alpha1.MigrationPhase,
-	during func(*migrationv1alpha1.Migration)) *migrationv1alpha1.Migration {
-	var m *migrationv1alpha1.Migration
-	last := ""
-	Eventually(func(g Gomega) {
-		m = newestMigration(ctx, g, src, dst, since)
-		now := fmt.Sprintf("%s %s %s", m.Status.Phase, m.Status.Reason, m.Status.Message)
-		if now != last {
-			GinkgoWriter.Printf("%s migration %s: %s (copied %d/%d bytes, lag %d)\n", time.Now().Format("15:04:05.000"),
-				m.Name, now, m.Status.Progress.BytesCopied, m.Status.Progress.BytesTotal, m.Status.Progress.LagBytes)
-			last = now
-		}
-		if during != nil {
-			during(m)
-		}
-		switch m.Status.Phase {
-		case want:
-		case migrationv1alpha1.PhaseCompleted, migrationv1alpha1.PhaseFailed, migrationv1alpha1.PhaseRolledBack:
-			StopTrying(fmt.Sprintf("migration %s ended %s: %s: %s", m.Name, m.Status.Phase, m.Status.Reason, m.Status.Message)).Now()
-		}
-		g.Expect(m.Status.Phase).To(Equal(want))
-	}, timeout, 200*time.Millisecond).Should(Succeed())
-	return m
-}
-
-// newestMigration is the most recently created Migration src -> dst, if it
-// was created since then (API timestamps have whole seconds).
-func newestMigration(ctx context.Context, g Gomega, src, dst string, since time.Time) *migrationv1alpha1.Migration {
-	var l migrationv1alpha1.MigrationList
-	g.Expect(hub.c.List(ctx, &l, client.InNamespace(appNS))).To(Succeed())
-	var m *migrationv1alpha1.Migration
-	for i := range l.Items {
-		it := &l.Items[i]
-		if it.Spec.SourceCluster == src && it.Spec.DestinationCluster == dst &&
-			(m == nil || m.CreationTimestamp.Before(&it.CreationTimestamp)) {
-			m = it
-		}
-	}
-	g.Expect(m).NotTo(BeNil(), "no Migration %s -> %s yet", src, dst)
-	g.Expect(m.CreationTimestamp.Time).NotTo(BeTemporally("<", since.Truncate(time.Second)), "no new Migration %s -> %s yet", src, dst)
-	return m
 }
 
 func report(m *migrationv1alpha1.Migration, appDown time.Duration, samples int) {
@@ -256,26 +173,4 @@ func report(m *migrationv1alpha1.Migration, appDown time.Duration, samples int) 
 		m.Status.Progress.BytesCopied, m.Status.Progress.ThroughputBytesPerSecond, samples)
 	AddReportEntry("migration "+m.Spec.SourceCluster+" -> "+m.Spec.DestinationCluster, line)
 	GinkgoWriter.Println(line)
-}
-
-// removeApp deletes the app from the hub and whatever OCM orphaned on the spokes
-// (namespace, PVC) including retained volumes, and waits until they are gone.
-func removeApp(ctx context.Context) {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNS}}
-	Expect(client.IgnoreNotFound(hub.c.Delete(ctx, ns))).To(Succeed())
-	Eventually(func() bool { return apierrors.IsNotFound(hub.c.Get(ctx, client.ObjectKeyFromObject(ns), ns)) },
-		3*time.Minute, time.Second).Should(BeTrue(), "hub namespace %s deleted", appNS)
-	for _, c := range []*cluster{cluster1, cluster2} {
-		Expect(client.IgnoreNotFound(c.c.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNS}}))).To(Succeed())
-		Eventually(func() bool {
-			return apierrors.IsNotFound(c.c.Get(ctx, client.ObjectKey{Name: appNS}, &corev1.Namespace{}))
-		}, 3*time.Minute, time.Second).Should(BeTrue(), "namespace %s deleted on %s", appNS, c.name)
-		var pvs corev1.PersistentVolumeList
-		Expect(c.c.List(ctx, &pvs)).To(Succeed())
-		for i := range pvs.Items {
-			if ref := pvs.Items[i].Spec.ClaimRef; ref != nil && ref.Namespace == appNS {
-				Expect(client.IgnoreNotFound(c.c.Delete(ctx, &pvs.Items[i]))).To(Succeed())
-			}
-		}
-	}
 }
