@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -147,8 +148,7 @@ func (r *Receiver) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 			err = s.w.Flush()
 		}
 		if err != nil {
-			s.w.Send(wire.TError, &wire.Text{S: err.Error()})
-			s.w.Flush()
+			s.refuse(err, frames)
 			return err
 		}
 		if done {
@@ -159,12 +159,39 @@ func (r *Receiver) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 		}
 	}
 	if err := files.wait(); err != nil { // a refused file explains more than the EOF
-		s.w.Send(wire.TError, &wire.Text{S: err.Error()})
-		s.w.Flush()
+		s.refuse(err, frames)
 		return err
 	}
 	return <-readErr
 }
+
+// refuse tells the sender why the session ends, then keeps reading (and
+// dropping) what the sender still had in flight until it hangs up or a short
+// while passes. Closing with unread data would reset the connection, and a
+// reset can discard the error frame before the sender reads it: the sender
+// would then retry against a receiver that is gone instead of reporting why.
+func (s *session) refuse(err error, frames <-chan frame) {
+	s.w.Send(wire.TError, &wire.Text{S: err.Error()})
+	s.w.Flush()
+	linger := time.NewTimer(refuseLinger)
+	defer linger.Stop()
+	for {
+		select {
+		case fr, ok := <-frames:
+			if !ok {
+				return
+			}
+			if fr.buf != nil {
+				putFrame(fr.buf)
+			}
+		case <-linger.C:
+			return
+		}
+	}
+}
+
+// refuseLinger bounds how long refuse waits for the sender to hang up.
+const refuseLinger = 2 * time.Second
 
 // streams reports the large-file frames, which touch only their own file
 // (one path is sent once per pass) and so need not wait for queued files.
