@@ -3,6 +3,9 @@
 # tar-over-TCP pipe on the same generated data, all over loopback, and prints
 # the ratios the design asks for. Page cache is warm (data just generated);
 # `sync` runs before every timed step so earlier writeback does not skew it.
+# A mover copy ends with the data durable (syncfs) and verified on both sides;
+# rsync and the pipe are timed up to a `sync` after them, so all three times
+# mean "durable on the destination" (rsync's time without it is printed too).
 #
 # Every copy goes to a directory never used before, and trees are deleted
 # only after the copies they could slow down: on ext4 without a journal (as
@@ -81,6 +84,8 @@ CONF
 	local t0 t1
 	t0=$(now)
 	rsync -aHS --numeric-ids "$1/" "rsync://127.0.0.1:$((PORT + 1))/dst/"
+	secs "$t0" "$(now)" >"$WORK/rsync-nosync"
+	sync # durable, as the mover's copy is when it exits (it syncfs'es and verifies)
 	t1=$(now)
 	kill "$d"
 	wait "$d" 2>/dev/null || true
@@ -95,6 +100,7 @@ pipe_copy() { # SRC DST -> seconds
 	t0=$(now)
 	tar -C "$1" -cf - . | "$BT" pipe-send "127.0.0.1:$((PORT + 2))"
 	wait "$r"
+	sync
 	t1=$(now)
 	secs "$t0" "$t1"
 }
@@ -143,7 +149,7 @@ echo "== initial copy, mixed tree, $((N >> 20)) MiB apparent, $(find "$WORK/mixe
 tm=$(mover_copy "$WORK/mixed" "$WORK/d.m")
 tr=$(rsync_copy "$WORK/mixed" "$WORK/d.r")
 tp=$(pipe_copy "$WORK/mixed" "$WORK/d.p")
-echo "mover ${tm}s ($(mbps "$N" "$tm") MiB/s) | rsync ${tr}s ($(mbps "$N" "$tr") MiB/s) | tar|tcp ${tp}s ($(mbps "$N" "$tp") MiB/s)"
+echo "mover ${tm}s ($(mbps "$N" "$tm") MiB/s) | rsync+sync ${tr}s ($(mbps "$N" "$tr") MiB/s; rsync alone $(cat "$WORK/rsync-nosync")s) | tar|tcp+sync ${tp}s ($(mbps "$N" "$tp") MiB/s)"
 echo "RESULT mixed mover/rsync = $(ratio "$tr" "$tm")x (target >= 1)   mover/raw-pipe = $(ratio "$tp" "$tm")x (target >= 0.5)"
 rm -rf "$WORK/mixed" "$WORK"/d.*
 echo
@@ -154,7 +160,7 @@ echo "== $SMALL_FILES small files ($(($(bytes_of "$WORK/small") >> 20)) MiB)"
 for i in $(seq 1 "$SMALL_RUNS"); do
 	tm=$(mover_copy "$WORK/small" "$WORK/d.m$i")
 	tr=$(rsync_copy "$WORK/small" "$WORK/d.r$i")
-	echo "mover ${tm}s | rsync ${tr}s"
+	echo "mover ${tm}s | rsync+sync ${tr}s (rsync alone $(cat "$WORK/rsync-nosync")s)"
 	echo "RESULT small-files run $i mover/rsync = $(ratio "$tr" "$tm")x (target >= 2)"
 done
 continuous_start "$WORK/small" "$WORK/d.c"
