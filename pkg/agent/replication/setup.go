@@ -26,7 +26,9 @@ type Options struct {
 	Logs mover.LogSource
 	// Kube is the spoke clientset used for pods/log when Logs is nil.
 	Kube kubernetes.Interface
-	// Poll is how often running movers' progress is read (default 5s).
+	// Poll is how often running movers' progress is read (default 2s): it is
+	// what `kubectl get migrations` shows during the copy, and the lag the
+	// hub's cutover waits on.
 	Poll time.Duration
 }
 
@@ -42,7 +44,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		o.Logs = mover.KubeLogs{Client: o.Kube}
 	}
 	if o.Poll <= 0 {
-		o.Poll = 5 * time.Second
+		o.Poll = 2 * time.Second
 	}
 	rep := &report.Reporter{Client: mgr.GetClient(), Writer: o.Writer}
 	if err := (&destination.Reconciler{
