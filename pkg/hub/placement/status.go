@@ -12,6 +12,7 @@ import (
 
 	clusterv1beta1 "open-cluster-management.io/api/cluster/v1beta1"
 
+	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/decision"
 )
 
@@ -47,12 +48,19 @@ func (r *Reconciler) mirrorPlacementStatus(ctx context.Context, s *state) (bool,
 
 // writeStatus records desired, actual and conditions on the policy.
 func (r *Reconciler) writeStatus(ctx context.Context, s *state) error {
-	p := s.policy
+	// Compare with the API server, not the cache: a cached policy that does not
+	// show our previous write yet would make a needed write look like a no-op,
+	// and our own status writes trigger no new reconcile.
+	p := &migrationv1alpha1.MigrationPolicy{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(s.policy), p); err != nil {
+		return client.IgnoreNotFound(err)
+	}
 	before := p.DeepCopy()
-	p.Status.ObservedGeneration = p.Generation
-	setCondition(&p.Status.Conditions, s.enrolled, p.Generation)
+	gen := s.policy.Generation // the spec this reconcile acted on
+	p.Status.ObservedGeneration = gen
+	setCondition(&p.Status.Conditions, s.enrolled, gen)
 	if s.converged != nil {
-		setCondition(&p.Status.Conditions, *s.converged, p.Generation)
+		setCondition(&p.Status.Conditions, *s.converged, gen)
 	}
 	if s.companion != nil {
 		p.Status.DesiredPlacement = s.companion.Name
@@ -67,7 +75,7 @@ func (r *Reconciler) writeStatus(ctx context.Context, s *state) error {
 	if equality.Semantic.DeepEqual(before.Status, p.Status) {
 		return nil
 	}
-	return client.IgnoreNotFound(r.Status().Patch(ctx, p, client.MergeFrom(before)))
+	return client.IgnoreNotFound(r.Status().Patch(ctx, p, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})))
 }
 
 func setCondition(conds *[]metav1.Condition, c metav1.Condition, gen int64) {
