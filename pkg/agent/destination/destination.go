@@ -242,12 +242,10 @@ func (r *Reconciler) volume(ctx context.Context, rd *replv1.ReplicationDestinati
 	case err != nil:
 		return "", false, 0, err
 	case pvc.Labels[replv1.MigrationIDLabel] != id:
-		earlier := pvc.Labels[replv1.MovedOutLabel]
-		msg, err := r.adopt(ctx, rd, v, &pvc)
-		if err != nil || msg != "" {
-			return msg, msg != "", 0, err
+		if refused, err := r.adopt(ctx, rd, v, &pvc); err != nil || refused != "" {
+			return refused, refused != "", 0, err
 		}
-		return fmt.Sprintf("reusing PVC %s, left here by migration %s: only what changed since is copied", v.PVCName, earlier), false, time.Second, nil
+		return fmt.Sprintf("reusing PVC %s, left here by an earlier migration: only what changed since is copied", v.PVCName), false, time.Second, nil
 	}
 
 	// 2. The migration's TLS Secret (delivered by the hub's ManifestWork).
@@ -334,6 +332,7 @@ func (r *Reconciler) adopt(ctx context.Context, rd *replv1.ReplicationDestinatio
 			return fmt.Sprintf("%s and pod %s uses it: refusing to write into it", ref, p.Name), nil
 		}
 	}
+	log.FromContext(ctx).Info("Reusing a PVC an earlier migration moved away from", "pvc", pvc.Name, "earlierMigration", pvc.Labels[replv1.MovedOutLabel])
 	raw, _ := json.Marshal(map[string]any{"metadata": map[string]any{
 		"resourceVersion": pvc.ResourceVersion,
 		"labels":          map[string]any{replv1.MigrationIDLabel: rd.Spec.MigrationID, replv1.MovedOutLabel: nil},
@@ -341,7 +340,6 @@ func (r *Reconciler) adopt(ctx context.Context, rd *replv1.ReplicationDestinatio
 	if err := r.Client.Patch(ctx, pvc, client.RawPatch(types.MergePatchType, raw)); err != nil {
 		return "", fmt.Errorf("adopting PVC %s/%s: %w", pvc.Namespace, pvc.Name, err)
 	}
-	log.FromContext(ctx).Info("Reusing a PVC an earlier migration moved away from", "pvc", pvc.Name, "earlierMigration", pvc.Labels[replv1.MovedOutLabel])
 	return "", nil
 }
 

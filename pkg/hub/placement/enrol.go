@@ -119,8 +119,8 @@ func (r *Reconciler) mirrorCompanion(ctx context.Context, s *state) (bool, error
 		if err := r.Patch(ctx, c, client.MergeFrom(before)); err != nil {
 			return true, fmt.Errorf("mirroring spec to %s: %w", key.Name, err)
 		}
-		// A stale cache makes this patch a no-op on the server; only a real
-		// change (new generation) makes the companion's decisions stale.
+		// Only a new generation makes the companion's decisions stale: a spec
+		// that differs from ours in server defaults only patches to a no-op.
 		s.companionChanged = c.Generation != before.Generation
 	}
 	s.companion = c
