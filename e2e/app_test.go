@@ -11,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -51,7 +52,7 @@ func (a app) runsOn(ctx context.Context, obs *observer, c *cluster) {
 	Eventually(func(g Gomega) {
 		p := &migrationv1alpha1.MigrationPolicy{}
 		g.Expect(hub.c.Get(ctx, client.ObjectKey{Namespace: a.ns, Name: appName}, p)).To(Succeed())
-		g.Expect(conditionTrue(p.Status.Conditions, migrationv1alpha1.ConditionEnrolled)).To(BeTrue(), "policy conditions: %v", p.Status.Conditions)
+		g.Expect(meta.IsStatusConditionTrue(p.Status.Conditions, migrationv1alpha1.ConditionEnrolled)).To(BeTrue(), "policy conditions: %v", p.Status.Conditions)
 		g.Expect(a.actual(ctx)).To(Equal([]string{c.name}))
 	}, 2*time.Minute, time.Second).Should(Succeed())
 }

@@ -11,8 +11,6 @@ import (
 
 	. "github.com/onsi/gomega"
 
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -69,10 +67,6 @@ func addonAvailable(ctx context.Context, clusterName string) error {
 		}
 	}
 	return fmt.Errorf("addon on %s reports no Available condition yet", clusterName)
-}
-
-func conditionTrue(conds []metav1.Condition, t string) bool {
-	return meta.IsStatusConditionTrue(conds, t)
 }
 
 // fields parses "k=v k=v" (the writer's output lines) into a map.

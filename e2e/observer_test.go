@@ -62,7 +62,8 @@ func (o *observer) sample(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		var running []string
+		var running []string // cluster/pod of every writer container running now
+		clusters := 0        // clusters with one
 		for _, c := range o.clusters {
 			pods, err := c.kube.CoreV1().Pods(o.ns).List(ctx, metav1.ListOptions{LabelSelector: o.selector})
 			if err != nil {
@@ -70,17 +71,22 @@ func (o *observer) sample(ctx context.Context) {
 				GinkgoWriter.Printf("observer: listing pods on %s: %v\n", c.name, err)
 				continue
 			}
+			here := false
 			for i := range pods.Items {
 				p := &pods.Items[i]
 				o.follow(ctx, c, p)
 				if containerRunning(p) {
 					running = append(running, c.name+"/"+p.Name)
+					here = true
 				}
+			}
+			if here {
+				clusters++
 			}
 		}
 		o.mu.Lock()
 		o.samples++
-		if clustersOf(running) > 1 {
+		if clusters > 1 {
 			o.overlaps = append(o.overlaps, fmt.Sprintf("%s: %v", time.Now().Format(time.RFC3339Nano), running))
 		}
 		o.mu.Unlock()
@@ -94,14 +100,6 @@ func containerRunning(p *corev1.Pod) bool {
 		}
 	}
 	return false
-}
-
-func clustersOf(running []string) int {
-	seen := map[string]bool{}
-	for _, r := range running {
-		seen[strings.SplitN(r, "/", 2)[0]] = true
-	}
-	return len(seen)
 }
 
 // follow streams a pod's log once per pod. A stream can end early (container

@@ -13,19 +13,15 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	clusterv1 "open-cluster-management.io/api/cluster/v1"
-	clusterv1beta1 "open-cluster-management.io/api/cluster/v1beta1"
-	workv1 "open-cluster-management.io/api/work/v1"
 
-	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/test/integration/framework"
 )
 
 func TestE2E(t *testing.T) {
@@ -52,13 +48,7 @@ func connect(name, env string) *cluster {
 	cfg, err := clientcmd.BuildConfigFromFlags("", path)
 	Expect(err).NotTo(HaveOccurred(), "kubeconfig %s of %s", path, name)
 	cfg.QPS, cfg.Burst = 50, 100
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(clusterv1.AddToScheme(s))
-	utilruntime.Must(clusterv1beta1.AddToScheme(s))
-	utilruntime.Must(workv1.AddToScheme(s))
-	utilruntime.Must(migrationv1alpha1.AddToScheme(s))
-	c, err := client.New(cfg, client.Options{Scheme: s})
+	c, err := client.New(cfg, client.Options{Scheme: framework.Scheme()})
 	Expect(err).NotTo(HaveOccurred())
 	return &cluster{name: name, cfg: cfg, kube: kubernetes.NewForConfigOrDie(cfg), c: c}
 }
@@ -75,7 +65,7 @@ var _ = BeforeSuite(func(ctx context.Context) {
 		Eventually(func(g Gomega) {
 			mc := &clusterv1.ManagedCluster{}
 			g.Expect(hub.c.Get(ctx, client.ObjectKey{Name: c.name}, mc)).To(Succeed())
-			g.Expect(conditionTrue(mc.Status.Conditions, clusterv1.ManagedClusterConditionAvailable)).To(BeTrue(), "ManagedCluster %s not Available", c.name)
+			g.Expect(meta.IsStatusConditionTrue(mc.Status.Conditions, clusterv1.ManagedClusterConditionAvailable)).To(BeTrue(), "ManagedCluster %s not Available", c.name)
 			// The Placement in testdata selects clusters by this label.
 			if mc.Labels[nameLabel] != c.name {
 				patch := []byte(fmt.Sprintf(`{"metadata":{"labels":{%q:%q}}}`, nameLabel, c.name))

@@ -39,7 +39,7 @@ if [[ ${E2E_OFFLINE:-0} != 1 ]] && [[ ! -e $E2E_CACHE/.pull-failed-ocm-$OCM_VERS
   e2e_log "cannot pull them (remembered in $E2E_CACHE/.pull-failed-ocm-$OCM_VERSION): building"
 fi
 
-key=$(cat "$here/ocm-images.sh" | sha256sum | cut -c1-12)
+key=$(sha256sum <"$here/ocm-images.sh" | cut -c1-12)
 archive=$E2E_CACHE/ocm/ocm-images-$OCM_VERSION-$key.tar
 e2e_lock ocm-images
 all_present && done_
