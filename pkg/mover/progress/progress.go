@@ -45,9 +45,11 @@ type Progress struct {
 	ThroughputBps  float64   `json:"throughputBytesPerSecond"`
 	LastPassSecond float64   `json:"lastPassSeconds"`
 	Reconnects     int64     `json:"reconnects"`
-	LastError      string    `json:"lastError,omitempty"`
-	Digest         string    `json:"digest,omitempty"`
-	Verified       bool      `json:"verified"`
+	// Repairs counts verification differences repaired by resending.
+	Repairs   int64  `json:"repairs,omitempty"`
+	LastError string `json:"lastError,omitempty"`
+	Digest    string `json:"digest,omitempty"`
+	Verified  bool   `json:"verified"`
 }
 
 // Tracker accumulates progress; all methods are safe for concurrent use.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -161,7 +162,7 @@ func (s *session) finish(fd int, e *tree.Entry, blocks []tree.Hash, modeSet bool
 		return err
 	}
 	if blocks != nil && st.Size == e.Size {
-		s.r.cache.Put(st.Ino, tree.KeyOf(&st), blocks)
+		s.r.cache.Put(st.Ino, tree.KeyOf(&st), blocks, time.Time{}) // we wrote these bytes
 	} else {
 		s.r.cache.Drop(st.Ino)
 	}
@@ -332,13 +333,14 @@ func (s *session) hashes(m *wire.HashReq) error {
 		resp.Blocks, err = s.blockHashes()
 	} else {
 		var st unix.Stat_t
+		taken := time.Now()
 		if err = unix.Fstat(int(f.Fd()), &st); err == nil {
 			resp.Size = st.Size
 			var ok bool
 			if resp.Blocks, ok = s.r.cache.Get(st.Ino, tree.KeyOf(&st)); !ok {
 				resp.Blocks, err = tree.HashBlocks(f, st.Size, true)
 				if err == nil {
-					s.r.cache.Put(st.Ino, tree.KeyOf(&st), resp.Blocks)
+					s.r.cache.Put(st.Ino, tree.KeyOf(&st), resp.Blocks, taken)
 				}
 			}
 		}

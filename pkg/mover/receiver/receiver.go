@@ -52,7 +52,7 @@ type Receiver struct {
 
 // New prepares a receiver on opts.Dir.
 func New(opts Options) (*Receiver, error) {
-	r := &Receiver{opts: opts, cache: tree.NewSumCache(), owners: os.Geteuid() == 0,
+	r := &Receiver{opts: opts, cache: tree.NewSumCache(0), owners: os.Geteuid() == 0,
 		Tracker: progress.NewTracker("receiver", opts.Progress)}
 	if !opts.Block {
 		st, err := os.Stat(opts.Dir)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/stateful-migration/stateful-migration/pkg/mover/progress"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/tree"
@@ -16,7 +17,10 @@ import (
 // sync (the application should be stopped by then).
 const maxFinalPasses = 3
 
-// final copies what remains with the receiver fsyncing, then verifies.
+// final copies what remains with the receiver fsyncing, then verifies. A
+// difference found by verification is repaired once: the differing paths
+// are resent whole, as if the receiver had never had them, and verified
+// again. Only a second difference fails.
 func (s *Sender) final(ctx context.Context, k *conn) (*Result, error) {
 	s.t.SetPhase(progress.FinalSync)
 	for attempt := 0; ; attempt++ {
@@ -28,17 +32,73 @@ func (s *Sender) final(ctx context.Context, k *conn) (*Result, error) {
 			if !unstable {
 				break
 			}
+			// Racily clean reads become trustworthy once the window passed.
+			time.Sleep(s.cache.Window())
 		}
 		s.t.SetPhase(progress.Verifying)
 		d, err := s.verify(k)
 		if err == nil {
 			return s.done(k, d)
 		}
-		if !errors.Is(err, ErrMismatch) || attempt > 0 {
+		var mm *mismatch
+		if !errors.As(err, &mm) || attempt > 0 {
 			return nil, err
 		}
-		s.t.Update(func(p *progress.Progress) { p.LastError = err.Error() })
+		s.t.Update(func(p *progress.Progress) { p.LastError = err.Error(); p.Repairs++ })
+		s.repair(mm)
 		s.t.SetPhase(progress.FinalSync)
+	}
+}
+
+// mismatch lists the paths whose verification records differ.
+type mismatch struct {
+	differ, missing, extra []string
+}
+
+func (m *mismatch) Unwrap() error { return ErrMismatch }
+
+func (m *mismatch) Error() string {
+	var diff []string
+	for _, l := range []struct {
+		ps  []string
+		why string
+	}{{m.differ, "differs"}, {m.missing, "missing on destination"}, {m.extra, "extra on destination"}} {
+		for _, p := range l.ps {
+			diff = append(diff, p+" ("+l.why+")")
+		}
+	}
+	sort.Strings(diff)
+	if len(diff) > 10 {
+		diff = append(diff[:10], fmt.Sprintf("... %d more", len(diff)-10))
+	}
+	return fmt.Sprintf("%v: %s", ErrMismatch, strings.Join(diff, ", "))
+}
+
+// repair forgets what the sender believed the receiver holds for every
+// differing path, and the sums it had for the source, so that the next
+// pass resends them whole and verification rereads them; a path only the
+// receiver has is deleted by that pass.
+func (s *Sender) repair(m *mismatch) {
+	ino := map[string]uint64{}
+	for i := range s.lastScan {
+		ino[s.lastScan[i].Path] = s.lastScan[i].Ino
+	}
+	for _, p := range append(append([]string(nil), m.differ...), m.missing...) {
+		if n := ino[p]; n != 0 {
+			s.cache.Drop(n)
+		}
+		if e := s.sent[p]; e != nil && e.Kind == tree.KindDir {
+			c := *e
+			c.Mtime = -1 // its metadata goes again; its entries have records of their own
+			s.sent[p] = &c
+			continue
+		}
+		s.forget(p)
+	}
+	for _, p := range m.extra {
+		if s.sent[p] == nil {
+			s.sent[p] = &tree.Entry{Path: p, Kind: tree.KindFile, Mtime: -1}
+		}
 	}
 }
 
@@ -94,23 +154,19 @@ func (s *Sender) explain(k *conn, mine []tree.Record) error {
 		}
 		break
 	}
-	var diff []string
+	m := &mismatch{}
 	for _, r := range mine {
 		if t, ok := theirs[r.Path]; !ok {
-			diff = append(diff, r.Path+" (missing on destination)")
+			m.missing = append(m.missing, r.Path)
 		} else if t != r.Sum {
-			diff = append(diff, r.Path+" (differs)")
+			m.differ = append(m.differ, r.Path)
 		}
 		delete(theirs, r.Path)
 	}
 	for p := range theirs {
-		diff = append(diff, p+" (extra on destination)")
+		m.extra = append(m.extra, p)
 	}
-	sort.Strings(diff)
-	if len(diff) > 10 {
-		diff = append(diff[:10], fmt.Sprintf("... %d more", len(diff)-10))
-	}
-	return fmt.Errorf("%w: %s", ErrMismatch, strings.Join(diff, ", "))
+	return m
 }
 
 func (s *Sender) done(k *conn, d tree.Hash) (*Result, error) {

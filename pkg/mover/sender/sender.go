@@ -38,6 +38,10 @@ type Options struct {
 	// FullVerify rereads every byte on both sides instead of trusting
 	// sums cached under unchanged (size, mtime, ctime, inode) keys.
 	FullVerify bool
+	// TimestampWindow: a file read within this long of its last change is
+	// read again before its copy is trusted (default tree.DefaultWindow).
+	// Raise it for network filesystems whose server clock may be skewed.
+	TimestampWindow time.Duration
 	// RetryTimeout bounds how long a lost receiver is retried (default 10m).
 	RetryTimeout time.Duration
 	Progress     func(progress.Progress)
@@ -92,7 +96,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		close(ch)
 		o.Finish = ch
 	}
-	s := &Sender{o: o, t: progress.NewTracker("sender", o.Progress), cache: tree.NewSumCache()}
+	s := &Sender{o: o, t: progress.NewTracker("sender", o.Progress), cache: tree.NewSumCache(o.TimestampWindow)}
 	res, err := s.run(ctx)
 	if err != nil {
 		if ctx.Err() != nil {

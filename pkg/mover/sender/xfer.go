@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -40,6 +41,7 @@ func newXfer(s *Sender, k *conn) *xfer {
 func (x *xfer) send(e, old *tree.Entry, oldBlocks []tree.Hash) (xferResult, error) {
 	var r xferResult
 	p := tree.Join(x.s.o.Dir, e.Path)
+	taken := time.Now()
 	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
@@ -90,9 +92,12 @@ func (x *xfer) send(e, old *tree.Entry, oldBlocks []tree.Hash) (xferResult, erro
 	if err := unix.Fstat(fd, &st1); err != nil {
 		return r, err
 	}
-	r.stable = tree.KeyOf(&st0) == tree.KeyOf(&st1)
+	// Racily clean: a write right after our read, in the tick of the
+	// file's last change, would leave the key as it is. Send it again.
+	k := tree.KeyOf(&st0)
+	r.stable = k == tree.KeyOf(&st1) && !tree.Racy(k, taken, x.s.cache.Window())
 	if r.stable {
-		x.s.cache.Put(st0.Ino, tree.KeyOf(&st0), r.blocks)
+		x.s.cache.Put(st0.Ino, k, r.blocks, taken)
 	}
 	return r, nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -122,33 +123,52 @@ func KeyOf(st *unix.Stat_t) StatKey {
 type cached struct {
 	key    StatKey
 	blocks []Hash
+	racy   bool
 }
 
 // SumCache remembers block sums per inode so verification and delta
 // detection reread only files whose stat key changed.
+//
+// A stat key proves nothing about a write made in the same timestamp tick
+// as the read that produced the sums (ext4 and xfs before Linux 6.13 move
+// timestamps once per jiffy): such sums are "racily clean", as git calls
+// it, and are never returned.
 type SumCache struct {
-	mu sync.Mutex
-	m  map[uint64]cached
+	mu     sync.Mutex
+	m      map[uint64]cached
+	window time.Duration
 }
 
-// NewSumCache returns an empty cache.
-func NewSumCache() *SumCache { return &SumCache{m: map[uint64]cached{}} }
+// NewSumCache returns an empty cache trusting sums taken at least window
+// after the file's last change (DefaultWindow when window is 0).
+func NewSumCache(window time.Duration) *SumCache {
+	if window <= 0 {
+		window = DefaultWindow()
+	}
+	return &SumCache{m: map[uint64]cached{}, window: window}
+}
 
-// Get returns the sums stored for ino if its key still matches.
+// Window is how long after a change a read of the file proves nothing.
+func (c *SumCache) Window() time.Duration { return c.window }
+
+// Get returns the sums stored for ino if its key still matches and they
+// were not taken racily.
 func (c *SumCache) Get(ino uint64, k StatKey) ([]Hash, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v, ok := c.m[ino]
-	if !ok || v.key != k {
+	if !ok || v.key != k || v.racy {
 		return nil, false
 	}
 	return v.blocks, true
 }
 
-// Put stores the sums of ino at key k.
-func (c *SumCache) Put(ino uint64, k StatKey, blocks []Hash) {
+// Put stores the sums of ino at key k, read from the file starting at
+// taken. A zero taken means the caller wrote those bytes itself and knows
+// them exactly (the receiver): no read could have raced.
+func (c *SumCache) Put(ino uint64, k StatKey, blocks []Hash, taken time.Time) {
 	c.mu.Lock()
-	c.m[ino] = cached{k, blocks}
+	c.m[ino] = cached{k, blocks, Racy(k, taken, c.window)}
 	c.mu.Unlock()
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -65,17 +66,15 @@ func VerifyEntries(root string, es []Entry, cache *SumCache, full, owners bool) 
 }
 
 func contentSum(root string, e *Entry, cache *SumCache, full bool) (Hash, error) {
-	p := join(root, e.Path)
-	// A cache hit needs only the current stat: one lstat instead of
-	// open, fstat and close on each of (typically) every file.
-	if !full && cache != nil {
-		var st unix.Stat_t
-		if unix.Lstat(p, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
-			if b, ok := cache.Get(st.Ino, KeyOf(&st)); ok {
-				return ContentSum(b), nil
-			}
+	// The scan that produced e already has the stat key: a cache hit costs
+	// no system call at all.
+	if !full && cache != nil && e.Ino != 0 {
+		if b, ok := cache.Get(e.Ino, StatKey{Size: e.Size, Mtime: e.Mtime, Ctime: e.Ctime}); ok {
+			return ContentSum(b), nil
 		}
 	}
+	p := join(root, e.Path)
+	taken := time.Now()
 	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return Hash{}, fmt.Errorf("verify %s: %w", e.Path, err)
@@ -97,7 +96,10 @@ func contentSum(root string, e *Entry, cache *SumCache, full bool) (Hash, error)
 		return Hash{}, fmt.Errorf("verify %s: %w", e.Path, err)
 	}
 	if cache != nil {
-		cache.Put(st.Ino, k, b)
+		var st1 unix.Stat_t
+		if unix.Fstat(fd, &st1) == nil && KeyOf(&st1) == k {
+			cache.Put(st.Ino, k, b, taken)
+		}
 	}
 	return ContentSum(b), nil
 }
