@@ -57,7 +57,7 @@ func TestReadReportsTheErrorOfAMoverStillConnecting(t *testing.T) {
 func TestNamesAreValid(t *testing.T) {
 	id := strings.Repeat("a", 40)
 	pvc := strings.Repeat("p", 253)
-	for _, role := range []string{RoleReceiver, RoleSender, RoleFinalSend} {
+	for _, role := range []string{RoleReceiver, RoleSender} {
 		if errs := validation.IsDNS1123Subdomain(PodName(id, role, pvc)); len(errs) > 0 {
 			t.Errorf("pod name: %v", errs)
 		}

@@ -19,13 +19,15 @@ import (
 const (
 	RoleReceiver   = "receiver"
 	RoleSender     = "sender"
-	RoleFinalSend  = "final-sender"
 	ContainerName  = "mover"
 	dataMount      = "/data"
 	blockDevice    = "/dev/data"
 	tlsMount       = "/tls"
+	controlMount   = "/control"
+	finishFile     = controlMount + "/finish"
 	dataVolume     = "data"
 	tlsVolume      = "tls"
+	controlVolume  = "control"
 	defaultCPU     = "50m"
 	defaultMemory  = "64Mi"
 	receiverPortNm = "mover"
@@ -42,7 +44,7 @@ func VolumeKey(pvcName string) string {
 // PodName is the deterministic name of a mover pod: a restarted agent finds
 // the pods of its predecessor instead of starting a second one.
 func PodName(migrationID, role, pvcName string) string {
-	short := map[string]string{RoleReceiver: "recv", RoleSender: "send", RoleFinalSend: "final"}[role]
+	short := map[string]string{RoleReceiver: "recv", RoleSender: "send"}[role]
 	return fmt.Sprintf("smig-%s-%s-%s", migrationID, short, VolumeKey(pvcName))
 }
 
@@ -79,6 +81,9 @@ type PodSpec struct {
 	// Node pins the pod to a node (the app pod's, for RWO volumes); empty: anywhere.
 	Node        string
 	Tolerations []corev1.Toleration
+	// Finish (sender only) is the FinishAnnotation to create the pod with,
+	// when the final sync was asked before it started.
+	Finish string
 }
 
 // ReceiverArgs are the arguments of `mover receive`.
@@ -86,15 +91,15 @@ func ReceiverArgs(block bool) []string {
 	return append(commonArgs(block), "--listen", ":"+strconv.Itoa(replv1.ReceiverPort))
 }
 
-// SenderArgs are the arguments of `mover send`.
-func SenderArgs(block bool, to, serverName string, continuous, compress bool, bwlimit string) []string {
+// SenderArgs are the arguments of `mover send`: a continuous sender that
+// finishes (final sync and verification) when the pod's FinishAnnotation,
+// projected into a file, is set.
+func SenderArgs(block bool, to, serverName string, compress bool, bwlimit string) []string {
 	args := append(commonArgs(block), "--to", to)
 	if serverName != "" {
 		args = append(args, "--server-name", serverName)
 	}
-	if continuous {
-		args = append(args, "--continuous")
-	}
+	args = append(args, "--continuous", "--finish-file", finishFile)
 	if compress {
 		args = append(args, "--compress")
 	}
@@ -152,6 +157,9 @@ func Pod(s PodSpec) *corev1.Pod {
 		}},
 		VolumeMounts: []corev1.VolumeMount{{Name: tlsVolume, MountPath: tlsMount, ReadOnly: true}},
 	}
+	if s.Role == RoleSender {
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: controlVolume, MountPath: controlMount, ReadOnly: true})
+	}
 	if s.Role == RoleReceiver {
 		c.Ports = []corev1.ContainerPort{{Name: receiverPortNm, ContainerPort: replv1.ReceiverPort, Protocol: corev1.ProtocolTCP}}
 	}
@@ -184,6 +192,18 @@ func Pod(s PodSpec) *corev1.Pod {
 					Secret: &corev1.SecretVolumeSource{SecretName: s.TLSSecret, DefaultMode: ptr.To[int32](0o400)}}},
 			},
 		},
+	}
+	if s.Role == RoleSender {
+		// The agent asks the running sender to finish through an annotation:
+		// the kubelet rewrites this file within a second of the patch.
+		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: controlVolume, VolumeSource: corev1.VolumeSource{
+			DownwardAPI: &corev1.DownwardAPIVolumeSource{Items: []corev1.DownwardAPIVolumeFile{{
+				Path:     "finish",
+				FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations['" + replv1.FinishAnnotation + "']"},
+			}}}}})
+		if s.Finish != "" {
+			pod.Annotations[replv1.FinishAnnotation] = s.Finish
+		}
 	}
 	if s.Node != "" {
 		// Same node as the app's pod (RWO): required affinity on the node

@@ -35,11 +35,15 @@ type ConditionWriter interface {
 
 // Message is the compact JSON carried in the condition message.
 type Message struct {
-	BytesTotal       int64             `json:"bytesTotal"`
-	BytesCopied      int64             `json:"bytesCopied"`
-	LagBytes         int64             `json:"lagBytes"`
-	LagSeconds       int64             `json:"lagSeconds"`
-	Throughput       int64             `json:"throughput"`
+	BytesTotal  int64 `json:"bytesTotal"`
+	BytesCopied int64 `json:"bytesCopied"`
+	LagBytes    int64 `json:"lagBytes"`
+	LagSeconds  int64 `json:"lagSeconds"`
+	Throughput  int64 `json:"throughput"`
+	// EstimatedFinalSyncMillis (source): final sync and verification, signal included.
+	EstimatedFinalSyncMillis int64 `json:"estimatedFinalSyncMillis,omitempty"`
+	// FinalSyncCold (source): a final sync ran in a restarted sender.
+	FinalSyncCold    bool              `json:"finalSyncCold,omitempty"`
 	Protected        *bool             `json:"protected,omitempty"`
 	PodsUsingVolumes *int32            `json:"podsUsingVolumes,omitempty"`
 	Endpoint         string            `json:"endpoint,omitempty"`
@@ -168,6 +172,8 @@ func SourceCondition(migrationID string, items []replv1.ReplicationSource) metav
 		m.LagBytes += s.LagBytes
 		m.LagSeconds = max(m.LagSeconds, s.LagSeconds)
 		m.Throughput += s.Throughput
+		m.EstimatedFinalSyncMillis = max(m.EstimatedFinalSyncMillis, s.EstimatedFinalSyncMillis)
+		m.FinalSyncCold = m.FinalSyncCold || s.FinalSyncCold
 		protected = protected && s.Protected
 		pods += s.PodsUsingVolumes
 		if m.Error == "" {

@@ -1,8 +1,8 @@
 // Package source reconciles ReplicationSources: protect the app's volumes
 // first (PV reclaim policy Retain, a finalizer on each PVC), then run a
 // continuous sender per PVC next to the app's pod, and once the hub asks for
-// the final sync and no pod but the movers uses the PVCs, a one-shot final
-// send whose verified digest is reported.
+// the final sync and no pod but the movers uses the PVCs, tell that sender
+// to finish; its verified digest is reported.
 package source
 
 import (
@@ -222,10 +222,8 @@ func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource)
 		if vs.Digest != "" {
 			phases[i] = replv1.SourceVerified
 			// Done: make sure no mover of this volume is left.
-			for _, role := range []string{mover.RoleSender, mover.RoleFinalSend} {
-				if _, err := r.deletePod(ctx, rs, role, v.PVCName); err != nil {
-					return 0, err
-				}
+			if _, err := r.deletePod(ctx, rs, mover.RoleSender, v.PVCName); err != nil {
+				return 0, err
 			}
 			continue
 		}
@@ -247,12 +245,11 @@ func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource)
 		} else if err != nil {
 			return 0, err
 		}
-		var pod *corev1.Pod
-		if !final {
-			pod, err = r.ensureSender(ctx, rs, v.PVCName, dest, use.node[v.PVCName], use.tolerations[v.PVCName], vs)
-		} else {
-			pod, err = r.ensureFinalSender(ctx, rs, v.PVCName, dest, vs)
+		finish := ""
+		if final {
+			finish = finishValue(rs)
 		}
+		pod, err := r.ensureSender(ctx, rs, v.PVCName, dest, use.node[v.PVCName], use.tolerations[v.PVCName], finish, vs)
 		if err != nil {
 			return 0, err
 		}
@@ -277,6 +274,9 @@ func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource)
 		if rs.Spec.FinalSync {
 			phases[i] = replv1.SourceFinalSync
 		}
+		if p := ms.Progress; final && p != nil && p.FinalSyncCold {
+			vs.FinalSyncCold = true
+		}
 		if final && pod.Status.Phase == corev1.PodSucceeded {
 			if p := ms.Progress; p != nil && p.Verified && p.Digest != "" {
 				if err := r.markMovedOut(ctx, rs, v.PVCName); err != nil {
@@ -286,7 +286,7 @@ func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource)
 				phases[i] = replv1.SourceVerified
 				continue
 			}
-			note(fmt.Sprintf("final sender of %s finished but its digest could not be read from its log or termination message", v.PVCName))
+			note(fmt.Sprintf("sender of %s finished but its digest could not be read from its log or termination message", v.PVCName))
 		}
 		if ms.LastError != "" {
 			note(fmt.Sprintf("sender of %s: %s (restarts: %d)", v.PVCName, ms.LastError, ms.Restarts))
@@ -326,6 +326,7 @@ func (r *Reconciler) summarize(rs *replv1.ReplicationSource, phases []replv1.Sou
 	}
 	st.Phase = phase
 	st.BytesTotal, st.BytesCopied, st.LagBytes = 0, 0, 0
+	st.FinalSyncCold = false
 	digests := map[string]string{}
 	for i := range st.Volumes {
 		v := &st.Volumes[i]
@@ -335,6 +336,7 @@ func (r *Reconciler) summarize(rs *replv1.ReplicationSource, phases []replv1.Sou
 		st.BytesTotal += v.BytesTotal
 		st.BytesCopied += v.BytesCopied
 		st.LagBytes += v.LagBytes
+		st.FinalSyncCold = st.FinalSyncCold || v.FinalSyncCold
 		digests[rs.Namespace+"/"+v.PVCName] = v.Digest
 	}
 	st.Digest = ""
@@ -478,9 +480,15 @@ func (r *Reconciler) deletePod(ctx context.Context, rs *replv1.ReplicationSource
 
 // ensureSender keeps the continuous sender of pvcName running on the app
 // pod's node (an RWO volume is attached there), or anywhere if no app pod
-// runs. A sender left on another node than the app's is replaced, so that
-// it never holds an RWO volume away from the app.
-func (r *Reconciler) ensureSender(ctx context.Context, rs *replv1.ReplicationSource, pvcName, dest, node string, tolerations []corev1.Toleration, vs *replv1.SourceVolumeStatus) (*corev1.Pod, error) {
+// runs. A sender left on another node than the app's (app rescheduled) is
+// replaced, so that it never holds an RWO volume away from the app.
+//
+// With finish set (final sync asked, no app pod left) the running sender is
+// told to finish by its FinishAnnotation: it has tracked every change since
+// the initial copy, so the final sync costs what changed since its last
+// pass. A sender that is gone by then is started with the annotation set; it
+// finishes once it has caught up (a cold final sync, which it reports).
+func (r *Reconciler) ensureSender(ctx context.Context, rs *replv1.ReplicationSource, pvcName, dest, node string, tolerations []corev1.Toleration, finish string, vs *replv1.SourceVolumeStatus) (*corev1.Pod, error) {
 	pod, gone, err := r.getPod(ctx, rs, mover.RoleSender, pvcName)
 	if err != nil {
 		return nil, err
@@ -489,6 +497,9 @@ func (r *Reconciler) ensureSender(ctx context.Context, rs *replv1.ReplicationSou
 		vs.Node = mover.PinnedNode(pod)
 		if pod.Spec.NodeName != "" {
 			vs.Node = pod.Spec.NodeName
+		}
+		if finish != "" {
+			return r.finishSender(ctx, pod, finish)
 		}
 		stale := node != "" && vs.Node != node
 		if !stale && !senderArgsMatch(pod, dest) {
@@ -510,8 +521,8 @@ func (r *Reconciler) ensureSender(ctx context.Context, rs *replv1.ReplicationSou
 	want := mover.Pod(mover.PodSpec{
 		Namespace: rs.Namespace, Name: mover.PodName(rs.Spec.MigrationID, mover.RoleSender, pvcName),
 		Image: r.image(rs), MigrationID: rs.Spec.MigrationID, Role: mover.RoleSender, PVCName: pvcName,
-		Block: block, TLSSecret: rs.Spec.TLSSecretName, Node: node, Tolerations: tolerations,
-		Args: mover.SenderArgs(block, dest, serverName(rs), true, rs.Spec.Compress, rs.Spec.BandwidthLimit),
+		Block: block, TLSSecret: rs.Spec.TLSSecretName, Node: node, Tolerations: tolerations, Finish: finish,
+		Args: mover.SenderArgs(block, dest, serverName(rs), rs.Spec.Compress, rs.Spec.BandwidthLimit),
 	})
 	if err := controllerutil.SetControllerReference(rs, want, r.Client.Scheme()); err != nil {
 		return nil, err
@@ -519,8 +530,30 @@ func (r *Reconciler) ensureSender(ctx context.Context, rs *replv1.ReplicationSou
 	if err := r.Client.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, fmt.Errorf("creating sender pod %s/%s: %w", rs.Namespace, want.Name, err)
 	}
+	if finish != "" {
+		log.FromContext(ctx).Info("Started a sender for the final sync: the earlier one is gone, this one rescans the whole volume",
+			"pod", want.Name, "pvc", pvcName)
+	}
 	vs.Node = node
 	return nil, nil
+}
+
+// finishSender asks a running sender to finish, once; a sender whose pod
+// failed (evicted, node lost) is replaced.
+func (r *Reconciler) finishSender(ctx context.Context, pod *corev1.Pod, finish string) (*corev1.Pod, error) {
+	if pod.Status.Phase == corev1.PodFailed {
+		log.FromContext(ctx).Info("Replacing failed sender", "pod", pod.Name, "reason", pod.Status.Reason)
+		return nil, client.IgnoreNotFound(r.Client.Delete(ctx, pod))
+	}
+	if pod.Annotations[replv1.FinishAnnotation] != "" {
+		return pod, nil
+	}
+	raw, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{replv1.FinishAnnotation: finish}}})
+	if err := r.Client.Patch(ctx, pod, client.RawPatch(types.MergePatchType, raw)); err != nil {
+		return nil, fmt.Errorf("asking sender %s to finish: %w", pod.Name, err)
+	}
+	log.FromContext(ctx).Info("Asked the running sender to finish", "pod", pod.Name)
+	return pod, nil
 }
 
 func senderArgsMatch(pod *corev1.Pod, dest string) bool {
@@ -533,46 +566,13 @@ func senderArgsMatch(pod *corev1.Pod, dest string) bool {
 	return false
 }
 
-// ensureFinalSender replaces the continuous sender by the one-shot final
-// send (final sync and verification). The final sender is restartable: the
-// receiver keeps what it has, so a rerun only re-verifies.
-func (r *Reconciler) ensureFinalSender(ctx context.Context, rs *replv1.ReplicationSource, pvcName, dest string, vs *replv1.SourceVolumeStatus) (*corev1.Pod, error) {
-	if gone, err := r.deletePod(ctx, rs, mover.RoleSender, pvcName); err != nil || !gone {
-		return nil, err
+// finishValue is what the FinishAnnotation says: the hub's quiesce start,
+// from which the sender rereads every changed file.
+func finishValue(rs *replv1.ReplicationSource) string {
+	if rs.Spec.QuiesceStartTime != nil {
+		return rs.Spec.QuiesceStartTime.UTC().Format(time.RFC3339Nano)
 	}
-	pod, gone, err := r.getPod(ctx, rs, mover.RoleFinalSend, pvcName)
-	if err != nil {
-		return nil, err
-	}
-	if pod != nil {
-		if pod.Status.Phase == corev1.PodFailed {
-			log.FromContext(ctx).Info("Replacing failed final sender", "pod", pod.Name, "reason", pod.Status.Reason)
-			return nil, client.IgnoreNotFound(r.Client.Delete(ctx, pod))
-		}
-		vs.Node = pod.Spec.NodeName
-		return pod, nil
-	}
-	if !gone {
-		return nil, nil
-	}
-	var pvc corev1.PersistentVolumeClaim
-	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: rs.Namespace, Name: pvcName}, &pvc); err != nil {
-		return nil, err
-	}
-	block := pvc.Spec.VolumeMode != nil && *pvc.Spec.VolumeMode == corev1.PersistentVolumeBlock
-	want := mover.Pod(mover.PodSpec{
-		Namespace: rs.Namespace, Name: mover.PodName(rs.Spec.MigrationID, mover.RoleFinalSend, pvcName),
-		Image: r.image(rs), MigrationID: rs.Spec.MigrationID, Role: mover.RoleFinalSend, PVCName: pvcName,
-		Block: block, TLSSecret: rs.Spec.TLSSecretName,
-		Args: mover.SenderArgs(block, dest, serverName(rs), false, rs.Spec.Compress, rs.Spec.BandwidthLimit),
-	})
-	if err := controllerutil.SetControllerReference(rs, want, r.Client.Scheme()); err != nil {
-		return nil, err
-	}
-	if err := r.Client.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
-		return nil, fmt.Errorf("creating final sender pod %s/%s: %w", rs.Namespace, want.Name, err)
-	}
-	return nil, nil
+	return "finish"
 }
 
 // cleanup removes the movers and the PVC finalizers. The PV keeps Retain
@@ -583,10 +583,8 @@ func (r *Reconciler) cleanup(ctx context.Context, rs *replv1.ReplicationSource) 
 		return nil
 	}
 	for _, v := range rs.Spec.Volumes {
-		for _, role := range []string{mover.RoleSender, mover.RoleFinalSend} {
-			if _, err := r.deletePod(ctx, rs, role, v.PVCName); err != nil {
-				return err
-			}
+		if _, err := r.deletePod(ctx, rs, mover.RoleSender, v.PVCName); err != nil {
+			return err
 		}
 		var pvc corev1.PersistentVolumeClaim
 		err := r.Client.Get(ctx, types.NamespacedName{Namespace: rs.Namespace, Name: v.PVCName}, &pvc)

@@ -88,6 +88,7 @@ func (r *Reconciler) ensureSourceWork(ctx context.Context, s *state, pair creden
 		Common:    r.common(s, s.m.Spec.SourceCluster, agentNamespace(s.srcAddon), pair),
 		Volumes:   refs,
 		Endpoints: endpoints, FinalSync: finalSync, ReleaseSource: release,
+		QuiesceStart: s.m.Status.Timings.QuiesceStart,
 	})
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -252,6 +253,7 @@ func (r *Reconciler) finalSync(ctx context.Context, s *state) (ctrl.Result, erro
 		return ctrl.Result{}, err
 	}
 	s.mirror()
+	r.noteColdFinalSync(s)
 	srcOK := progress.SourceAtLeast(s.src, replv1.SourceVerified)
 	dstOK := progress.DestinationAtLeast(s.dst, replv1.DestinationVerified)
 	if !srcOK || !dstOK {
@@ -270,6 +272,28 @@ func (r *Reconciler) finalSync(ctx context.Context, s *state) (ctrl.Result, erro
 		fmt.Sprintf("Data verified (digest %s) after %s; adding %s to Placement %s", short(s.src.Digest), t.FinalSync.Duration,
 			s.m.Spec.DestinationCluster, s.m.Spec.PlacementName))
 	return ctrl.Result{}, nil
+}
+
+// noteColdFinalSync says on the Migration whether the final sync ran in the
+// sender that had been tracking changes (cheap) or in a restarted one that
+// rescanned the whole volume while the app was down (rare; a Warning event).
+func (r *Reconciler) noteColdFinalSync(s *state) {
+	c := metav1.Condition{Type: migrationv1alpha1.ConditionFinalSyncInRunningSender, ObservedGeneration: s.m.Generation}
+	switch {
+	case s.src != nil && s.src.FinalSyncCold:
+		c.Status, c.Reason = metav1.ConditionFalse, "SenderRestarted"
+		c.Message = "The sender that tracked changes since the initial copy was lost (pod or node restart); a new one " +
+			"rescanned and rehashed the whole volume while the app was down, so T_copy grew with the volume"
+		if !meta.IsStatusConditionFalse(s.m.Status.Conditions, c.Type) {
+			r.Recorder.Eventf(s.m, nil, corev1.EventTypeWarning, "SenderRestarted", "FinalSync", c.Message)
+		}
+	case progress.SourceAtLeast(s.src, replv1.SourceVerified):
+		c.Status, c.Reason = metav1.ConditionTrue, "RunningSender"
+		c.Message = "The final sync ran in the sender that had tracked every change since the initial copy"
+	default:
+		return
+	}
+	meta.SetStatusCondition(&s.m.Status.Conditions, c)
 }
 
 func (r *Reconciler) launching(ctx context.Context, s *state) (ctrl.Result, error) {

@@ -104,6 +104,7 @@ type SourceSpec struct {
 	Volumes       []VolumeRef
 	Endpoints     map[string]string
 	FinalSync     bool
+	QuiesceStart  *metav1.Time // with FinalSync: when the app was told to stop
 	ReleaseSource bool
 }
 
@@ -175,13 +176,14 @@ func Source(s SourceSpec) (*workv1.ManifestWork, error) {
 				TypeMeta:   metav1.TypeMeta{APIVersion: replv1.GroupVersion.String(), Kind: "ReplicationSource"},
 				ObjectMeta: metav1.ObjectMeta{Name: ReplicationName(s.ID), Namespace: ns},
 				Spec: replv1.ReplicationSourceSpec{
-					MigrationID:   s.ID,
-					Volumes:       vols,
-					Destination:   dest,
-					TLSSecretName: TLSSecretName(s.ID),
-					ServerName:    replv1.DefaultServerName,
-					FinalSync:     s.FinalSync,
-					ReleaseSource: s.ReleaseSource,
+					MigrationID:      s.ID,
+					Volumes:          vols,
+					Destination:      dest,
+					TLSSecretName:    TLSSecretName(s.ID),
+					ServerName:       replv1.DefaultServerName,
+					FinalSync:        s.FinalSync,
+					QuiesceStartTime: quiesceStart(s),
+					ReleaseSource:    s.ReleaseSource,
 				},
 			})
 		}
@@ -433,4 +435,11 @@ func isReplication(mf workv1.Manifest) bool {
 // generation of w, or never reported on w at all (nothing was applied).
 func AppliedOrUnknown(w *workv1.ManifestWork) bool {
 	return meta.FindStatusCondition(w.Status.Conditions, workv1.WorkApplied) == nil || Applied(w)
+}
+
+func quiesceStart(s SourceSpec) *metav1.Time {
+	if !s.FinalSync {
+		return nil
+	}
+	return s.QuiesceStart
 }

@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -150,8 +152,15 @@ func sendCmd() *cobra.Command {
 			closeFinish := func() { once.Do(func() { close(finish) }) }
 			ctx, stop := signals(cmd.Context(), closeFinish)
 			defer stop()
+			var quiesce atomic.Int64
 			if finishFile != "" {
-				go pollFile(ctx, finishFile, closeFinish)
+				go pollFile(ctx, finishFile, &quiesce, closeFinish)
+			}
+			o.QuiesceStart = func() time.Time {
+				if n := quiesce.Load(); n != 0 {
+					return time.Unix(0, n)
+				}
+				return time.Time{}
 			}
 			o.Dir, o.Block, o.TLS, o.BWLimit, o.Finish = c.dir, c.block, c.files(), limit, finish
 			o.Progress = c.reporter(cmd)
@@ -168,7 +177,7 @@ func sendCmd() *cobra.Command {
 	f.StringVar(&o.To, "to", "", "receiver host:port")
 	f.StringVar(&o.ServerName, "server-name", "", "name to expect in the receiver certificate (default: host of --to)")
 	f.BoolVar(&o.Continuous, "continuous", false, "keep replicating changes until told to finish (--finish-file or SIGUSR1)")
-	f.StringVar(&finishFile, "finish-file", "", "finish (final sync + verify) once this file exists")
+	f.StringVar(&finishFile, "finish-file", "", "finish (final sync + verify) once this file is not empty; an RFC 3339 time in it is the quiesce start")
 	f.BoolVar(&o.Compress, "compress", false, "zstd-compress file data on the wire")
 	f.StringVar(&bw, "bwlimit", "0", "bandwidth cap in bytes/s on the wire (suffixes K, M, G; 0 = none)")
 	f.IntVar(&o.Workers, "workers", 4, "files read in parallel")
@@ -179,11 +188,21 @@ func sendCmd() *cobra.Command {
 	return cmd
 }
 
-func pollFile(ctx context.Context, path string, fire func()) {
-	t := time.NewTicker(200 * time.Millisecond)
+// finishPoll is how often --finish-file is read: the agent's request must
+// reach the sender in well under a second.
+const finishPoll = 50 * time.Millisecond
+
+// pollFile fires once path holds something: the agent projects a pod
+// annotation there (downward API), so the file exists, empty, from the
+// start. Its content, when an RFC 3339 time, is the quiesce start.
+func pollFile(ctx context.Context, path string, quiesce *atomic.Int64, fire func()) {
+	t := time.NewTicker(finishPoll)
 	defer t.Stop()
 	for {
-		if _, err := os.Stat(path); err == nil {
+		if b, err := os.ReadFile(path); err == nil && len(bytes.TrimSpace(b)) > 0 {
+			if ts, err := time.Parse(time.RFC3339Nano, string(bytes.TrimSpace(b))); err == nil {
+				quiesce.Store(ts.UnixNano())
+			}
 			fire()
 			return
 		}

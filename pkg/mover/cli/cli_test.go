@@ -60,6 +60,7 @@ func TestCLIContinuousFinishFile(t *testing.T) {
 			"--ca", c("ca.crt"), "--cert", c("server.crt"), "--key", c("server.key"))
 	}()
 	finish := filepath.Join(base, "finish")
+	os.WriteFile(finish, nil, 0644) // as the downward API projects an absent annotation
 	status := filepath.Join(base, "status.json")
 	sdone := make(chan error, 1)
 	var sout syncBuf
@@ -74,10 +75,10 @@ func TestCLIContinuousFinishFile(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	select {
 	case err := <-sdone:
-		t.Fatalf("sender ended before the finish file: %v\n%s", err, sout.String())
+		t.Fatalf("sender ended before the finish file had content: %v\n%s", err, sout.String())
 	default:
 	}
-	os.WriteFile(finish, nil, 0644)
+	os.WriteFile(finish, []byte(time.Now().Add(-time.Second).UTC().Format(time.RFC3339Nano)), 0644)
 	for _, ch := range []chan error{sdone, rdone} {
 		select {
 		case err := <-ch:

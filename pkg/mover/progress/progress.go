@@ -45,6 +45,10 @@ type Progress struct {
 	ThroughputBps  float64   `json:"throughputBytesPerSecond"`
 	LastPassSecond float64   `json:"lastPassSeconds"`
 	Reconnects     int64     `json:"reconnects"`
+	// FinalSyncCold: the final sync ran in a sender that had not caught up
+	// before it was asked to finish (it started or restarted after the app
+	// stopped), so it rescanned and rehashed the whole volume.
+	FinalSyncCold bool `json:"finalSyncCold,omitempty"`
 	// Repairs counts verification differences repaired by resending.
 	Repairs   int64  `json:"repairs,omitempty"`
 	LastError string `json:"lastError,omitempty"`

@@ -17,15 +17,26 @@ import (
 // sync (the application should be stopped by then).
 const maxFinalPasses = 3
 
+// quiesceSlack allows for the hub's clock (quiesce start) running ahead of
+// the node's (file timestamps).
+const quiesceSlack = time.Second
+
 // final copies what remains with the receiver fsyncing, then verifies. A
 // difference found by verification is repaired once: the differing paths
 // are resent whole, as if the receiver had never had them, and verified
 // again. Only a second difference fails.
 func (s *Sender) final(ctx context.Context, k *conn) (*Result, error) {
+	if s.o.QuiesceStart != nil {
+		if q := s.o.QuiesceStart(); !q.IsZero() {
+			s.forceSince = q.Add(-s.cache.Window() - quiesceSlack).UnixNano()
+		}
+	}
+	s.t.Update(func(p *progress.Progress) { p.FinalSyncCold = s.cold })
 	s.t.SetPhase(progress.FinalSync)
 	for attempt := 0; ; attempt++ {
 		for i := 0; i < maxFinalPasses; i++ {
 			unstable, err := s.pass(ctx, k, nil, true)
+			s.forceSince = 0 // reread once: what changed since the quiesce start
 			if err != nil {
 				return nil, err
 			}

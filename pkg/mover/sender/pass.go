@@ -275,6 +275,9 @@ func (s *Sender) entries(k *conn, pl *plan) (jobs, links []*tree.Entry, err erro
 			links = append(links, e)
 		case o == nil || o.Kind != tree.KindFile || o.LinkTo != "" || !o.SameContentKey(e):
 			jobs = append(jobs, e)
+		case s.forceSince != 0 && e.Ctime >= s.forceSince:
+			// Changed while the app was stopping: reread, whatever the key says.
+			jobs = append(jobs, e)
 		case !o.SameMeta(e, s.owners):
 			if err := s.sendMeta(k, e); err != nil {
 				return nil, nil, err

@@ -28,10 +28,14 @@ type Options struct {
 	TLSConfig  *tls.Config // overrides TLS files when set
 	Continuous bool
 	// Finish, when closed, ends continuous replication with a final sync.
-	Finish   <-chan struct{}
-	Compress bool
-	BWLimit  int64 // bytes per second, 0 = unlimited
-	Workers  int   // parallel file readers (default 4)
+	Finish <-chan struct{}
+	// QuiesceStart, read once Finish is closed, is when the application
+	// was told to stop (zero: unknown). The final sync rereads every file
+	// changed since then, whatever its cached sums say.
+	QuiesceStart func() time.Time
+	Compress     bool
+	BWLimit      int64 // bytes per second, 0 = unlimited
+	Workers      int   // parallel file readers (default 4)
 	// RescanInterval is the full-rescan period backing change tracking in
 	// continuous mode (block mode: the rehash period). Default 60s (10s block).
 	RescanInterval time.Duration
@@ -60,16 +64,19 @@ var ErrMismatch = errors.New("verification failed: source and destination differ
 
 // Sender holds what survives reconnects.
 type Sender struct {
-	o        Options
-	t        *progress.Tracker
-	cache    *tree.SumCache
-	owners   bool
-	sent     map[string]*tree.Entry // what the receiver holds, as far as we know
-	blocks   map[string][]tree.Hash // block sums of what the receiver holds
-	srcIno   map[string]uint64      // source inode of each sent path, for renames
-	initial  bool                   // initial copy finished
-	resumed  bool                   // a later session must catch up with a full pass
-	wireBase int64                  // stream bytes of earlier connections
+	o       Options
+	t       *progress.Tracker
+	cache   *tree.SumCache
+	owners  bool
+	sent    map[string]*tree.Entry // what the receiver holds, as far as we know
+	blocks  map[string][]tree.Hash // block sums of what the receiver holds
+	srcIno  map[string]uint64      // source inode of each sent path, for renames
+	initial bool                   // initial copy finished
+	cold    bool                   // finish was asked before this process had caught up
+	// forceSince (unix ns): the final pass rereads files changed since.
+	forceSince int64
+	resumed    bool  // a later session must catch up with a full pass
+	wireBase   int64 // stream bytes of earlier connections
 	// lastScan is the last full scan, reused by verification.
 	lastScan []tree.Entry
 	w        *watcher
@@ -244,6 +251,16 @@ func (s *Sender) session(ctx context.Context, k *conn) (*Result, error) {
 			return nil, err
 		}
 		s.initial = true
+		if s.o.Continuous {
+			// Asked to finish before this process caught up (it started,
+			// or restarted, after the app stopped): the whole scan and
+			// rehash of the initial copy fell into the downtime.
+			select {
+			case <-s.o.Finish:
+				s.cold = true
+			default:
+			}
+		}
 	}
 	if err := s.replicate(ctx, k); err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -99,7 +100,10 @@ var _ = Describe("ReplicationSource", func() {
 		Expect(sender.Spec.Tolerations).To(ContainElement(HaveField("Key", "dedicated")))
 		Expect(sender.Spec.Containers[0].Args).To(Equal([]string{"mover", "send", "--dir", "/data", "--ca", "/tls/ca.crt",
 			"--cert", "/tls/tls.crt", "--key", "/tls/tls.key", "--progress-interval", "2s", "--to", "203.0.113.9:31443",
-			"--server-name", "stateful-migration-receiver", "--continuous", "--compress", "--bwlimit", "10M"}))
+			"--server-name", "stateful-migration-receiver", "--continuous", "--finish-file", "/control/finish", "--compress", "--bwlimit", "10M"}))
+		Expect(sender.Annotations).NotTo(HaveKey(replv1.FinishAnnotation), "not asked to finish yet")
+		Expect(sender.Spec.Volumes).To(ContainElement(HaveField("DownwardAPI.Items", ConsistOf(HaveField("FieldRef.FieldPath",
+			"metadata.annotations['"+replv1.FinishAnnotation+"']")))))
 		Expect(sender.Spec.Containers[0].SecurityContext.Capabilities.Add).To(ConsistOf(corev1.Capability("DAC_READ_SEARCH")))
 		Expect(sender.OwnerReferences).To(ConsistOf(HaveField("Name", "smig-s1")))
 
@@ -146,36 +150,40 @@ not json: a stray stderr line
 		}, 2*time.Second).Should(Succeed())
 
 		By("holding the final sync while an app pod still uses the PVC")
-		patchSpec(ctx, rs, func() { rs.Spec.FinalSync = true })
+		quiesce := metav1.NewTime(time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC))
+		patchSpec(ctx, rs, func() { rs.Spec.FinalSync, rs.Spec.QuiesceStartTime = true, &quiesce })
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rs), rs)).To(Succeed())
 			g.Expect(rs.Status.Phase).To(Equal(replv1.SourceFinalSync))
 			g.Expect(rs.Status.LastError).To(ContainSubstring("final sync waits for 1 pod(s)"))
 		}).Should(Succeed())
 		Consistently(func(g Gomega) {
-			g.Expect(moverPods(ctx, ns, id, mover.RoleFinalSend)).To(BeEmpty())
-			g.Expect(moverPods(ctx, ns, id, mover.RoleSender)).To(HaveLen(1))
+			pods := moverPods(ctx, ns, id, mover.RoleSender)
+			g.Expect(pods).To(HaveLen(1))
+			g.Expect(pods[0].Annotations).NotTo(HaveKey(replv1.FinishAnnotation))
 		}, 2*time.Second).Should(Succeed())
 
-		By("replacing the continuous sender by a one-shot final send once the app's pod is gone")
+		By("telling the running sender to finish once the app's pod is gone: same pod, no new process")
 		Expect(k8s.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db-0"}})).To(Succeed())
-		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, mover.RoleFinalSend) }).Should(HaveLen(1))
-		Expect(moverPods(ctx, ns, id, mover.RoleSender)).To(BeEmpty(), "never two senders at once")
-		final := moverPods(ctx, ns, id, mover.RoleFinalSend)[0]
-		Expect(final.Spec.Containers[0].Args).NotTo(ContainElement("--continuous"))
-		Expect(final.Spec.Containers[0].Args).To(ContainElements("--to", "203.0.113.9:31443"))
-		Expect(final.Spec.Affinity).To(BeNil(), "no app pod left: the final sender may run anywhere")
+		Eventually(func(g Gomega) {
+			pods := moverPods(ctx, ns, id, mover.RoleSender)
+			g.Expect(pods).To(HaveLen(1))
+			g.Expect(pods[0].UID).To(Equal(sender.UID))
+			g.Expect(pods[0].Annotations).To(HaveKeyWithValue(replv1.FinishAnnotation, "2026-12-02T10:00:00Z"))
+		}).Should(Succeed())
 		Eventually(func() int32 {
 			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rs), rs)).To(Succeed())
 			return rs.Status.PodsUsingVolumes
 		}).Should(BeZero())
 
-		By("recording the verified digest from the final sender's termination message")
-		setPodStatus(ctx, ns, final.Name, succeeded(completedLine("sender", "cafe", 1000)+"\n"))
+		By("recording the verified digest once that sender exits")
+		logs.set(ns, sender.Name, completedLine("sender", "cafe", 1000))
+		setPodStatus(ctx, ns, sender.Name, succeeded(""))
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rs), rs)).To(Succeed())
 			g.Expect(rs.Status.Phase).To(Equal(replv1.SourceVerified))
 			g.Expect(rs.Status.Digest).To(Equal("cafe"))
+			g.Expect(rs.Status.FinalSyncCold).To(BeFalse())
 		}).Should(Succeed())
 		By("marking the PVC as moved out, so that a migration back may reuse it")
 		var moved corev1.PersistentVolumeClaim
@@ -187,7 +195,7 @@ not json: a stray stderr line
 			g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
 			g.Expect(hubMessage(c).Digest).To(Equal("cafe"))
 		}).Should(Succeed())
-		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, mover.RoleFinalSend) }).Should(BeEmpty())
+		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, mover.RoleSender) }).Should(BeEmpty())
 
 		By("keeping the PVC while OCM deletes the app's manifests")
 		Expect(k8s.Delete(ctx, &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "data"}})).To(Succeed())
@@ -209,7 +217,6 @@ not json: a stray stderr line
 		}).Should(Succeed())
 		Eventually(func() *metav1.Condition { return hubCondition(ctx, condType) }).Should(BeNil())
 		Expect(moverPods(ctx, ns, id, mover.RoleSender)).To(BeEmpty())
-		Expect(moverPods(ctx, ns, id, mover.RoleFinalSend)).To(BeEmpty())
 		pv := getPV(ctx, "pv-src-data")
 		Expect(pv.Spec.PersistentVolumeReclaimPolicy).To(Equal(corev1.PersistentVolumeReclaimRetain))
 		Expect(pv.Annotations).To(HaveKeyWithValue(replv1.OriginalReclaimPolicyAnnotation, "Delete"))
@@ -248,5 +255,53 @@ not json: a stray stderr line
 			g.Expect(pvc.Finalizers).NotTo(ContainElement(replv1.PVCProtectionFinalizer))
 		}).Should(Succeed())
 		Eventually(func() *metav1.Condition { return hubCondition(ctx, replv1.ConditionType(id, report.RoleSource)) }).Should(BeNil())
+	})
+
+	It("starts a sender that finishes once caught up when the running one was lost at the final sync, and reports that final sync cold", func() {
+		ctx := context.Background()
+		const ns, id = "src-cold", "s3"
+		appNamespace(ctx, ns)
+		tlsSecret(ctx, ns, "smig-s3-tls")
+		agent := startAgent()
+		defer agent.stop()
+		sourcePVC(ctx, ns, "data")
+		bindPVC(ctx, ns, "data", "pv-src-cold", corev1.PersistentVolumeReclaimDelete)
+		rs := &replv1.ReplicationSource{
+			ObjectMeta: metav1.ObjectMeta{Name: "smig-s3", Namespace: ns},
+			Spec: replv1.ReplicationSourceSpec{MigrationID: id, TLSSecretName: "smig-s3-tls", Destination: "203.0.113.9:31443",
+				Volumes: []replv1.SourceVolume{{PVCName: "data"}}},
+		}
+		Expect(k8s.Create(ctx, rs)).To(Succeed())
+		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, mover.RoleSender) }).Should(HaveLen(1))
+		lost := moverPods(ctx, ns, id, mover.RoleSender)[0]
+
+		By("losing the sender (evicted) just as the final sync is asked")
+		quiesce := metav1.NewTime(time.Date(2026, 12, 2, 11, 0, 0, 0, time.UTC))
+		patchSpec(ctx, rs, func() { rs.Spec.FinalSync, rs.Spec.QuiesceStartTime = true, &quiesce })
+		setPodStatus(ctx, ns, lost.Name, func(p *corev1.Pod) { p.Status.Phase, p.Status.Reason = corev1.PodFailed, "Evicted" })
+		Eventually(func(g Gomega) {
+			pods := moverPods(ctx, ns, id, mover.RoleSender)
+			g.Expect(pods).To(HaveLen(1))
+			g.Expect(pods[0].UID).NotTo(Equal(lost.UID))
+			g.Expect(pods[0].Annotations).To(HaveKeyWithValue(replv1.FinishAnnotation, "2026-12-02T11:00:00Z"),
+				"created already asked to finish")
+			g.Expect(pods[0].Spec.Affinity).To(BeNil(), "no app pod left: it may run anywhere")
+		}).Should(Succeed())
+		fresh := moverPods(ctx, ns, id, mover.RoleSender)[0]
+
+		By("reporting the cold final sync to the hub, then the digest")
+		logs.set(ns, fresh.Name, `{"role":"sender","phase":"FinalSync","bytesTotal":1000,"bytesCopied":1000,"finalSyncCold":true}`+"\n"+
+			strings.Replace(completedLine("sender", "beef", 1000), `"verified":true`, `"verified":true,"finalSyncCold":true`, 1))
+		setPodStatus(ctx, ns, fresh.Name, succeeded(""))
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rs), rs)).To(Succeed())
+			g.Expect(rs.Status.Phase).To(Equal(replv1.SourceVerified))
+			g.Expect(rs.Status.FinalSyncCold).To(BeTrue())
+			c := hubCondition(ctx, replv1.ConditionType(id, report.RoleSource))
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(hubMessage(c).FinalSyncCold).To(BeTrue())
+			g.Expect(hubMessage(c).Digest).To(Equal("beef"))
+		}).Should(Succeed())
+		Expect(k8s.Delete(ctx, rs)).To(Succeed())
 	})
 })

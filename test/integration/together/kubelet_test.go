@@ -152,9 +152,11 @@ func (k *kubelet) pass(ctx context.Context) error {
 		var message string
 		if mover.IsMover(pod) {
 			switch pod.Labels[replv1.RoleLabel] {
-			case mover.RoleFinalSend:
-				want, message = corev1.PodSucceeded, completedLine("sender", digestOf(moverKey(pod)))
-				net.send(moverKey(pod), digestOf(moverKey(pod)))
+			case mover.RoleSender:
+				if pod.Annotations[replv1.FinishAnnotation] != "" {
+					want, message = corev1.PodSucceeded, completedLine("sender", digestOf(moverKey(pod)))
+					net.send(moverKey(pod), digestOf(moverKey(pod)))
+				}
 			case mover.RoleReceiver:
 				if d, ok := net.received(moverKey(pod)); ok {
 					want, message = corev1.PodSucceeded, completedLine("receiver", d)

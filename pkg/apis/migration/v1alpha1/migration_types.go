@@ -123,6 +123,12 @@ type Timings struct {
 const (
 	// ConditionSucceeded is True once Completed, False once Failed or RolledBack.
 	ConditionSucceeded = "Succeeded"
+	// ConditionFinalSyncInRunningSender is True when the final sync ran in
+	// the sender that had tracked every change since the initial copy (it
+	// costs what changed), False (reason SenderRestarted) when that sender
+	// was lost and a new one rescanned and rehashed the whole volume while
+	// the app was down.
+	ConditionFinalSyncInRunningSender = "FinalSyncInRunningSender"
 )
 
 // MigrationStatus is written by the hub sequencing controller.

@@ -42,6 +42,11 @@ const (
 	// later migration back here reuses such a PVC as its destination, so only
 	// what changed since is copied.
 	MovedOutLabel = "replication.migration.open-cluster-management.io/moved-out"
+	// FinishAnnotation on a continuous sender pod asks it to finish: final
+	// sync and verification. The value is the quiesce start (RFC 3339) or
+	// "now"; the pod sees it through a downward API file within a second,
+	// which needs no right beyond patching the agent's own pods.
+	FinishAnnotation = "replication.migration.open-cluster-management.io/finish"
 	// MigrationIDLabel is set on every object the agent creates.
 	MigrationIDLabel = "replication.migration.open-cluster-management.io/migration-id"
 	// RoleLabel is "receiver" or "sender" on mover pods.

@@ -62,9 +62,16 @@ type ReplicationSourceSpec struct {
 	// +optional
 	ServerName string `json:"serverName,omitempty"`
 	// FinalSync asks for the final sync: once no pod but the movers uses the
-	// volumes, the continuous sender is replaced by a one-shot final send.
+	// volumes, the agent tells the running continuous sender to finish
+	// (final sync and verification in the process that has tracked every
+	// change since the initial copy).
 	// +optional
 	FinalSync bool `json:"finalSync,omitempty"`
+	// QuiesceStartTime is when the hub stopped the app (set with
+	// finalSync): the final sync rereads every file changed since, whatever
+	// the sender's cached sums say.
+	// +optional
+	QuiesceStartTime *metav1.Time `json:"quiesceStartTime,omitempty"`
 	// BandwidthLimit caps the wire in bytes/s, with an optional K, M or G
 	// (powers of 1024) suffix; "0" or unset means none.
 	// +optional
@@ -108,6 +115,11 @@ type SourceVolumeStatus struct {
 	LagBytes int64 `json:"lagBytes,omitempty"`
 	// +optional
 	Digest string `json:"digest,omitempty"`
+	// FinalSyncCold is true when the final sync ran in a sender that had
+	// not caught up before it was asked to finish (its pod or node
+	// restarted): it rescanned and rehashed the whole volume.
+	// +optional
+	FinalSyncCold bool `json:"finalSyncCold,omitempty"`
 }
 
 // ReplicationSourceStatus is written by the agent.
@@ -136,6 +148,13 @@ type ReplicationSourceStatus struct {
 	// Throughput in bytes/s over all volumes.
 	// +optional
 	Throughput int64 `json:"throughput,omitempty"`
+	// EstimatedFinalSyncMillis is the senders' estimate of the final sync
+	// and its verification (the slowest volume), plus the time to signal them.
+	// +optional
+	EstimatedFinalSyncMillis int64 `json:"estimatedFinalSyncMillis,omitempty"`
+	// FinalSyncCold: a volume's final sync ran in a restarted sender.
+	// +optional
+	FinalSyncCold bool `json:"finalSyncCold,omitempty"`
 	// Digest over all volumes after the verified final sync (same rule as
 	// the destination's).
 	// +optional
