@@ -31,6 +31,11 @@ import (
 	"github.com/stateful-migration/stateful-migration/pkg/mover/progress"
 )
 
+// FinishSignal is the allowance for telling a running sender to finish:
+// the annotation patch, the kubelet rewriting the downward API file, the
+// sender's 50 ms poll (measured on kind: docs/e2e.md).
+const FinishSignal = time.Second
+
 // FailAfterRestarts: a mover that keeps failing this often is reported
 // Failed (it keeps retrying; the hub decides whether to roll back).
 const FailAfterRestarts = 5
@@ -215,7 +220,7 @@ func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource)
 	// 3. Movers, per volume.
 	final := rs.Spec.FinalSync && len(use.pods) == 0
 	phases := make([]replv1.SourcePhase, len(vols))
-	var throughput int64
+	var throughput, estimate int64
 	var lagSeconds float64
 	for i, v := range rs.Spec.Volumes {
 		vs := &vols[i]
@@ -267,6 +272,7 @@ func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource)
 			vs.BytesTotal, vs.BytesCopied, vs.LagBytes = p.BytesTotal, p.BytesCopied, p.LagBytes
 			throughput += int64(p.ThroughputBps)
 			lagSeconds = math.Max(lagSeconds, p.LagSeconds)
+			estimate = max(estimate, int64(math.Ceil(p.EstimatedFinalSeconds*1000))+FinishSignal.Milliseconds())
 			if p.Phase == progress.Syncing || p.Phase == progress.FinalSync || p.Phase == progress.Verifying || p.Phase == progress.Completed {
 				phases[i] = replv1.SourceSyncing
 			}
@@ -301,6 +307,7 @@ func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource)
 	}
 	st.Volumes = vols
 	st.Throughput = throughput
+	st.EstimatedFinalSyncMillis = estimate
 	st.LagSeconds = int64(math.Ceil(lagSeconds))
 	r.summarize(rs, phases)
 	return requeue, nil
@@ -342,7 +349,7 @@ func (r *Reconciler) summarize(rs *replv1.ReplicationSource, phases []replv1.Sou
 	st.Digest = ""
 	if phase == replv1.SourceVerified {
 		st.Digest = report.CombineDigests(digests)
-		st.LagBytes, st.LagSeconds, st.Throughput = 0, 0, 0
+		st.LagBytes, st.LagSeconds, st.Throughput, st.EstimatedFinalSyncMillis = 0, 0, 0, 0
 	}
 	c := metav1.Condition{Type: replv1.ConditionReady, Status: metav1.ConditionTrue, Reason: string(phase), Message: "replicating"}
 	switch {

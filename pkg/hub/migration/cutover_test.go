@@ -19,6 +19,7 @@ func TestCutoverAllowed(t *testing.T) {
 	rep := func(phase string, protected bool, lag, tput int64) *progress.Report {
 		return &progress.Report{Phase: phase, Healthy: true, Message: report.Message{Protected: &protected, LagBytes: lag, Throughput: tput}}
 	}
+	est := func(r *progress.Report, ms int64) *progress.Report { r.EstimatedFinalSyncMillis = ms; return r }
 	for _, c := range []struct {
 		name string
 		r    *progress.Report
@@ -32,6 +33,10 @@ func TestCutoverAllowed(t *testing.T) {
 		{"lag over bound", rep("Syncing", true, 1001, 1<<30), false},
 		{"estimate over bound", rep("Syncing", true, 900, 100), false},
 		{"within both", rep("Syncing", true, 900, 1000), true},
+		{"no lag, but verification and signal estimated over bound", est(rep("Syncing", true, 0, 1000), 2500), false},
+		{"agent's estimate within bound", est(rep("Syncing", true, 900, 1000), 1900), true},
+		{"agent's estimate under lag/throughput", est(rep("Syncing", true, 900, 100), 500), false},
+		{"lag without throughput, agent's estimate", est(rep("Syncing", true, 10, 0), 1200), true},
 	} {
 		if got, why := cutoverAllowed(pol, c.r); got != c.want {
 			t.Errorf("%s: got %v (%s), want %v", c.name, got, why, c.want)

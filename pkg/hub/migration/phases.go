@@ -463,13 +463,15 @@ func cutoverAllowed(p *migrationv1alpha1.MigrationPolicy, src *progress.Report) 
 	if p.Spec.Cutover.MaxEstimatedFinalSync != nil {
 		maxEst = p.Spec.Cutover.MaxEstimatedFinalSync.Duration
 	}
-	var est time.Duration
+	// The agent's estimate covers the final pass, verification and the
+	// signal to the sender; lag over throughput is the floor when it has none.
+	est := time.Duration(src.EstimatedFinalSyncMillis) * time.Millisecond
 	switch {
 	case src.LagBytes == 0:
-	case src.Throughput <= 0:
+	case src.Throughput <= 0 && est == 0:
 		return false, fmt.Sprintf("Lag %d bytes and no throughput measured yet", src.LagBytes)
-	default:
-		est = time.Duration(float64(src.LagBytes) / float64(src.Throughput) * float64(time.Second))
+	case src.Throughput > 0:
+		est = max(est, time.Duration(float64(src.LagBytes)/float64(src.Throughput)*float64(time.Second)))
 	}
 	if src.LagBytes > maxLag || est > maxEst {
 		return false, fmt.Sprintf("Lag %d bytes (bound %d), estimated final sync %s (bound %s)", src.LagBytes, maxLag, est.Round(time.Millisecond), maxEst)

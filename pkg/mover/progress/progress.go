@@ -44,7 +44,11 @@ type Progress struct {
 	LagSeconds     float64   `json:"lagSeconds"`
 	ThroughputBps  float64   `json:"throughputBytesPerSecond"`
 	LastPassSecond float64   `json:"lastPassSeconds"`
-	Reconnects     int64     `json:"reconnects"`
+	// EstimatedFinalSeconds is what the final sync and its verification
+	// would take now: the scans of both sides, the pending bytes, the
+	// rereads (block volumes: two full reads).
+	EstimatedFinalSeconds float64 `json:"estimatedFinalSyncSeconds"`
+	Reconnects            int64   `json:"reconnects"`
 	// FinalSyncCold: the final sync ran in a sender that had not caught up
 	// before it was asked to finish (it started or restarted after the app
 	// stopped), so it rescanned and rehashed the whole volume.

@@ -95,6 +95,7 @@ func (s *Sender) blockSession(ctx context.Context, k *conn) (*Result, error) {
 func (s *Sender) blockPass(k *conn, final bool) error {
 	b := s.blk
 	start := time.Now()
+	before := s.t.Snapshot().BytesCopied
 	r := xferResult{entry: tree.Entry{Path: ".", Kind: tree.KindFile, Size: b.size}}
 	x := newXfer(s, k)
 	if err := x.large(b.f, &r, true, b.known); err != nil {
@@ -104,9 +105,15 @@ func (s *Sender) blockPass(k *conn, final bool) error {
 		return err
 	}
 	b.known, b.last = r.blocks, r.blocks
+	// No change notification on a raw volume: what the last interval
+	// changed is what the next one will have changed, a change waits up to
+	// an interval, and the final sync rereads the volume on both sides.
 	s.t.Update(func(p *progress.Progress) {
 		p.Passes++
 		p.LastPassSecond = time.Since(start).Seconds()
+		p.LagBytes = p.BytesCopied - before
+		p.LagSeconds = s.o.RescanInterval.Seconds()
+		p.EstimatedFinalSeconds = 2 * p.LastPassSecond
 	})
 	return nil
 }

@@ -40,6 +40,12 @@ func (s *Sender) replicate(ctx context.Context, k *conn) error {
 		default:
 		}
 		dirty, overflow := s.w.Take()
+		s.passOldest = time.Time{}
+		for _, t := range dirty {
+			if s.passOldest.IsZero() || t.Before(s.passOldest) {
+				s.passOldest = t
+			}
+		}
 		var err error
 		switch {
 		case overflow || time.Since(lastFull) >= s.o.RescanInterval:
@@ -80,15 +86,4 @@ func (s *Sender) replicate(ctx context.Context, k *conn) error {
 		}
 		wake.Stop()
 	}
-}
-
-func (s *Sender) updateLag() {
-	n, oldest := s.w.Pending()
-	s.t.Update(func(p *progress.Progress) {
-		if n == 0 {
-			p.LagSeconds = 0
-		} else {
-			p.LagSeconds = time.Since(oldest).Seconds()
-		}
-	})
 }

@@ -63,6 +63,9 @@ func (s *Sender) pass(ctx context.Context, k *conn, dirty []string, final bool) 
 			return false, err
 		}
 	}
+	if pl.roots == nil {
+		s.scanSeconds = time.Since(start).Seconds()
+	}
 	var scoped []string
 	if pl.roots == nil {
 		s.lastScan = pl.cur
@@ -96,12 +99,21 @@ func (s *Sender) pass(ctx context.Context, k *conn, dirty []string, final bool) 
 	if err != nil {
 		return false, err
 	}
-	var lag int64
+	var lag, reread int64
+	lags := make(map[string]int64, len(jobs))
 	for _, e := range jobs {
-		lag += e.Size
+		a, b := s.lagOf(e)
+		lags[e.Path] = a
+		lag, reread = lag+a, reread+b
 	}
-	s.t.Update(func(p *progress.Progress) { p.LagBytes = lag })
-	unstable, err = s.transfer(ctx, k, pl, jobs)
+	s.t.Update(func(p *progress.Progress) {
+		p.LagBytes = lag
+		if !s.passOldest.IsZero() {
+			p.LagSeconds = time.Since(s.passOldest).Seconds()
+		}
+		p.EstimatedFinalSeconds = s.estimate(reread)
+	})
+	unstable, err = s.transfer(ctx, k, pl, jobs, lags)
 	if err != nil {
 		return false, err
 	}
@@ -137,6 +149,10 @@ func (s *Sender) pass(ctx context.Context, k *conn, dirty []string, final bool) 
 		p.LastPassSecond = time.Since(start).Seconds()
 		p.LagBytes = 0
 	})
+	s.passOldest = time.Time{}
+	if s.w != nil {
+		s.updateLag() // changes made during the pass are pending already
+	}
 	return unstable, nil
 }
 
@@ -301,7 +317,7 @@ func (s *Sender) sendMeta(k *conn, e *tree.Entry) error {
 }
 
 // transfer copies file contents with parallel readers.
-func (s *Sender) transfer(ctx context.Context, k *conn, pl *plan, jobs []*tree.Entry) (bool, error) {
+func (s *Sender) transfer(ctx context.Context, k *conn, pl *plan, jobs []*tree.Entry, lags map[string]int64) (bool, error) {
 	// Big files first so they overlap with the stream of small ones.
 	sort.SliceStable(jobs, func(i, j int) bool { return jobs[i].Size > jobs[j].Size && jobs[i].Size > wire.ChunkSize })
 	type job struct {
@@ -331,7 +347,7 @@ func (s *Sender) transfer(ctx context.Context, k *conn, pl *plan, jobs []*tree.E
 					unstable = unstable || !r.stable
 				}
 				mu.Unlock()
-				s.t.Update(func(p *progress.Progress) { p.LagBytes -= e.Size })
+				s.t.Update(func(p *progress.Progress) { p.LagBytes = max(p.LagBytes-lags[e.Path], 0) })
 			}
 		}()
 	}

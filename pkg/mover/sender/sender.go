@@ -73,6 +73,12 @@ type Sender struct {
 	srcIno  map[string]uint64      // source inode of each sent path, for renames
 	initial bool                   // initial copy finished
 	cold    bool                   // finish was asked before this process had caught up
+	// scanSeconds is the last full scan's duration, copyRate the initial
+	// copy's bytes/s: what the final sync estimate is made of.
+	scanSeconds float64
+	copyRate    float64
+	// passOldest is the oldest change the running pass replicates.
+	passOldest time.Time
 	// forceSince (unix ns): the final pass rereads files changed since.
 	forceSince int64
 	resumed    bool  // a later session must catch up with a full pass
@@ -247,10 +253,14 @@ func (s *Sender) session(ctx context.Context, k *conn) (*Result, error) {
 	}
 	if !s.initial {
 		s.t.SetPhase(progress.InitialSync)
+		start := time.Now()
 		if _, err := s.pass(ctx, k, nil, false); err != nil {
 			return nil, err
 		}
 		s.initial = true
+		if d := time.Since(start).Seconds(); d > 0 {
+			s.copyRate = float64(s.t.Snapshot().BytesCopied) / d
+		}
 		if s.o.Continuous {
 			// Asked to finish before this process caught up (it started,
 			// or restarted, after the app stopped): the whole scan and

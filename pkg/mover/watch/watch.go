@@ -73,6 +73,20 @@ func (w *Watcher) Pending() (int, time.Time) {
 	return len(w.dirty), oldest
 }
 
+// Peek returns up to limit dirty paths without clearing them.
+func (w *Watcher) Peek(limit int) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]string, 0, min(limit, len(w.dirty)))
+	for p := range w.dirty {
+		if len(out) == limit {
+			break
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
 // Close stops watching.
 func (w *Watcher) Close() {
 	close(w.done)

@@ -213,6 +213,7 @@ type srcState struct {
 	tput      int64
 	digest    string
 	err       string
+	cold      bool
 }
 
 func reportSource(cluster, id string, s srcState) {
@@ -220,8 +221,8 @@ func reportSource(cluster, id string, s srcState) {
 	rs.Spec.MigrationID = id
 	rs.Status = replv1.ReplicationSourceStatus{
 		Phase: s.phase, Protected: s.protected, PodsUsingVolumes: s.pods, BytesTotal: s.total, BytesCopied: s.copied,
-		LagBytes: s.lag, Throughput: s.tput, LastError: s.err,
-		Volumes: []replv1.SourceVolumeStatus{{PVCName: "data", Digest: s.digest}},
+		LagBytes: s.lag, Throughput: s.tput, LastError: s.err, FinalSyncCold: s.cold,
+		Volumes: []replv1.SourceVolumeStatus{{PVCName: "data", Digest: s.digest, FinalSyncCold: s.cold}},
 	}
 	writeCondition(cluster, report.SourceCondition(id, []replv1.ReplicationSource{rs}))
 }

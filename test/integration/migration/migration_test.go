@@ -106,6 +106,11 @@ func move(a *app, m *migrationv1alpha1.Migration, src, dst string, rec *recorder
 	})
 	Expect(phaseOf(m)()).To(Equal(phFinal))
 	Expect(get(m).Status.Timings.Termination).NotTo(BeNil())
+	w, err := getWork(src, work.SourceName(id))()
+	Expect(err).NotTo(HaveOccurred())
+	q := replicationSources(w)[0].Spec.QuiesceStartTime
+	Expect(q).NotTo(BeNil(), "the sender rereads what changed since the quiesce start")
+	Expect(q.Time).To(BeTemporally("~", get(m).Status.Timings.QuiesceStart.Time, time.Second))
 	restart(phFinal)
 
 	By("Launching only after both sides report Verified with equal digests")
@@ -145,6 +150,7 @@ func move(a *app, m *migrationv1alpha1.Migration, src, dst string, rec *recorder
 	c := meta.FindStatusCondition(got.Status.Conditions, migrationv1alpha1.ConditionSucceeded)
 	Expect(c).NotTo(BeNil())
 	Expect(c.Status).To(Equal(metav1.ConditionTrue))
+	Expect(meta.IsStatusConditionTrue(got.Status.Conditions, migrationv1alpha1.ConditionFinalSyncInRunningSender)).To(BeTrue())
 	Expect(got.Status.Attempts).To(Equal(int32(1)))
 }
 
@@ -218,6 +224,22 @@ var _ = Describe("Sequencing a migration", func() {
 		}
 		Expect(downtimeCount).To(BeNumerically(">=", 1))
 		Expect(completed).To(BeNumerically(">=", 1))
+	})
+
+	It("says so on the Migration when the final sync ran in a restarted sender", func() {
+		a := newApp("cold", "a", nil)
+		editPlacement(a.ns, a.placement, "b")
+		m := a.migrationOf()
+		driveTo(a, m, phFinal)
+		id := work.MigrationID(m)
+		reportSource("cluster1", id, srcState{phase: replv1.SourceFinalSync, protected: true, total: 1000, copied: 1000, cold: true})
+		Eventually(func() *metav1.Condition {
+			return meta.FindStatusCondition(get(m).Status.Conditions, migrationv1alpha1.ConditionFinalSyncInRunningSender)
+		}, timeout, interval).Should(And(HaveField("Status", metav1.ConditionFalse), HaveField("Reason", "SenderRestarted")))
+		reportDestination("cluster2", id, replv1.DestinationVerified, "192.0.2.10:30443", "d1g35t", "")
+		reportSource("cluster1", id, srcState{phase: replv1.SourceVerified, protected: true, total: 1000, copied: 1000, digest: "d1g35t", cold: true})
+		Eventually(phaseOf(m), timeout, interval).Should(Equal(phLaunching))
+		Expect(meta.FindStatusCondition(get(m).Status.Conditions, migrationv1alpha1.ConditionFinalSyncInRunningSender).Reason).To(Equal("SenderRestarted"))
 	})
 
 	It("resumes after the hub manager restarts in each phase", func() {
