@@ -14,7 +14,7 @@
 # `rm -rf` of 100k files pays up to ~3x per create.
 #
 # Knobs: MIXED_MIB (1024), SMALL_FILES (100000), SMALL_RUNS (2), BIG_GIB (10),
-# SKIP_BIG=1.
+# SKIP_BIG=1, SECTIONS ("1 2 3 4": which of the numbered measurements to run).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -116,7 +116,8 @@ wait_phase() { # STATUSFILE PHASE
 
 continuous_start() { # SRC DST
 	fresh "$2"
-	rm -f "$WORK/finish" "$WORK/status.json"
+	rm -f "$WORK/status.json"
+	: >"$WORK/finish" # empty until asked, like the agent's downward API file
 	start_receiver "$2" "$WORK/recv.log"
 	"$BT" mover send --dir "$1" --to "127.0.0.1:$PORT" "${SEND_TLS[@]}" --continuous \
 		--rescan-interval 1h --finish-file "$WORK/finish" --status-file "$WORK/status.json" \
@@ -131,56 +132,90 @@ continuous_start() { # SRC DST
 continuous_finish() { # sets TF: seconds from finish request to verified exit
 	local t0 t1
 	t0=$(now)
-	touch "$WORK/finish"
+	date -u +%Y-%m-%dT%H:%M:%SZ >"$WORK/finish" # as the agent's annotation: the quiesce start
 	wait "$SEND_PID"
 	t1=$(now)
 	wait "$RECV_PID"
 	TF=$(secs "$t0" "$t1")
 }
 
+section() { [[ " ${SECTIONS:-1 2 3 4} " == *" $1 "* ]]; }
+sizes=(1)
+[ "${SKIP_BIG:-0}" = 1 ] || sizes+=("$BIG_GIB")
+
 echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, kernel $(uname -r)"
 echo "disk: $(df -h --output=source,fstype,size "$WORK" | tail -1 | tr -s ' ') ($(lsblk -dno NAME,ROTA,TYPE 2>/dev/null | tr '\n' ';'))"
 echo
 
 # 1. Initial copy of a mixed tree.
-"$BT" gen-mixed "$WORK/mixed" "$MIXED_MIB"
-N=$(bytes_of "$WORK/mixed")
-echo "== initial copy, mixed tree, $((N >> 20)) MiB apparent, $(find "$WORK/mixed" | wc -l) entries"
-tm=$(mover_copy "$WORK/mixed" "$WORK/d.m")
-tr=$(rsync_copy "$WORK/mixed" "$WORK/d.r")
-tp=$(pipe_copy "$WORK/mixed" "$WORK/d.p")
-echo "mover ${tm}s ($(mbps "$N" "$tm") MiB/s) | rsync+sync ${tr}s ($(mbps "$N" "$tr") MiB/s; rsync alone $(cat "$WORK/rsync-nosync")s) | tar|tcp+sync ${tp}s ($(mbps "$N" "$tp") MiB/s)"
-echo "RESULT mixed mover/rsync = $(ratio "$tr" "$tm")x (target >= 1)   mover/raw-pipe = $(ratio "$tp" "$tm")x (target >= 0.5)"
-rm -rf "$WORK/mixed" "$WORK"/d.*
-echo
+if section 1; then
+	"$BT" gen-mixed "$WORK/mixed" "$MIXED_MIB"
+	N=$(bytes_of "$WORK/mixed")
+	echo "== initial copy, mixed tree, $((N >> 20)) MiB apparent, $(find "$WORK/mixed" | wc -l) entries"
+	tm=$(mover_copy "$WORK/mixed" "$WORK/d.m")
+	tr=$(rsync_copy "$WORK/mixed" "$WORK/d.r")
+	tp=$(pipe_copy "$WORK/mixed" "$WORK/d.p")
+	echo "mover ${tm}s ($(mbps "$N" "$tm") MiB/s) | rsync+sync ${tr}s ($(mbps "$N" "$tr") MiB/s; rsync alone $(cat "$WORK/rsync-nosync")s) | tar|tcp+sync ${tp}s ($(mbps "$N" "$tp") MiB/s)"
+	echo "RESULT mixed mover/rsync = $(ratio "$tr" "$tm")x (target >= 1)   mover/raw-pipe = $(ratio "$tp" "$tm")x (target >= 0.5)"
+	rm -rf "$WORK/mixed" "$WORK"/d.*
+	echo
+fi
 
 # 2. 100k small files: initial copy, then a final sync with nothing changed.
-"$BT" gen-small "$WORK/small" "$SMALL_FILES"
-echo "== $SMALL_FILES small files ($(($(bytes_of "$WORK/small") >> 20)) MiB)"
-for i in $(seq 1 "$SMALL_RUNS"); do
-	tm=$(mover_copy "$WORK/small" "$WORK/d.m$i")
-	tr=$(rsync_copy "$WORK/small" "$WORK/d.r$i")
-	echo "mover ${tm}s | rsync+sync ${tr}s (rsync alone $(cat "$WORK/rsync-nosync")s)"
-	echo "RESULT small-files run $i mover/rsync = $(ratio "$tr" "$tm")x (target >= 2)"
-done
-continuous_start "$WORK/small" "$WORK/d.c"
-continuous_finish
-echo "RESULT final sync, nothing changed, $SMALL_FILES files: ${TF}s (target < 2 s; includes rescan, fsync, verification on both sides)"
-rm -rf "$WORK/small" "$WORK"/d.*
-echo
+if section 2; then
+	"$BT" gen-small "$WORK/small" "$SMALL_FILES"
+	echo "== $SMALL_FILES small files ($(($(bytes_of "$WORK/small") >> 20)) MiB)"
+	for i in $(seq 1 "$SMALL_RUNS"); do
+		tm=$(mover_copy "$WORK/small" "$WORK/d.m$i")
+		tr=$(rsync_copy "$WORK/small" "$WORK/d.r$i")
+		echo "mover ${tm}s | rsync+sync ${tr}s (rsync alone $(cat "$WORK/rsync-nosync")s)"
+		echo "RESULT small-files run $i mover/rsync = $(ratio "$tr" "$tm")x (target >= 2)"
+	done
+	continuous_start "$WORK/small" "$WORK/d.c"
+	continuous_finish
+	echo "RESULT final sync, nothing changed, $SMALL_FILES files: ${TF}s (target < 0.5 s; includes rescan, fsync, verification on both sides)"
+	rm -rf "$WORK/small" "$WORK"/d.*
+	echo
+fi
 
 # 3. Update copy: 10 MiB changed inside a 1 GiB and a BIG_GIB volume.
-sizes=(1)
-[ "${SKIP_BIG:-0}" = 1 ] || sizes+=("$BIG_GIB")
-for g in "${sizes[@]}"; do
-	"$BT" gen-volume "$WORK/vol" "$g"
-	continuous_start "$WORK/vol" "$WORK/d"
-	times=()
-	for i in 1 2 3; do
-		times+=("$("$BT" change "$WORK/vol" "$WORK/d" "seg00$i" 10)")
-		sleep 0.5
+if section 3; then
+	for g in "${sizes[@]}"; do
+		"$BT" gen-volume "$WORK/vol" "$g"
+		continuous_start "$WORK/vol" "$WORK/d"
+		times=()
+		for i in 1 2 3; do
+			times+=("$("$BT" change "$WORK/vol" "$WORK/d" "seg00$i" 10)")
+			sleep 0.5
+		done
+		continuous_finish
+		echo "RESULT update copy, 10 MiB changed in a ${g} GiB volume: ${times[*]} s (target < 2 s, flat in volume size); final sync ${TF}s"
+		rm -rf "$WORK/vol" "$WORK/d"
 	done
-	continuous_finish
-	echo "RESULT update copy, 10 MiB changed in a ${g} GiB volume: ${times[*]} s (target < 2 s, flat in volume size); final sync ${TF}s"
-	rm -rf "$WORK/vol" "$WORK/d"
-done
+fi
+
+# 4. Final sync with 10 MiB changed just before it (not yet replicated), in the
+# running sender (the agent's normal case), beside a cold restart: the sender
+# was lost, a new one starts after the app stopped, the receiver kept running.
+if section 4; then
+	for g in "${sizes[@]}"; do
+		"$BT" gen-volume "$WORK/vol" "$g"
+		continuous_start "$WORK/vol" "$WORK/d"
+		"$BT" change "$WORK/vol" - seg001 10
+		continuous_finish
+		warm=$TF
+		continuous_start "$WORK/vol" "$WORK/d2"
+		kill -9 "$SEND_PID"
+		wait "$SEND_PID" 2>/dev/null || true
+		"$BT" change "$WORK/vol" - seg002 10
+		sync
+		date -u +%Y-%m-%dT%H:%M:%SZ >"$WORK/finish"
+		t0=$(now)
+		"$BT" mover send --dir "$WORK/vol" --to "127.0.0.1:$PORT" "${SEND_TLS[@]}" --continuous \
+			--finish-file "$WORK/finish" --progress-interval 10s >"$WORK/send-cold.log" 2>&1
+		cold=$(secs "$t0" "$(now)")
+		wait "$RECV_PID"
+		echo "RESULT final sync, 10 MiB changed in a ${g} GiB volume: running sender ${warm}s (target < 1 s, flat), cold restart ${cold}s"
+		rm -rf "$WORK/vol" "$WORK/d" "$WORK/d2"
+	done
+fi

@@ -252,6 +252,9 @@ func (s *session) data(m *wire.Data) error {
 		return classify(err, "writing "+of.e.Path)
 	}
 	s.r.Tracker.AddCopied(int64(len(m.Data)), 0)
+	if !s.block {
+		s.wrote(int64(len(m.Data)))
+	}
 	s.track(of, m.Off, m.Data)
 	return nil
 }

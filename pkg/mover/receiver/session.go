@@ -65,8 +65,15 @@ type flusher struct {
 
 // wrote accounts n bytes (plus an inode) and may start a background flush.
 func (s *session) wrote(n int64) {
+	if s.r.flush.dirty.Add(n+4096) >= flushEvery {
+		s.flushNow()
+	}
+}
+
+// flushNow starts a background syncfs of what was written, unless one runs.
+func (s *session) flushNow() {
 	f := &s.r.flush
-	if f.dirty.Add(n+4096) < flushEvery || !f.running.CompareAndSwap(false, true) {
+	if f.dirty.Load() == 0 || !f.running.CompareAndSwap(false, true) {
 		return
 	}
 	f.dirty.Store(0)
@@ -299,6 +306,10 @@ func (s *session) sync(m *wire.Sync) error {
 		if err := s.fsync(); err != nil {
 			return classify(err, "flushing the destination")
 		}
+	} else if !s.block {
+		// Between passes the disk is idle: write back now, so that the
+		// final sync's own syncfs finds little left (it is downtime).
+		s.flushNow()
 	}
 	s.r.Tracker.Update(func(p *progress.Progress) { p.Passes++ })
 	return s.w.Send(wire.TSyncAck, &wire.Ack{Seq: m.Seq})

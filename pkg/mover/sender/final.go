@@ -33,6 +33,9 @@ func (s *Sender) final(ctx context.Context, k *conn) (*Result, error) {
 	}
 	s.t.Update(func(p *progress.Progress) { p.FinalSyncCold = s.cold })
 	s.t.SetPhase(progress.FinalSync)
+	// The app has stopped: past one window, no read of its last writes is
+	// racily clean, so the final pass need not be repeated for them.
+	time.Sleep(s.cache.Window())
 	for attempt := 0; ; attempt++ {
 		for i := 0; i < maxFinalPasses; i++ {
 			unstable, err := s.pass(ctx, k, nil, true)
