@@ -133,7 +133,7 @@ func Pod(s PodSpec) *corev1.Pod {
 	caps := []corev1.Capability{"DAC_READ_SEARCH"}
 	if s.Role == RoleReceiver {
 		sub = "receive"
-		caps = []corev1.Capability{"CHOWN", "FOWNER", "DAC_OVERRIDE", "FSETID"}
+		caps = []corev1.Capability{"CHOWN", "FOWNER", "DAC_OVERRIDE", "FSETID", "MKNOD"} // MKNOD: device nodes on the volume
 	}
 	c := corev1.Container{
 		Name:  ContainerName,

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -148,6 +149,31 @@ type fact struct {
 	data       []byte
 	sparse     bool
 	linkedWith string
+	rdev       uint64
+	xattrs     string // "name=value;" sorted, all namespaces the test can read
+}
+
+// xattrsOf lists every attribute the test process can read, but the
+// SELinux label: an independent view of what the mover must copy.
+func xattrsOf(t testing.TB, p string) string {
+	t.Helper()
+	buf := make([]byte, 64<<10)
+	n, err := syscall.Listxattr(p, buf)
+	if err != nil || n == 0 {
+		return ""
+	}
+	var parts []string
+	for _, name := range strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00") {
+		if name == "security.selinux" {
+			continue
+		}
+		v := make([]byte, 64<<10)
+		k, err := syscall.Getxattr(p, name, v)
+		must(t, err)
+		parts = append(parts, fmt.Sprintf("%s=%x;", name, v[:k]))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, "")
 }
 
 // snapshot records a tree independently of the mover's own code.
@@ -170,7 +196,10 @@ func snapshot(t testing.TB, root string) map[string]fact {
 		must(t, err)
 		st := fi.Sys().(*syscall.Stat_t)
 		f := fact{kind: fi.Mode().Type(), mode: fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky),
-			uid: st.Uid, gid: st.Gid, mtime: st.Mtim.Nano()}
+			uid: st.Uid, gid: st.Gid, mtime: st.Mtim.Nano(), rdev: st.Rdev}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			f.xattrs = xattrsOf(t, p)
+		}
 		switch {
 		case fi.Mode().IsRegular():
 			f.size = st.Size
@@ -204,10 +233,10 @@ func diffTrees(a, b map[string]fact) []string {
 		}
 		if x.kind != y.kind || x.mode != y.mode || x.uid != y.uid || x.gid != y.gid || x.size != y.size ||
 			x.mtime != y.mtime || x.target != y.target || !bytes.Equal(x.data, y.data) ||
-			x.sparse != y.sparse || x.linkedWith != y.linkedWith {
-			d = append(d, fmt.Sprintf("differs %s: src{kind %v mode %v own %d:%d size %d mtime %d tgt %q sparse %v link %q} dst{kind %v mode %v own %d:%d size %d mtime %d tgt %q sparse %v link %q} sameData=%v",
-				p, x.kind, x.mode, x.uid, x.gid, x.size, x.mtime, x.target, x.sparse, x.linkedWith,
-				y.kind, y.mode, y.uid, y.gid, y.size, y.mtime, y.target, y.sparse, y.linkedWith, bytes.Equal(x.data, y.data)))
+			x.sparse != y.sparse || x.linkedWith != y.linkedWith || x.rdev != y.rdev || x.xattrs != y.xattrs {
+			d = append(d, fmt.Sprintf("differs %s: src{kind %v mode %v own %d:%d size %d mtime %d tgt %q sparse %v link %q rdev %d xattrs %q} dst{kind %v mode %v own %d:%d size %d mtime %d tgt %q sparse %v link %q rdev %d xattrs %q} sameData=%v",
+				p, x.kind, x.mode, x.uid, x.gid, x.size, x.mtime, x.target, x.sparse, x.linkedWith, x.rdev, x.xattrs,
+				y.kind, y.mode, y.uid, y.gid, y.size, y.mtime, y.target, y.sparse, y.linkedWith, y.rdev, y.xattrs, bytes.Equal(x.data, y.data)))
 		}
 	}
 	for p := range b {

@@ -21,8 +21,11 @@ func (s *session) meta(e *tree.Entry) error {
 		return err
 	}
 	before, berr := s.r.root.Lstat(e.Path)
-	err := s.r.root.SetMeta(e.Path, safefs.Meta{Mode: e.Mode, UID: e.UID, GID: e.GID,
-		Mtime: e.Mtime, Owners: s.owners})
+	m := s.metaOf(e)
+	if e.Kind == tree.KindSymlink {
+		m.Xattrs = nil
+	}
+	err := s.r.root.SetMeta(e.Path, m)
 	if err != nil {
 		return classify(err, "setting metadata of "+e.Path)
 	}
@@ -110,7 +113,25 @@ func (s *session) rename(from, to string) error {
 }
 
 func (s *session) metaOf(e *tree.Entry) safefs.Meta {
-	return safefs.Meta{Mode: e.Mode, UID: e.UID, GID: e.GID, Mtime: e.Mtime, Owners: s.owners}
+	return safefs.Meta{Mode: e.Mode, UID: e.UID, GID: e.GID, Mtime: e.Mtime, Owners: s.owners, Xattrs: e.Xattrs}
+}
+
+// node makes a fifo or device node, then its metadata.
+func (s *session) node(e *tree.Entry) error {
+	if s.block {
+		return errBlockOp
+	}
+	if err := safefs.CheckPath(e.Path); err != nil || e.Path == "." {
+		return fmt.Errorf("%w: %q", safefs.ErrBadPath, e.Path)
+	}
+	typ := map[tree.Kind]uint32{tree.KindFifo: unix.S_IFIFO, tree.KindChar: unix.S_IFCHR, tree.KindBlock: unix.S_IFBLK}[e.Kind]
+	if typ == 0 {
+		return fmt.Errorf("protocol error: %s sent as a node", e.Kind)
+	}
+	if err := s.r.root.Mknod(e.Path, typ, e.Rdev); err != nil {
+		return classify(err, "creating "+e.Kind.String()+" "+e.Path)
+	}
+	return s.meta(e)
 }
 
 // checkFile validates a whole small file before it is queued.

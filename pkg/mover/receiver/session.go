@@ -228,6 +228,8 @@ func (s *session) apply(t wire.Type, m wire.Msg) (bool, error) {
 		return false, s.mkdir(&m.(*wire.EntryMsg).E)
 	case wire.TSymlink:
 		return false, s.symlink(&m.(*wire.EntryMsg).E)
+	case wire.TNode:
+		return false, s.node(&m.(*wire.EntryMsg).E)
 	case wire.TLink:
 		return false, s.link(&m.(*wire.EntryMsg).E)
 	case wire.TMeta:

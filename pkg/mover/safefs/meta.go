@@ -1,10 +1,14 @@
 package safefs
 
 import (
+	"errors"
 	"os"
+	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stateful-migration/stateful-migration/pkg/mover/tree"
 )
 
 // Meta is what SetMeta applies.
@@ -14,6 +18,9 @@ type Meta struct {
 	Mtime    int64
 	Symlink  bool
 	Owners   bool // chown too (only root can)
+	// Xattrs are the attributes to have (tree.Replicated names); others of
+	// those namespaces are removed. Never applied to symlinks.
+	Xattrs []tree.Xattr
 }
 
 func times(mtime int64) [2]unix.Timespec {
@@ -55,6 +62,9 @@ func (r *Root) SetMeta(p string, m Meta) error {
 		// cannot be fchmod'ed directly.
 		if err := unix.Fchmodat(unix.AT_FDCWD, procPath(fd), m.Mode&07777, 0); err != nil {
 			return &os.PathError{Op: "chmod", Path: p, Err: err}
+		}
+		if err := setXattrs(procPath(fd), p, m.Xattrs); err != nil {
+			return err
 		}
 	}
 	ts := times(m.Mtime)
@@ -121,10 +131,61 @@ func FDMeta(fd int, name string, m Meta, modeSet bool) error {
 			return &os.PathError{Op: "chmod", Path: name, Err: err}
 		}
 	}
+	if err := setXattrs(procPath(fd), name, m.Xattrs); err != nil {
+		return err
+	}
 	ts := times(m.Mtime)
 	// utimensat(fd, NULL, ...) sets times on the descriptor itself.
 	if _, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0); e != 0 {
 		return &os.PathError{Op: "utimes", Path: name, Err: e}
 	}
 	return nil
+}
+
+// setXattrs makes the replicated attributes of the inode behind p (a
+// /proc/self/fd path, so nothing is resolved again) exactly want; name is
+// for errors. ACLs are attributes too, set after chmod so the mode's group
+// bits end as the source's mask. An attribute the receiver may not set
+// (trusted.* without CAP_SYS_ADMIN, user.* on a filesystem without them)
+// is an error: what is not replicated must not verify.
+func setXattrs(p, name string, want []tree.Xattr) error {
+	have, err := tree.ReadXattrsProc(p)
+	if err != nil {
+		return &os.PathError{Op: "listxattr", Path: name, Err: err}
+	}
+	keep := map[string]bool{}
+	for _, x := range want {
+		keep[x.Name] = true
+	}
+	for _, x := range have {
+		if !keep[x.Name] {
+			if err := unix.Removexattr(p, x.Name); err != nil && !errors.Is(err, unix.ENODATA) {
+				return &os.PathError{Op: "removexattr " + x.Name, Path: name, Err: err}
+			}
+		}
+	}
+	for _, x := range want {
+		if !tree.Replicated(x.Name) {
+			return &os.PathError{Op: "setxattr " + x.Name, Path: name, Err: unix.EPERM}
+		}
+		if same(have, x) {
+			continue
+		}
+		if err := unix.Setxattr(p, x.Name, x.Value, 0); err != nil {
+			if errors.Is(err, unix.EPERM) && strings.HasPrefix(x.Name, "trusted.") {
+				err = errors.New("operation not permitted (trusted.* needs CAP_SYS_ADMIN on the receiver)")
+			}
+			return &os.PathError{Op: "setxattr " + x.Name, Path: name, Err: err}
+		}
+	}
+	return nil
+}
+
+func same(have []tree.Xattr, x tree.Xattr) bool {
+	for _, h := range have {
+		if h.Name == x.Name {
+			return string(h.Value) == string(x.Value)
+		}
+	}
+	return false
 }

@@ -288,6 +288,27 @@ func (r *Root) Symlink(target, p string) error {
 	return nil
 }
 
+// Mknod makes p a fifo (typ S_IFIFO) or a device node (S_IFCHR, S_IFBLK;
+// needs CAP_MKNOD), replacing what was there. The node is created with no
+// permissions; its mode, owner and times follow as metadata.
+func (r *Root) Mknod(p string, typ uint32, rdev uint64) error {
+	r.trim()
+	dfd, name, err := r.parent(p)
+	if err != nil {
+		return err
+	}
+	err = unix.Mknodat(dfd, name, typ, int(rdev))
+	if err == unix.EEXIST {
+		if err = r.removeAt(dfd, name, p); err == nil {
+			err = unix.Mknodat(dfd, name, typ, int(rdev))
+		}
+	}
+	if err != nil {
+		return &os.PathError{Op: "mknod", Path: p, Err: err}
+	}
+	return nil
+}
+
 // Link makes p a hard link to the regular file old, replacing what was there.
 func (r *Root) Link(old, p string) error {
 	r.trim()

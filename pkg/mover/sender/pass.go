@@ -259,8 +259,23 @@ func (s *Sender) deletes(k *conn, pl *plan, scoped []string) error {
 func (s *Sender) entries(k *conn, pl *plan) (jobs, links []*tree.Entry, err error) {
 	for i := range pl.cur {
 		e := &pl.cur[i]
+		if err := wire.CheckXattrs(e); err != nil {
+			return nil, nil, err
+		}
 		o := s.sent[e.Path]
 		switch {
+		case e.Kind.IsNode():
+			if o == nil || o.Kind != e.Kind || o.Rdev != e.Rdev {
+				if err := k.send(wire.TNode, &wire.EntryMsg{E: *e}, false); err != nil {
+					return nil, nil, err
+				}
+				s.record(e, e.Ino)
+				pl.touched[parentOf(e.Path)] = true
+			} else if !o.SameMeta(e, s.owners) {
+				if err := s.sendMeta(k, e); err != nil {
+					return nil, nil, err
+				}
+			}
 		case e.Kind == tree.KindDir:
 			if o == nil || o.Kind != tree.KindDir {
 				if err := k.send(wire.TMkdir, &wire.EntryMsg{E: *e}, false); err != nil {

@@ -1,7 +1,10 @@
 // Package tree scans, indexes, hashes and compares directory trees.
 package tree
 
-// Kind is the type of a tree entry; other file types are skipped.
+// Kind is the type of a tree entry. Sockets are the one type not
+// replicated: a socket file is an address that only its listening process
+// gives meaning to, and that process recreates it. Both sides' scans skip
+// them, so both digests exclude them.
 type Kind uint8
 
 // Entry kinds.
@@ -9,7 +12,14 @@ const (
 	KindFile    Kind = 1
 	KindDir     Kind = 2
 	KindSymlink Kind = 3
+	KindFifo    Kind = 4
+	KindChar    Kind = 5 // character device
+	KindBlock   Kind = 6 // block device
+	KindMax          = KindBlock
 )
+
+// IsNode tells the kinds made with mknod.
+func (k Kind) IsNode() bool { return k == KindFifo || k == KindChar || k == KindBlock }
 
 func (k Kind) String() string {
 	switch k {
@@ -19,6 +29,12 @@ func (k Kind) String() string {
 		return "dir"
 	case KindSymlink:
 		return "symlink"
+	case KindFifo:
+		return "fifo"
+	case KindChar:
+		return "char device"
+	case KindBlock:
+		return "block device"
 	}
 	return "unknown"
 }
@@ -36,6 +52,11 @@ type Entry struct {
 	Target string // symlink target
 	LinkTo string // hard link: the group's first path, which holds the data
 	Sparse bool   // the file has at least one hole
+	Rdev   uint64 // device number of a char or block device
+	// Xattrs, sorted by name: user.*, security.* but security.selinux
+	// (each cluster labels its own volumes), trusted.* when the mover may
+	// read them, and POSIX ACLs (system.posix_acl_*). Not on symlinks.
+	Xattrs []Xattr
 
 	// Local facts, never trusted from the peer.
 	Ino   uint64
@@ -51,7 +72,10 @@ func (e *Entry) SameContentKey(o *Entry) bool {
 
 // SameMeta reports whether everything but the data matches.
 func (e *Entry) SameMeta(o *Entry, owners bool) bool {
-	if e.Kind != o.Kind || e.Mtime != o.Mtime || e.Target != o.Target || e.LinkTo != o.LinkTo {
+	if e.Kind != o.Kind || e.Mtime != o.Mtime || e.Target != o.Target || e.LinkTo != o.LinkTo || e.Rdev != o.Rdev {
+		return false
+	}
+	if !SameXattrs(e.Xattrs, o.Xattrs) {
 		return false
 	}
 	if e.Kind != KindSymlink && e.Mode != o.Mode {

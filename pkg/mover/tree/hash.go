@@ -208,6 +208,15 @@ func RecordOf(e *Entry, content Hash, owners bool) Record {
 		b = binary.AppendUvarint(b, uint64(e.GID))
 	}
 	b = binary.AppendVarint(b, e.Mtime)
+	if e.Kind == KindChar || e.Kind == KindBlock {
+		b = binary.AppendUvarint(b, e.Rdev)
+	}
+	for _, x := range e.Xattrs {
+		b = binary.AppendUvarint(b, uint64(len(x.Name)))
+		b = append(b, x.Name...)
+		b = binary.AppendUvarint(b, uint64(len(x.Value)))
+		b = append(b, x.Value...)
+	}
 	switch {
 	case e.Kind == KindSymlink:
 		b = append(b, e.Target...)

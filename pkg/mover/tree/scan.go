@@ -17,7 +17,7 @@ var ScanWorkers = 8
 
 // Scan lists root's subtree at sub ("." for everything), sorted by path.
 // Entries that vanish while scanning are skipped: the live tree moves on and
-// the next pass catches up. Sockets, fifos and devices are skipped.
+// the next pass catches up. Sockets are skipped (see Kind).
 func Scan(root, sub string) ([]Entry, error) {
 	var st unix.Stat_t
 	if err := unix.Lstat(join(root, sub), &st); err != nil {
@@ -36,6 +36,12 @@ func Scan(root, sub string) ([]Entry, error) {
 	out := []Entry{first}
 	if first.Kind == KindFile && first.Size > 0 && isSparseCandidate(&st) {
 		out[0].Sparse = hasHole(join(root, sub), st.Size)
+	}
+	if first.Kind != KindSymlink {
+		var err error
+		if out[0].Xattrs, err = ReadXattrs(join(root, sub)); err != nil {
+			return nil, &os.PathError{Op: "listxattr", Path: join(root, sub), Err: err}
+		}
 	}
 	if first.Kind != KindDir {
 		return out, nil
@@ -130,6 +136,11 @@ func (s *scanner) readDir(dir string) ([]Entry, []string, error) {
 					e.Sparse = hasHoleAt(fd, n, st.Size)
 				}
 			}
+			if e.Kind != KindSymlink {
+				if e.Xattrs, err = ReadXattrs(full + "/" + n); err != nil {
+					return nil, nil, &os.PathError{Op: "listxattr", Path: full + "/" + n, Err: err}
+				}
+			}
 			ents = append(ents, e)
 		}
 		if err == io.EOF || len(names) == 0 {
@@ -153,6 +164,12 @@ func FromStat(p string, st *unix.Stat_t) (Entry, bool) {
 		e.Kind = KindDir
 	case unix.S_IFLNK:
 		e.Kind = KindSymlink
+	case unix.S_IFIFO:
+		e.Kind = KindFifo
+	case unix.S_IFCHR:
+		e.Kind, e.Rdev = KindChar, st.Rdev
+	case unix.S_IFBLK:
+		e.Kind, e.Rdev = KindBlock, st.Rdev
 	default:
 		return e, false
 	}

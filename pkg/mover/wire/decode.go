@@ -47,7 +47,7 @@ func New(t Type) (Msg, error) {
 		return Empty{}, nil
 	case TIndexChunk:
 		return &Entries{}, nil
-	case TMkdir, TSymlink, TLink, TMeta:
+	case TMkdir, TSymlink, TLink, TMeta, TNode:
 		return &EntryMsg{}, nil
 	case TDelete, TError:
 		return &Text{}, nil

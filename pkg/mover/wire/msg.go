@@ -1,6 +1,8 @@
 package wire
 
 import (
+	"fmt"
+
 	"github.com/stateful-migration/stateful-migration/pkg/mover/tree"
 )
 
@@ -19,7 +21,36 @@ func PutEntry(e *Enc, x *tree.Entry) {
 	e.Str(x.Target)
 	e.Str(x.LinkTo)
 	e.Bool(x.Sparse)
+	e.U(x.Rdev)
+	e.U(uint64(len(x.Xattrs)))
+	for _, a := range x.Xattrs {
+		e.Str(a.Name)
+		e.Bytes(a.Value)
+	}
 }
+
+// CheckXattrs tells whether an entry's attributes fit the bounds below.
+func CheckXattrs(x *tree.Entry) error {
+	total := 0
+	for _, a := range x.Xattrs {
+		total += len(a.Value)
+		if len(a.Name) > 255 || len(a.Value) > MaxXattrValue {
+			return fmt.Errorf("extended attribute %s of %s is larger than the mover carries (64 KiB)", a.Name, x.Path)
+		}
+	}
+	if len(x.Xattrs) > MaxXattrs || total > MaxXattrBytes {
+		return fmt.Errorf("%s has more extended attributes than the mover carries (%d, 1 MiB in all)", x.Path, MaxXattrs)
+	}
+	return nil
+}
+
+// Bounds on an entry's extended attributes (Linux: names of at most 255
+// bytes, values of at most 64 KiB).
+const (
+	MaxXattrs     = 128
+	MaxXattrValue = 64 << 10
+	MaxXattrBytes = 1 << 20 // values of one entry together
+)
 
 // GetEntry decodes an entry; paths are validated by the receiver, not here.
 func GetEntry(d *Dec) tree.Entry {
@@ -34,7 +65,22 @@ func GetEntry(d *Dec) tree.Entry {
 	x.Target = d.Str()
 	x.LinkTo = d.Str()
 	x.Sparse = d.Bool()
-	if d.Err == nil && (x.Kind < tree.KindFile || x.Kind > tree.KindSymlink || x.Size < 0) {
+	x.Rdev = d.U()
+	n := d.U()
+	if n > MaxXattrs {
+		d.fail("xattr count")
+	}
+	total := 0
+	for i := uint64(0); i < n && d.Err == nil; i++ {
+		// Copied: entries outlive the frame (the sender keeps the index).
+		a := tree.Xattr{Name: string(d.raw(255, "xattr name")), Value: append([]byte(nil), d.raw(MaxXattrValue, "xattr value")...)}
+		total += len(a.Value)
+		if total > MaxXattrBytes {
+			d.fail("xattr size")
+		}
+		x.Xattrs = append(x.Xattrs, a)
+	}
+	if d.Err == nil && (x.Kind < tree.KindFile || x.Kind > tree.KindMax || x.Size < 0) {
 		d.fail("entry")
 	}
 	return x

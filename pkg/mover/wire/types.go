@@ -30,13 +30,14 @@ const (
 	TVerifyResp
 	TDone
 	TError
+	TNode // a fifo or device node (mknod)
 	typeEnd
 )
 
 func (t Type) valid() bool { return t >= THello && t < typeEnd }
 
 // Version is the protocol version; peers must match exactly.
-const Version = 1
+const Version = 2
 
 // Volume modes carried in Hello.
 const (

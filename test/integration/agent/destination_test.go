@@ -82,7 +82,7 @@ var _ = Describe("ReplicationDestination", func() {
 			"--key", "/tls/tls.key", "--progress-interval", "2s", "--listen", ":8443"}))
 		Expect(c.SecurityContext.Capabilities.Drop).To(ConsistOf(corev1.Capability("ALL")))
 		Expect(c.SecurityContext.Capabilities.Add).To(ConsistOf(corev1.Capability("CHOWN"), corev1.Capability("FOWNER"),
-			corev1.Capability("DAC_OVERRIDE"), corev1.Capability("FSETID")))
+			corev1.Capability("DAC_OVERRIDE"), corev1.Capability("FSETID"), corev1.Capability("MKNOD")))
 		Expect(*c.SecurityContext.AllowPrivilegeEscalation).To(BeFalse())
 		Expect(*c.SecurityContext.ReadOnlyRootFilesystem).To(BeTrue())
 		Expect(*pod.Spec.AutomountServiceAccountToken).To(BeFalse())
