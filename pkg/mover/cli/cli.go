@@ -183,6 +183,7 @@ func sendCmd() *cobra.Command {
 	f.IntVar(&o.Workers, "workers", 4, "files read in parallel")
 	f.DurationVar(&o.RescanInterval, "rescan-interval", 0, "full rescan period backing change tracking (default 60s, 10s for block)")
 	f.BoolVar(&o.FullVerify, "full-verify", false, "reread every byte on both sides when verifying instead of trusting unchanged-inode sums")
+	f.DurationVar(&o.TimestampWindow, "timestamp-window", 0, "a file read within this long of its last change is read again before its copy is trusted (default: twice the kernel's timestamp tick, at least 10ms; raise it for network filesystems with a skewed server clock)")
 	f.DurationVar(&o.RetryTimeout, "retry-timeout", 10*time.Minute, "give up when the receiver stays unreachable this long")
 	cmd.MarkFlagRequired("to")
 	return cmd
