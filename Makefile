@@ -60,6 +60,10 @@ test-integration: ## Integration tests on a real kube-apiserver and etcd (envtes
 test-e2e: ## hub + cluster1 + cluster2 on kind with OCM, then the e2e/ suite (E2E_KEEP=1 keeps the clusters).
 	hack/e2e/run.sh
 
+.PHONY: bench-e2e
+bench-e2e: ## T_copy and T_down on kind with 0.5, 2 and 8 GiB on the volume (E2E_DOWNTIME_GIB; ~30 min; docs/e2e.md).
+	E2E_LABELS=bench hack/e2e/run.sh
+
 .PHONY: bench-mover
 bench-mover: ## Mover throughput against rsync and a raw pipe, on the same data (docs/mover.md).
 	hack/bench-mover.sh

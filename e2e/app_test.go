@@ -32,9 +32,16 @@ const appName = "writer"
 // deploy removes what a previous run left, applies the app selecting cluster1,
 // and starts observing it; everything is removed again after the container.
 func (a app) deploy(ctx context.Context) *observer {
+	return a.deployWith(ctx, prefill, "1Gi", 768<<20)
+}
+
+// deployWith is deploy with the data written before the app starts its
+// ~5 MB/s, the PVC size and the writer's retention bound.
+func (a app) deployWith(ctx context.Context, fill int64, size string, maxBytes int64) *observer {
 	a.remove(ctx)
 	applyFile(ctx, hub.c, a.file, map[string]string{
-		"WRITER_IMAGE": writerImage, "CLUSTER": cluster1.name, "PREFILL": strconv.Itoa(prefill),
+		"WRITER_IMAGE": writerImage, "CLUSTER": cluster1.name, "PREFILL": strconv.FormatInt(fill, 10),
+		"SIZE": size, "MAX_BYTES": strconv.FormatInt(maxBytes, 10),
 	})
 	octx, cancel := context.WithCancel(context.Background())
 	obs := observe(octx, a.ns, a.selector, cluster1, cluster2)

@@ -28,7 +28,7 @@ say "Deploying the app on cluster1: Placement + ManifestWorkReplicaSet + Migrati
 if "${hub[@]}" get namespace "$ns" >/dev/null 2>&1; then
   e2e_die "namespace $ns exists on the hub: a previous demo is still there (make demo-clean)"
 fi
-sed -e "s|\${WRITER_IMAGE}|$E2E_WRITER_IMAGE|g" -e 's|\${CLUSTER}|cluster1|g' -e 's|\${PREFILL}|536870912|g' \
+sed -e "s|\${WRITER_IMAGE}|$E2E_WRITER_IMAGE|g" -e 's|\${CLUSTER}|cluster1|g' -e 's|\${PREFILL}|536870912|g' -e 's|\${SIZE}|1Gi|g' -e 's|\${MAX_BYTES}|805306368|g' \
   "$E2E_ROOT/e2e/testdata/writer-app.yaml" | "${hub[@]}" apply --server-side -f -
 "${hub[@]}" -n "$ns" get placement,manifestworkreplicaset,migrationpolicy
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make test-e2e`: bring up the fleet (hack/e2e/fleet.sh up), run the Ginkgo suite in e2e/
 # against it, and tear the clusters down again unless E2E_KEEP=1 (caches are always kept).
-# Extra `go test` arguments come from E2E_ARGS (e.g. E2E_ARGS='-ginkgo.focus=moves').
+# Extra `go test` arguments come from E2E_ARGS (e.g. E2E_ARGS='-ginkgo.focus=moves'); the
+# measurements labelled "bench" run only with E2E_LABELS=bench (`make bench-e2e`).
 set -euo pipefail
 E2E_SCRIPT=run
 here=$(cd "$(dirname "$0")" && pwd)
@@ -15,7 +16,7 @@ source <("$here/fleet.sh" env)
 set +a
 t=$SECONDS
 rc=0
-(cd "$E2E_ROOT" && go test -v -count=1 -timeout 60m ./e2e/ -ginkgo.v ${E2E_ARGS:-}) || rc=$?
+(cd "$E2E_ROOT" && go test -v -count=1 -timeout 90m ./e2e/ -ginkgo.v -ginkgo.label-filter="${E2E_LABELS:-!bench}" ${E2E_ARGS:-}) || rc=$?
 e2e_timing "e2e:suite" $((SECONDS - t))
 e2e_timing "e2e:total" $((SECONDS - start))
 exit $rc

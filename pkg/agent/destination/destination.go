@@ -276,8 +276,12 @@ func (r *Reconciler) volume(ctx context.Context, rd *replv1.ReplicationDestinati
 	if p := ms.Progress; p != nil {
 		vs.BytesReceived = p.BytesCopied
 	}
+	poll := r.Poll
+	if rd.Spec.FinalSync {
+		poll = FinalPoll // the app is down until the hub has both digests
+	}
 	switch {
-	case pod.Status.Phase == corev1.PodSucceeded:
+	case pod.Status.Phase == corev1.PodSucceeded || mover.Finished(ms.Progress):
 		if ms.Progress != nil && ms.Progress.Verified && ms.Progress.Digest != "" {
 			vs.Phase, vs.Digest = replv1.DestinationVerified, ms.Progress.Digest
 			return "", false, 0, nil
@@ -298,10 +302,13 @@ func (r *Reconciler) volume(ctx context.Context, rd *replv1.ReplicationDestinati
 		vs.Phase = replv1.DestinationReady
 	}
 	if ms.LastError != "" {
-		return fmt.Sprintf("receiver for %s: %s (restarts: %d)", v.PVCName, ms.LastError, ms.Restarts), false, r.Poll, nil
+		return fmt.Sprintf("receiver for %s: %s (restarts: %d)", v.PVCName, ms.LastError, ms.Restarts), false, poll, nil
 	}
-	return "", false, r.Poll, nil
+	return "", false, poll, nil
 }
+
+// FinalPoll is how often receivers are read once the final sync started.
+const FinalPoll = 250 * time.Millisecond
 
 // adopt takes over an existing PVC of the app's name when an earlier migration
 // moved the app's data away from it (MovedOutLabel) and nothing uses it: a

@@ -77,6 +77,14 @@ func Read(ctx context.Context, logs LogSource, pod *corev1.Pod) Status {
 	return st
 }
 
+// Finished tells a mover that has printed its verified completion: a sender
+// does so only once the receiver acknowledged the digest, a receiver once the
+// sender declared it. Reading it from the log saves the second or two the
+// kubelet takes to report the exited container.
+func Finished(p *progress.Progress) bool {
+	return p != nil && p.Phase == progress.Completed && p.Verified && p.Digest != ""
+}
+
 func exitError(t *corev1.ContainerStateTerminated) string {
 	if p := LastProgress([]byte(t.Message)); p != nil && p.LastError != "" {
 		return p.LastError

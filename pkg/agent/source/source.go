@@ -36,6 +36,10 @@ import (
 // sender's 50 ms poll (measured on kind: docs/e2e.md).
 const FinishSignal = time.Second
 
+// FinalPoll is how often a finishing sender's progress is read: the app is
+// down until the hub has both digests.
+const FinalPoll = 250 * time.Millisecond
+
 // FailAfterRestarts: a mover that keeps failing this often is reported
 // Failed (it keeps retrying; the hub decides whether to roll back).
 const FailAfterRestarts = 5
@@ -283,7 +287,7 @@ func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource)
 		if p := ms.Progress; final && p != nil && p.FinalSyncCold {
 			vs.FinalSyncCold = true
 		}
-		if final && pod.Status.Phase == corev1.PodSucceeded {
+		if final && (pod.Status.Phase == corev1.PodSucceeded || mover.Finished(ms.Progress)) {
 			if p := ms.Progress; p != nil && p.Verified && p.Digest != "" {
 				if err := r.markMovedOut(ctx, rs, v.PVCName); err != nil {
 					return 0, err
@@ -302,6 +306,9 @@ func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource)
 		}
 		if !final && rs.Spec.FinalSync && len(use.pods) > 0 {
 			note(fmt.Sprintf("final sync waits for %d pod(s) to stop using the source PVCs", len(use.pods)))
+		}
+		if final {
+			wait(FinalPoll) // the app is down: report the digest at once
 		}
 		wait(r.Poll)
 	}

@@ -12,6 +12,8 @@ import (
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	workv1 "open-cluster-management.io/api/work/v1"
+
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/credentials"
@@ -105,7 +107,7 @@ func (r *Reconciler) preparing(ctx context.Context, s *state) (ctrl.Result, erro
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	vols, pendingVols, err := work.ProbedVolumes(src, refs, classMap(s.policy))
+	dst, pendingVols, err := r.destinationWork(s, src, creds.Server, false)
 	if err != nil {
 		return r.failBeforeQuiesce(ctx, s, ReasonWaitingForSourceVolumes, err.Error(), false)
 	}
@@ -113,14 +115,6 @@ func (r *Reconciler) preparing(ctx context.Context, s *state) (ctrl.Result, erro
 		s.wait(ReasonWaitingForSourceVolumes, fmt.Sprintf("Waiting for cluster %s to report the size of PVCs %v; check that they exist",
 			s.m.Spec.SourceCluster, pendingVols))
 		return requeue(left), nil
-	}
-	dst, err := work.Destination(work.DestinationSpec{
-		Common:       r.common(s, s.m.Spec.DestinationCluster, agentNamespace(s.dstAddon), creds.Server),
-		Volumes:      vols,
-		EndpointType: replv1.EndpointType(s.policy.Spec.Endpoint.Type),
-	})
-	if err != nil {
-		return ctrl.Result{}, err
 	}
 	if _, err := r.ensureWork(ctx, dst, s.dstWork); err != nil {
 		return ctrl.Result{}, err
@@ -242,6 +236,41 @@ func (r *Reconciler) afterQuiesceChecks(s *state) (ctrl.Result, bool) {
 	return ctrl.Result{}, false
 }
 
+// destinationWork builds the destination work from the PVC sizes the source
+// work's probes report; final tells the agent the final sync has started.
+func (r *Reconciler) destinationWork(s *state, src *workv1.ManifestWork, server credentials.Pair, final bool) (*workv1.ManifestWork, []string, error) {
+	refs, _ := volumeRefs(s.policy)
+	vols, pending, err := work.ProbedVolumes(src, refs, classMap(s.policy))
+	if err != nil || len(pending) > 0 {
+		return nil, pending, err
+	}
+	w, err := work.Destination(work.DestinationSpec{
+		Common:       r.common(s, s.m.Spec.DestinationCluster, agentNamespace(s.dstAddon), server),
+		Volumes:      vols,
+		EndpointType: replv1.EndpointType(s.policy.Spec.Endpoint.Type),
+		FinalSync:    final,
+	})
+	return w, nil, err
+}
+
+// ensureDestinationFinal tells the destination the final sync has started,
+// so that its agent watches the receivers closely.
+func (r *Reconciler) ensureDestinationFinal(ctx context.Context, s *state) error {
+	if s.srcWork == nil || s.dstWork == nil {
+		return nil
+	}
+	creds, err := credentials.Ensure(ctx, r.Client, r.APIReader, s.m)
+	if err != nil {
+		return err
+	}
+	dst, pending, err := r.destinationWork(s, s.srcWork, creds.Server, true)
+	if err != nil || len(pending) > 0 {
+		return err
+	}
+	_, err = r.ensureWork(ctx, dst, s.dstWork)
+	return err
+}
+
 func (r *Reconciler) finalSync(ctx context.Context, s *state) (ctrl.Result, error) {
 	if err := r.setActual(ctx, s, "", s.m.Spec.SourceCluster); err != nil && !errors.Is(err, decision.ErrSchedulingEnabled) {
 		return ctrl.Result{}, err
@@ -250,6 +279,9 @@ func (r *Reconciler) finalSync(ctx context.Context, s *state) (ctrl.Result, erro
 		return res, nil
 	}
 	if err := r.ensureReplicating(ctx, s, true, false); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.ensureDestinationFinal(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
 	s.mirror()

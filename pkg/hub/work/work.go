@@ -94,6 +94,7 @@ type DestinationSpec struct {
 	Common
 	Volumes      []Volume
 	EndpointType replv1.EndpointType
+	FinalSync    bool
 }
 
 // SourceSpec describes the source work. Without Endpoints it only carries
@@ -141,6 +142,7 @@ func Destination(s DestinationSpec) (*workv1.ManifestWork, error) {
 					Volumes:       byNS[ns],
 					EndpointType:  s.EndpointType,
 					TLSSecretName: TLSSecretName(s.ID),
+					FinalSync:     s.FinalSync,
 				},
 			})
 	}

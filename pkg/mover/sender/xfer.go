@@ -62,6 +62,7 @@ func (x *xfer) send(e, old *tree.Entry, oldBlocks []tree.Hash) (xferResult, erro
 	}
 	ent, _ := tree.FromStat(e.Path, &st0)
 	ent.Sparse = e.Sparse && st0.Size == e.Size
+	ent.Xattrs = e.Xattrs // as scanned; a change since moved ctime (below)
 	r.entry, r.ino = ent, st0.Ino
 	size := st0.Size
 
@@ -95,7 +96,7 @@ func (x *xfer) send(e, old *tree.Entry, oldBlocks []tree.Hash) (xferResult, erro
 	// Racily clean: a write right after our read, in the tick of the
 	// file's last change, would leave the key as it is. Send it again.
 	k := tree.KeyOf(&st0)
-	r.stable = k == tree.KeyOf(&st1) && !tree.Racy(k, taken, x.s.cache.Window())
+	r.stable = k == tree.KeyOf(&st1) && k.Ctime == e.Ctime && !tree.Racy(k, taken, x.s.cache.Window())
 	if r.stable {
 		x.s.cache.Put(st0.Ino, k, r.blocks, taken)
 	}

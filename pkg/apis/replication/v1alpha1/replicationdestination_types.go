@@ -77,6 +77,11 @@ type ReplicationDestinationSpec struct {
 	// MoverImage overrides the mover image (default: the agent's image).
 	// +optional
 	MoverImage string `json:"moverImage,omitempty"`
+	// FinalSync is set by the hub when the final sync starts: the agent then
+	// reads its receivers' progress every 250 ms, so the verified digest
+	// reaches the hub at once.
+	// +optional
+	FinalSync bool `json:"finalSync,omitempty"`
 }
 
 // DestinationVolumeStatus is one volume's progress.
