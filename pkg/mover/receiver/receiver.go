@@ -48,12 +48,19 @@ type Receiver struct {
 	cur     net.Conn
 	digest  tree.Hash // last digest this side computed
 	flush   flusher
+	// The first index starts hashing what the volume already holds, until
+	// verification begins (tree.Warm).
+	warmOnce sync.Once
+	warmStop chan struct{}
+	warmEnd  sync.Once
 }
+
+func (r *Receiver) stopWarm() { r.warmEnd.Do(func() { close(r.warmStop) }) }
 
 // New prepares a receiver on opts.Dir.
 func New(opts Options) (*Receiver, error) {
 	r := &Receiver{opts: opts, cache: tree.NewSumCache(0), owners: os.Geteuid() == 0,
-		Tracker: progress.NewTracker("receiver", opts.Progress)}
+		Tracker: progress.NewTracker("receiver", opts.Progress), warmStop: make(chan struct{})}
 	if !opts.Block {
 		st, err := os.Stat(opts.Dir)
 		if err != nil || !st.IsDir() {
@@ -68,6 +75,7 @@ func New(opts Options) (*Receiver, error) {
 
 // Close releases the root.
 func (r *Receiver) Close() {
+	r.stopWarm()
 	if r.root != nil {
 		r.root.Close()
 	}

@@ -294,6 +294,7 @@ func (s *session) index() error {
 		return err
 	}
 	tree.LinkGroups(es)
+	s.r.warmOnce.Do(func() { go tree.Warm(s.r.opts.Dir, es, s.r.cache, s.r.warmStop) })
 	const batch = 2000
 	for i := 0; i < len(es); i += batch {
 		if err := s.w.Send(wire.TIndexChunk, &wire.Entries{List: es[i:min(i+batch, len(es))]}); err != nil {
@@ -330,6 +331,7 @@ func (s *session) fsync() error {
 }
 
 func (s *session) verify(m *wire.VerifyReq) error {
+	s.r.stopWarm() // verification hashes what is left, in parallel
 	var d tree.Hash
 	var rs []tree.Record
 	var err error

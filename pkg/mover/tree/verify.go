@@ -65,6 +65,26 @@ func VerifyEntries(root string, es []Entry, cache *SumCache, full, owners bool) 
 	return Digest(rs), rs, nil
 }
 
+// Warm hashes, one file at a time, the files of es that cache has no sums
+// for, until stop closes: a receiver writing into a volume that already
+// held the data (a move back) then verifies without rereading it in the
+// downtime. Sums are kept only for files unchanged while read, and never
+// racily (see SumCache).
+func Warm(root string, es []Entry, cache *SumCache, stop <-chan struct{}) {
+	for i := range es {
+		e := &es[i]
+		if e.Kind != KindFile || e.LinkTo != "" {
+			continue
+		}
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		contentSum(root, e, cache, false)
+	}
+}
+
 func contentSum(root string, e *Entry, cache *SumCache, full bool) (Hash, error) {
 	// The scan that produced e already has the stat key: a cache hit costs
 	// no system call at all.
