@@ -199,6 +199,14 @@ func (r *Reconciler) quiescing(ctx context.Context, s *state) (ctrl.Result, erro
 	if res, done := r.afterQuiesceChecks(s); done {
 		return res, nil
 	}
+	// Ask for the final sync now: the agent starts it the moment no pod uses
+	// the volumes, which it sees before this controller does.
+	if err := r.ensureReplicating(ctx, s, true, false); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.ensureDestinationFinal(ctx, s); err != nil {
+		return ctrl.Result{}, err
+	}
 	s.mirror()
 	if s.src == nil || s.src.Protected == nil || !*s.src.Protected || s.src.PodsUsingVolumes == nil || *s.src.PodsUsingVolumes > 0 {
 		pods := "unknown"

@@ -310,6 +310,22 @@ func replicationSources(w *workv1.ManifestWork) []replv1.ReplicationSource {
 	return out
 }
 
+// destinationFinal tells whether the destination work's ReplicationDestinations
+// carry finalSync.
+func destinationFinal(w *workv1.ManifestWork) bool {
+	n := 0
+	for _, mf := range w.Spec.Workload.Manifests {
+		var rd replv1.ReplicationDestination
+		if err := jsonUnmarshal(mf.Raw, &rd); err == nil && rd.Kind == "ReplicationDestination" {
+			if !rd.Spec.FinalSync {
+				return false
+			}
+			n++
+		}
+	}
+	return n > 0
+}
+
 // --- hub reaction time ---
 
 var (

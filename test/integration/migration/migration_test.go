@@ -95,16 +95,22 @@ func move(a *app, m *migrationv1alpha1.Migration, src, dst string, rec *recorder
 	}, func() bool { return len(rec.last()) == 0 })
 	Eventually(phaseOf(m), timeout, interval).Should(Equal(phQuiescing))
 	Expect(get(m).Status.Timings.QuiesceStart).NotTo(BeNil())
-	restart(phQuiescing)
-
-	By("FinalSync: once no pod uses the source volumes, finalSync is set")
-	react("app stopped -> finalSync", func() {
-		reportSource(src, id, srcState{phase: replv1.SourceSyncing, protected: true, pods: 0, total: 1000, copied: 1000, lag: 10, tput: 1000})
-	}, func() bool {
+	By("Quiescing: the final sync is asked of both sides at once; the source agent starts it when the app is gone")
+	Eventually(func() bool {
 		w, err := getWork(src, work.SourceName(id))()
 		return err == nil && len(replicationSources(w)) == 1 && replicationSources(w)[0].Spec.FinalSync
-	})
-	Expect(phaseOf(m)()).To(Equal(phFinal))
+	}, timeout, interval).Should(BeTrue())
+	Eventually(func() bool {
+		w, err := getWork(dst, work.DestinationName(id))()
+		return err == nil && destinationFinal(w)
+	}, timeout, interval).Should(BeTrue())
+	Expect(phaseOf(m)()).To(Equal(phQuiescing), "the hub itself waits for the app to stop")
+	restart(phQuiescing)
+
+	By("FinalSync: once no pod uses the source volumes")
+	react("app stopped -> FinalSync", func() {
+		reportSource(src, id, srcState{phase: replv1.SourceSyncing, protected: true, pods: 0, total: 1000, copied: 1000, lag: 10, tput: 1000})
+	}, func() bool { return phaseOf(m)() == phFinal })
 	Expect(get(m).Status.Timings.Termination).NotTo(BeNil())
 	w, err := getWork(src, work.SourceName(id))()
 	Expect(err).NotTo(HaveOccurred())
