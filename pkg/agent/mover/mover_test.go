@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
@@ -72,5 +73,37 @@ func TestNamesAreValid(t *testing.T) {
 	}
 	if PodName("x", RoleSender, "a") == PodName("x", RoleSender, "b") {
 		t.Error("pod names of different PVCs collide")
+	}
+}
+
+func TestExited(t *testing.T) {
+	now := metav1.Now()
+	term := corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 143}}
+	run := corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}
+	pod := func(deleting bool, states ...corev1.ContainerState) *corev1.Pod {
+		p := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "a"}, {Name: "b"}}}}
+		if deleting {
+			p.DeletionTimestamp = &now
+		}
+		for _, s := range states {
+			p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{State: s})
+		}
+		return p
+	}
+	withInit := pod(true, term, term)
+	withInit.Status.InitContainerStatuses = []corev1.ContainerStatus{{State: run}}
+	for name, tc := range map[string]struct {
+		p    *corev1.Pod
+		want bool
+	}{
+		"not being deleted, containers exited (may restart)": {pod(false, term, term), false},
+		"being deleted, one container still running":         {pod(true, term, run), false},
+		"being deleted, a container not reported yet":        {pod(true, term), false},
+		"being deleted, an init container running":           {withInit, false},
+		"being deleted, every container exited":              {pod(true, term, term), true},
+	} {
+		if got := Exited(tc.p); got != tc.want {
+			t.Errorf("%s: Exited = %v, want %v", name, got, tc.want)
+		}
 	}
 }

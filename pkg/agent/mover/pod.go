@@ -244,6 +244,27 @@ func UsesPVC(pod *corev1.Pod, claim string) bool {
 	return false
 }
 
+// Exited is true for a pod being deleted whose every container has exited
+// and none can start again: nothing of it writes to its volumes any more,
+// though the kubelet may still be unmounting them before the pod object
+// goes (which takes another second or so of downtime to wait for).
+func Exited(pod *corev1.Pod) bool {
+	if pod.DeletionTimestamp.IsZero() || len(pod.Status.ContainerStatuses) < len(pod.Spec.Containers) {
+		return false
+	}
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.State.Terminated == nil {
+			return false
+		}
+	}
+	for _, cs := range append(append([]corev1.ContainerStatus(nil), pod.Status.InitContainerStatuses...), pod.Status.EphemeralContainerStatuses...) {
+		if cs.State.Running != nil {
+			return false
+		}
+	}
+	return true
+}
+
 // Terminated is true for pods whose containers can no longer run.
 func Terminated(pod *corev1.Pod) bool {
 	return pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed

@@ -128,7 +128,8 @@ type appUse struct {
 }
 
 // appPods finds the pods, other than the movers, that mount the source PVCs
-// and have not terminated. A pod being deleted still counts: it may write.
+// and have not terminated. A pod being deleted still counts while any of its
+// containers may run: it may write.
 func (r *Reconciler) appPods(ctx context.Context, rs *replv1.ReplicationSource) (appUse, error) {
 	u := appUse{pods: map[string]bool{}, node: map[string]string{}, tolerations: map[string][]corev1.Toleration{}, users: map[string]int{}}
 	var pods corev1.PodList
@@ -137,7 +138,7 @@ func (r *Reconciler) appPods(ctx context.Context, rs *replv1.ReplicationSource) 
 	}
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		if mover.IsMover(p) || mover.Terminated(p) {
+		if mover.IsMover(p) || mover.Terminated(p) || mover.Exited(p) {
 			continue
 		}
 		for _, v := range rs.Spec.Volumes {

@@ -163,8 +163,24 @@ not json: a stray stderr line
 			g.Expect(pods[0].Annotations).NotTo(HaveKey(replv1.FinishAnnotation))
 		}, 2*time.Second).Should(Succeed())
 
-		By("telling the running sender to finish once the app's pod is gone: same pod, no new process")
+		By("waiting while the app's pod is being deleted and its container still runs")
+		var app corev1.Pod
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "db-0"}, &app)).To(Succeed())
+		patch := client.MergeFrom(app.DeepCopy())
+		app.Finalizers = append(app.Finalizers, "test.stateful-migration.io/linger")
+		Expect(k8s.Patch(ctx, &app, patch)).To(Succeed())
 		Expect(k8s.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db-0"}})).To(Succeed())
+		Consistently(func(g Gomega) {
+			pods := moverPods(ctx, ns, id, mover.RoleSender)
+			g.Expect(pods).To(HaveLen(1))
+			g.Expect(pods[0].Annotations).NotTo(HaveKey(replv1.FinishAnnotation))
+		}, 2*time.Second).Should(Succeed())
+
+		By("telling the running sender to finish once the app's container exited, while the pod object lingers: same pod, no new process")
+		setPodStatus(ctx, ns, "db-0", func(p *corev1.Pod) {
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "db", Image: "db:1", ImageID: "sha256:2",
+				State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed"}}}}
+		})
 		Eventually(func(g Gomega) {
 			pods := moverPods(ctx, ns, id, mover.RoleSender)
 			g.Expect(pods).To(HaveLen(1))
@@ -175,6 +191,11 @@ not json: a stray stderr line
 			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rs), rs)).To(Succeed())
 			return rs.Status.PodsUsingVolumes
 		}).Should(BeZero())
+
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "db-0"}, &app)).To(Succeed())
+		patch = client.MergeFrom(app.DeepCopy())
+		app.Finalizers = nil
+		Expect(k8s.Patch(ctx, &app, patch)).To(Succeed())
 
 		By("recording the verified digest once that sender exits")
 		logs.set(ns, sender.Name, completedLine("sender", "cafe", 1000))
