@@ -308,7 +308,7 @@ func (r *Reconciler) volume(ctx context.Context, rd *replv1.ReplicationDestinati
 }
 
 // FinalPoll is how often receivers are read once the final sync started.
-const FinalPoll = 250 * time.Millisecond
+const FinalPoll = 100 * time.Millisecond
 
 // adopt takes over an existing PVC of the app's name when an earlier migration
 // moved the app's data away from it (MovedOutLabel) and nothing uses it: a

@@ -38,7 +38,7 @@ const FinishSignal = time.Second
 
 // FinalPoll is how often a finishing sender's progress is read: the app is
 // down until the hub has both digests.
-const FinalPoll = 250 * time.Millisecond
+const FinalPoll = 100 * time.Millisecond
 
 // FailAfterRestarts: a mover that keeps failing this often is reported
 // Failed (it keeps retrying; the hub decides whether to roll back).

@@ -78,7 +78,7 @@ type ReplicationDestinationSpec struct {
 	// +optional
 	MoverImage string `json:"moverImage,omitempty"`
 	// FinalSync is set by the hub when the final sync starts: the agent then
-	// reads its receivers' progress every 250 ms, so the verified digest
+	// reads its receivers' progress every 100 ms, so the verified digest
 	// reaches the hub at once.
 	// +optional
 	FinalSync bool `json:"finalSync,omitempty"`
