@@ -1,7 +1,6 @@
 package integration_test
 
 import (
-	"context"
 	"encoding/binary"
 	"net"
 	"os"
@@ -10,9 +9,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/stateful-migration/stateful-migration/pkg/mover/progress"
-	"github.com/stateful-migration/stateful-migration/pkg/mover/sender"
 )
 
 // acl encodes a POSIX ACL as the kernel stores it in system.posix_acl_*:
@@ -67,24 +63,7 @@ func TestEveryFileTypeAndAttribute(t *testing.T) {
 
 	r := startReceiver(t, c, dst, false)
 	finish := make(chan struct{})
-	syncing := make(chan struct{}, 1)
-	o := sendOpts(c, src, r.addr)
-	o.Continuous, o.Finish = true, finish
-	o.Progress = func(p progress.Progress) {
-		if p.Phase == progress.Syncing {
-			select {
-			case syncing <- struct{}{}:
-			default:
-			}
-		}
-	}
-	res := make(chan error, 1)
-	go func() { _, err := sender.Run(context.Background(), o); res <- err }()
-	select {
-	case <-syncing:
-	case err := <-res:
-		t.Fatalf("sender ended early: %v", err)
-	}
+	res := startContinuous(t, sendOpts(c, src, r.addr), finish)
 
 	// Attribute-only changes: no data, no mtime, only ctime moves.
 	must(t, unix.Lsetxattr(j("dir/file"), "user.checksum", []byte("sha256:def"), 0))

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/stateful-migration/stateful-migration/pkg/mover/certs"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/progress"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/receiver"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/sender"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/transport"
@@ -77,6 +78,32 @@ func (r *recv) wait(t testing.TB) error {
 
 func sendOpts(c creds, src, addr string) sender.Options {
 	return sender.Options{Dir: src, To: addr, TLS: c.client, RetryTimeout: 20 * time.Second}
+}
+
+// startContinuous runs a continuous sender with o until finish closes and
+// returns once its initial copy is done; the channel yields its result.
+func startContinuous(t testing.TB, o sender.Options, finish chan struct{}) <-chan error {
+	t.Helper()
+	syncing := make(chan struct{}, 1)
+	o.Continuous, o.Finish = true, finish
+	o.Progress = func(p progress.Progress) {
+		if p.Phase == progress.Syncing {
+			select {
+			case syncing <- struct{}{}:
+			default:
+			}
+		}
+	}
+	res := make(chan error, 1)
+	go func() { _, err := sender.Run(context.Background(), o); res <- err }()
+	select {
+	case <-syncing:
+	case err := <-res:
+		t.Fatalf("sender ended early: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("initial copy did not finish")
+	}
+	return res
 }
 
 func writeRandom(t testing.TB, p string, n int, seed uint64) {

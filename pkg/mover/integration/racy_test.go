@@ -89,25 +89,7 @@ func TestCoarseTimestampWriteRightAfterRead(t *testing.T) {
 			r := startReceiver(t, c, dst, false)
 
 			finish := make(chan struct{})
-			syncing := make(chan struct{})
-			var once bool
-			o := sendOpts(c, src, r.addr)
-			o.Continuous, o.Finish = true, finish
-			o.Progress = func(pr progress.Progress) {
-				if pr.Phase == progress.Syncing && !once {
-					once = true
-					close(syncing)
-				}
-			}
-			res := make(chan error, 1)
-			go func() { _, err := sender.Run(context.Background(), o); res <- err }()
-			select {
-			case <-syncing:
-			case err := <-res:
-				t.Fatalf("sender ended early: %v", err)
-			case <-time.After(30 * time.Second):
-				t.Fatal("initial copy did not finish")
-			}
+			res := startContinuous(t, sendOpts(c, src, r.addr), finish)
 
 			ifd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 			must(t, err)

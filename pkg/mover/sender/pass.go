@@ -265,16 +265,8 @@ func (s *Sender) entries(k *conn, pl *plan) (jobs, links []*tree.Entry, err erro
 		o := s.sent[e.Path]
 		switch {
 		case e.Kind.IsNode():
-			if o == nil || o.Kind != e.Kind || o.Rdev != e.Rdev {
-				if err := k.send(wire.TNode, &wire.EntryMsg{E: *e}, false); err != nil {
-					return nil, nil, err
-				}
-				s.record(e, e.Ino)
-				pl.touched[parentOf(e.Path)] = true
-			} else if !o.SameMeta(e, s.owners) {
-				if err := s.sendMeta(k, e); err != nil {
-					return nil, nil, err
-				}
+			if err := s.create(k, pl, e, wire.TNode, o == nil || o.Kind != e.Kind || o.Rdev != e.Rdev); err != nil {
+				return nil, nil, err
 			}
 		case e.Kind == tree.KindDir:
 			if o == nil || o.Kind != tree.KindDir {
@@ -291,16 +283,8 @@ func (s *Sender) entries(k *conn, pl *plan) (jobs, links []*tree.Entry, err erro
 				pl.touched[parentOf(e.Path)] = true
 			}
 		case e.Kind == tree.KindSymlink:
-			if o == nil || o.Kind != tree.KindSymlink || o.Target != e.Target {
-				if err := k.send(wire.TSymlink, &wire.EntryMsg{E: *e}, false); err != nil {
-					return nil, nil, err
-				}
-				s.record(e, e.Ino)
-				pl.touched[parentOf(e.Path)] = true
-			} else if !o.SameMeta(e, s.owners) {
-				if err := s.sendMeta(k, e); err != nil {
-					return nil, nil, err
-				}
+			if err := s.create(k, pl, e, wire.TSymlink, o == nil || o.Kind != tree.KindSymlink || o.Target != e.Target); err != nil {
+				return nil, nil, err
 			}
 		case e.LinkTo != "":
 			links = append(links, e)
@@ -316,6 +300,23 @@ func (s *Sender) entries(k *conn, pl *plan) (jobs, links []*tree.Entry, err erro
 		}
 	}
 	return jobs, links, nil
+}
+
+// create sends e whole with frame type t when it changed (new, other kind,
+// target or device), else only its metadata if that differs.
+func (s *Sender) create(k *conn, pl *plan, e *tree.Entry, t wire.Type, changed bool) error {
+	if changed {
+		if err := k.send(t, &wire.EntryMsg{E: *e}, false); err != nil {
+			return err
+		}
+		s.record(e, e.Ino)
+		pl.touched[parentOf(e.Path)] = true
+		return nil
+	}
+	if !s.sent[e.Path].SameMeta(e, s.owners) {
+		return s.sendMeta(k, e)
+	}
+	return nil
 }
 
 func (s *Sender) sendMeta(k *conn, e *tree.Entry) error {
