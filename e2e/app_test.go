@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	clusterv1beta1 "open-cluster-management.io/api/cluster/v1beta1"
@@ -151,12 +152,19 @@ func (a app) remove(ctx context.Context) {
 		Eventually(func() bool {
 			return apierrors.IsNotFound(c.c.Get(ctx, client.ObjectKey{Name: a.ns}, &corev1.Namespace{}))
 		}, 3*time.Minute, time.Second).Should(BeTrue(), "namespace %s deleted on %s", a.ns, c.name)
+		// The migration left the source PVs Retain: hand them back to the
+		// provisioner (Delete), which removes their data from the node too.
 		var pvs corev1.PersistentVolumeList
 		Expect(c.c.List(ctx, &pvs)).To(Succeed())
 		for i := range pvs.Items {
-			if ref := pvs.Items[i].Spec.ClaimRef; ref != nil && ref.Namespace == a.ns {
-				Expect(client.IgnoreNotFound(c.c.Delete(ctx, &pvs.Items[i]))).To(Succeed())
+			pv := &pvs.Items[i]
+			if ref := pv.Spec.ClaimRef; ref == nil || ref.Namespace != a.ns {
+				continue
 			}
+			patch := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"persistentVolumeReclaimPolicy":"Delete"}}`))
+			Expect(client.IgnoreNotFound(c.c.Patch(ctx, pv, patch))).To(Succeed())
+			Eventually(func() bool { return apierrors.IsNotFound(c.c.Get(ctx, client.ObjectKeyFromObject(pv), &corev1.PersistentVolume{})) },
+				2*time.Minute, time.Second).Should(BeTrue(), "PV %s reclaimed on %s", pv.Name, c.name)
 		}
 	}
 }
