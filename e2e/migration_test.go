@@ -139,6 +139,8 @@ func checkMove(obs *observer, m *migrationv1alpha1.Migration, from, to *cluster)
 	appDown := moved.firstAck.t.Sub(old.lastAck.t)
 	report(m, appDown, samples)
 	Expect(m.Status.Timings.Downtime).NotTo(BeNil(), "the Migration records its downtime")
+	Expect(conditionStatus(m, migrationv1alpha1.ConditionFinalSyncInRunningSender)).To(Equal("True (RunningSender)"),
+		"the final sync ran in the sender that tracked the changes, not in a new one")
 	Expect(m.Status.Progress.BytesCopied).To(BeNumerically(">", 0))
 	Expect(appDown).To(BeNumerically("<", downtimeBound))
 	return old.lastAck.seq

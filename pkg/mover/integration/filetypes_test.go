@@ -69,6 +69,8 @@ func TestEveryFileTypeAndAttribute(t *testing.T) {
 	must(t, unix.Lsetxattr(j("dir/file"), "user.checksum", []byte("sha256:def"), 0))
 	must(t, unix.Lremovexattr(j("dir"), "user.owner"))
 	must(t, unix.Lsetxattr(j("dir/pipe"), "trusted.added", []byte("later"), 0))
+	// Created in a directory with a default ACL: it inherits one, on both sides.
+	writeRandom(t, j("dir/later"), 3000, 9)
 	time.Sleep(300 * time.Millisecond)
 	close(finish)
 	if err := <-res; err != nil {

@@ -113,7 +113,17 @@ func (s *session) rename(from, to string) error {
 }
 
 func (s *session) metaOf(e *tree.Entry) safefs.Meta {
+	s.r.noteACL(e.Xattrs)
 	return safefs.Meta{Mode: e.Mode, UID: e.UID, GID: e.GID, Mtime: e.Mtime, Owners: s.owners, Xattrs: e.Xattrs}
+}
+
+// noteACL remembers a default ACL among xs (see Receiver.defaultACL).
+func (r *Receiver) noteACL(xs []tree.Xattr) {
+	for _, x := range xs {
+		if x.Name == "system.posix_acl_default" {
+			r.defaultACL.Store(true)
+		}
+	}
 }
 
 // node makes a fifo or device node, then its metadata.
@@ -170,12 +180,14 @@ func (s *session) fileAt(dfd int, name string, m *wire.File) error {
 		blocks = append(blocks, tree.BlockSum(m.Data[off:min(off+tree.BlockSize, len(m.Data))]))
 	}
 	s.r.Tracker.AddCopied(int64(len(m.Data)), 1)
-	return s.finish(fd, &m.Entry, blocks, final)
+	return s.finish(fd, &m.Entry, blocks, final, !s.r.defaultACL.Load())
 }
 
 // finish applies metadata and records the content sums under the final key.
-func (s *session) finish(fd int, e *tree.Entry, blocks []tree.Hash, modeSet bool) error {
-	if err := safefs.FDMeta(fd, e.Path, s.metaOf(e), modeSet); err != nil {
+func (s *session) finish(fd int, e *tree.Entry, blocks []tree.Hash, modeSet, fresh bool) error {
+	m := s.metaOf(e)
+	m.Fresh = fresh
+	if err := safefs.FDMeta(fd, e.Path, m, modeSet); err != nil {
 		return classify(err, "setting metadata of "+e.Path)
 	}
 	var st unix.Stat_t
@@ -226,7 +238,7 @@ func (s *session) begin(m *wire.File) error {
 		f.Close()
 		return classify(err, "sizing "+e.Path)
 	}
-	s.files[m.ID] = &openFile{f: f, e: e, blocks: blocks}
+	s.files[m.ID] = &openFile{f: f, e: e, blocks: blocks, fresh: !m.InPlace && !s.r.defaultACL.Load()}
 	return nil
 }
 
@@ -337,7 +349,7 @@ func (s *session) end(id uint64) error {
 		}
 	}
 	s.r.Tracker.AddCopied(0, 1)
-	return s.finish(int(of.f.Fd()), &of.e, of.blocks, false)
+	return s.finish(int(of.f.Fd()), &of.e, of.blocks, false, of.fresh)
 }
 
 func (s *session) hashes(m *wire.HashReq) error {

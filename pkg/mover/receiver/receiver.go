@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -50,7 +51,10 @@ type Receiver struct {
 	flush   flusher
 	// The first index starts hashing what the volume already holds, until
 	// verification begins (tree.Warm).
-	warmOnce sync.Once
+	// defaultACL: some directory here has a default ACL, which files
+	// created in it inherit, so a new file's attributes must be listed.
+	defaultACL atomic.Bool
+	warmOnce   sync.Once
 	warmStop chan struct{}
 	warmEnd  sync.Once
 }

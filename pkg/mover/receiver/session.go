@@ -90,6 +90,7 @@ type openFile struct {
 	f      *os.File
 	e      tree.Entry
 	blocks []tree.Hash // nil when the cache cannot be maintained
+	fresh  bool        // created by us for this transfer (not updated in place)
 }
 
 // ServeConn runs one sender session on rw. It returns nil once the sender
@@ -294,6 +295,9 @@ func (s *session) index() error {
 		return err
 	}
 	tree.LinkGroups(es)
+	for i := range es {
+		s.r.noteACL(es[i].Xattrs)
+	}
 	s.r.warmOnce.Do(func() { go tree.Warm(s.r.opts.Dir, es, s.r.cache, s.r.warmStop) })
 	const batch = 2000
 	for i := 0; i < len(es); i += batch {
