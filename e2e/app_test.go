@@ -163,7 +163,9 @@ func (a app) remove(ctx context.Context) {
 			}
 			patch := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"persistentVolumeReclaimPolicy":"Delete"}}`))
 			Expect(client.IgnoreNotFound(c.c.Patch(ctx, pv, patch))).To(Succeed())
-			Eventually(func() bool { return apierrors.IsNotFound(c.c.Get(ctx, client.ObjectKeyFromObject(pv), &corev1.PersistentVolume{})) },
+			Eventually(func() bool {
+				return apierrors.IsNotFound(c.c.Get(ctx, client.ObjectKeyFromObject(pv), &corev1.PersistentVolume{}))
+			},
 				2*time.Minute, time.Second).Should(BeTrue(), "PV %s reclaimed on %s", pv.Name, c.name)
 		}
 	}

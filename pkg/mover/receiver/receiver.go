@@ -55,8 +55,8 @@ type Receiver struct {
 	// created in it inherit, so a new file's attributes must be listed.
 	defaultACL atomic.Bool
 	warmOnce   sync.Once
-	warmStop chan struct{}
-	warmEnd  sync.Once
+	warmStop   chan struct{}
+	warmEnd    sync.Once
 }
 
 func (r *Receiver) stopWarm() { r.warmEnd.Do(func() { close(r.warmStop) }) }
