@@ -46,6 +46,16 @@ func appPod(ctx context.Context, ns, name, node, pvc string) {
 	setPodStatus(ctx, ns, name, running("10.0.1.1"))
 }
 
+// oneSenderNotAskedToFinish: the continuous sender runs, alone, and has not
+// been told to finish.
+func oneSenderNotAskedToFinish(ctx context.Context, ns, id string) func(Gomega) {
+	return func(g Gomega) {
+		pods := moverPods(ctx, ns, id, mover.RoleSender)
+		g.Expect(pods).To(HaveLen(1))
+		g.Expect(pods[0].Annotations).NotTo(HaveKey(replv1.FinishAnnotation))
+	}
+}
+
 func getPV(ctx context.Context, name string) *corev1.PersistentVolume {
 	var pv corev1.PersistentVolume
 	Expect(k8s.Get(ctx, types.NamespacedName{Name: name}, &pv)).To(Succeed())
@@ -157,11 +167,7 @@ not json: a stray stderr line
 			g.Expect(rs.Status.Phase).To(Equal(replv1.SourceFinalSync))
 			g.Expect(rs.Status.LastError).To(ContainSubstring("final sync waits for 1 pod(s)"))
 		}).Should(Succeed())
-		Consistently(func(g Gomega) {
-			pods := moverPods(ctx, ns, id, mover.RoleSender)
-			g.Expect(pods).To(HaveLen(1))
-			g.Expect(pods[0].Annotations).NotTo(HaveKey(replv1.FinishAnnotation))
-		}, 2*time.Second).Should(Succeed())
+		Consistently(oneSenderNotAskedToFinish(ctx, ns, id), 2*time.Second).Should(Succeed())
 
 		By("waiting while the app's pod is being deleted and its container still runs")
 		var app corev1.Pod
@@ -170,11 +176,7 @@ not json: a stray stderr line
 		app.Finalizers = append(app.Finalizers, "test.stateful-migration.io/linger")
 		Expect(k8s.Patch(ctx, &app, patch)).To(Succeed())
 		Expect(k8s.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db-0"}})).To(Succeed())
-		Consistently(func(g Gomega) {
-			pods := moverPods(ctx, ns, id, mover.RoleSender)
-			g.Expect(pods).To(HaveLen(1))
-			g.Expect(pods[0].Annotations).NotTo(HaveKey(replv1.FinishAnnotation))
-		}, 2*time.Second).Should(Succeed())
+		Consistently(oneSenderNotAskedToFinish(ctx, ns, id), 2*time.Second).Should(Succeed())
 
 		By("telling the running sender to finish once the app's container exited, while the pod object lingers: same pod, no new process")
 		setPodStatus(ctx, ns, "db-0", func(p *corev1.Pod) {
