@@ -94,7 +94,7 @@ func ReceiverArgs(block bool) []string {
 // SenderArgs are the arguments of `mover send`: a continuous sender that
 // finishes (final sync and verification) when the pod's FinishAnnotation,
 // projected into a file, is set.
-func SenderArgs(block bool, to, serverName string, compress bool, bwlimit string) []string {
+func SenderArgs(block bool, to, serverName string, compress, fullVerify bool, bwlimit string) []string {
 	args := append(commonArgs(block), "--to", to)
 	if serverName != "" {
 		args = append(args, "--server-name", serverName)
@@ -102,6 +102,9 @@ func SenderArgs(block bool, to, serverName string, compress bool, bwlimit string
 	args = append(args, "--continuous", "--finish-file", finishFile)
 	if compress {
 		args = append(args, "--compress")
+	}
+	if fullVerify {
+		args = append(args, "--full-verify")
 	}
 	if bwlimit != "" && bwlimit != "0" {
 		args = append(args, "--bwlimit", bwlimit)

@@ -89,6 +89,7 @@ func (r *Reconciler) ensureSourceWork(ctx context.Context, s *state, pair creden
 		Volumes:   refs,
 		Endpoints: endpoints, FinalSync: finalSync, ReleaseSource: release,
 		QuiesceStart: s.m.Status.Timings.QuiesceStart,
+		FullVerify:   s.policy.Spec.Verification == migrationv1alpha1.VerifyFull,
 	})
 	if err != nil {
 		return nil, err

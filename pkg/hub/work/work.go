@@ -107,6 +107,7 @@ type SourceSpec struct {
 	FinalSync     bool
 	QuiesceStart  *metav1.Time // with FinalSync: when the app was told to stop
 	ReleaseSource bool
+	FullVerify    bool
 }
 
 // Destination builds the destination ManifestWork. Namespaces are orphaned
@@ -186,6 +187,7 @@ func Source(s SourceSpec) (*workv1.ManifestWork, error) {
 					FinalSync:        s.FinalSync,
 					QuiesceStartTime: quiesceStart(s),
 					ReleaseSource:    s.ReleaseSource,
+					FullVerify:       s.FullVerify,
 				},
 			})
 		}

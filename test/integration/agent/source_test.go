@@ -292,11 +292,12 @@ not json: a stray stderr line
 		rs := &replv1.ReplicationSource{
 			ObjectMeta: metav1.ObjectMeta{Name: "smig-s3", Namespace: ns},
 			Spec: replv1.ReplicationSourceSpec{MigrationID: id, TLSSecretName: "smig-s3-tls", Destination: "203.0.113.9:31443",
-				Volumes: []replv1.SourceVolume{{PVCName: "data"}}},
+				Volumes: []replv1.SourceVolume{{PVCName: "data"}}, FullVerify: true},
 		}
 		Expect(k8s.Create(ctx, rs)).To(Succeed())
 		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, mover.RoleSender) }).Should(HaveLen(1))
 		lost := moverPods(ctx, ns, id, mover.RoleSender)[0]
+		Expect(lost.Spec.Containers[0].Args).To(ContainElement("--full-verify"))
 
 		By("losing the sender (evicted) just as the final sync is asked")
 		quiesce := metav1.NewTime(time.Date(2026, 12, 2, 11, 0, 0, 0, time.UTC))

@@ -116,6 +116,7 @@ func move(a *app, m *migrationv1alpha1.Migration, src, dst string, rec *recorder
 	Expect(err).NotTo(HaveOccurred())
 	q := replicationSources(w)[0].Spec.QuiesceStartTime
 	Expect(q).NotTo(BeNil(), "the sender rereads what changed since the quiesce start")
+	Expect(replicationSources(w)[0].Spec.FullVerify).To(BeFalse(), "verification: Changed by default")
 	Expect(q.Time).To(BeTemporally("~", get(m).Status.Timings.QuiesceStart.Time, time.Second))
 	restart(phFinal)
 
@@ -232,12 +233,15 @@ var _ = Describe("Sequencing a migration", func() {
 		Expect(completed).To(BeNumerically(">=", 1))
 	})
 
-	It("says so on the Migration when the final sync ran in a restarted sender", func() {
-		a := newApp("cold", "a", nil)
+	It("says so on the Migration when the final sync ran in a restarted sender; passes the policy's full verification on", func() {
+		a := newApp("cold", "a", func(p *migrationv1alpha1.MigrationPolicy) { p.Spec.Verification = migrationv1alpha1.VerifyFull })
 		editPlacement(a.ns, a.placement, "b")
 		m := a.migrationOf()
 		driveTo(a, m, phFinal)
 		id := work.MigrationID(m)
+		w, err := getWork("cluster1", work.SourceName(id))()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(replicationSources(w)[0].Spec.FullVerify).To(BeTrue())
 		reportSource("cluster1", id, srcState{phase: replv1.SourceFinalSync, protected: true, total: 1000, copied: 1000, cold: true})
 		Eventually(func() *metav1.Condition {
 			return meta.FindStatusCondition(get(m).Status.Conditions, migrationv1alpha1.ConditionFinalSyncInRunningSender)

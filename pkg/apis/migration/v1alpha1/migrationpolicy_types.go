@@ -14,6 +14,21 @@ const (
 	EndpointClusterIP    EndpointType = "ClusterIP"
 )
 
+// Verification says what the final sync rereads to prove both sides equal.
+// +kubebuilder:validation:Enum=Changed;Full
+type Verification string
+
+const (
+	// VerifyChanged rereads what may have changed since it was last hashed
+	// (the default: the downtime follows what changed).
+	VerifyChanged Verification = "Changed"
+	// VerifyFull rereads every byte on both sides while the app is down:
+	// it also catches what no timestamp shows (a write through mmap to an
+	// already dirty page, corruption below the filesystem), at the cost of
+	// a downtime that grows with the volume.
+	VerifyFull Verification = "Full"
+)
+
 // SourceDataPolicy says what happens to the source volumes after a successful move.
 // +kubebuilder:validation:Enum=Retain;Delete
 type SourceDataPolicy string
@@ -180,6 +195,12 @@ type MigrationPolicySpec struct {
 	// +kubebuilder:default=Retain
 	// +optional
 	SourceDataPolicy SourceDataPolicy `json:"sourceDataPolicy,omitempty"`
+
+	// Verification: Changed (default) rereads only what may have changed;
+	// Full rereads both volumes whole during the downtime (see docs/mover.md).
+	// +kubebuilder:default=Changed
+	// +optional
+	Verification Verification `json:"verification,omitempty"`
 }
 
 // Condition types and reasons of a MigrationPolicy.

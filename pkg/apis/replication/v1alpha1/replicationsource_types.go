@@ -80,6 +80,9 @@ type ReplicationSourceSpec struct {
 	// Compress the data on the wire (zstd).
 	// +optional
 	Compress bool `json:"compress,omitempty"`
+	// FullVerify makes the final sync reread every byte on both sides.
+	// +optional
+	FullVerify bool `json:"fullVerify,omitempty"`
 	// ReleaseSource, when true at deletion, restores each PV's original
 	// reclaim policy (so that a Delete policy can then reclaim it). Left
 	// false, PVs stay Retain after cleanup: nothing is released silently.
