@@ -53,7 +53,7 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
-// The one-shot final pass and a restarted mover count from zero; the Migration
+// A restarted mover counts from zero; the Migration
 // must still show what the whole move copied.
 func TestMirrorKeepsBytesCopiedAndLastRate(t *testing.T) {
 	s := &state{m: &migrationv1alpha1.Migration{}, now: time.Now()}

@@ -149,8 +149,7 @@ func (s *state) timeout(d *metav1.Duration, since time.Time) (time.Duration, boo
 
 // mirror copies the source's progress into the status and the metrics. Bytes
 // copied never go down within a migration, and a finished mover's zero rate
-// does not replace the last one measured: a restarted mover and the one-shot
-// final pass count from zero.
+// does not replace the last one measured: a restarted mover counts from zero.
 func (s *state) mirror() {
 	p := &s.m.Status.Progress
 	src := s.src
