@@ -65,8 +65,8 @@ for _ in $(seq 1 60); do "${c2[@]}" logs deploy/writer 2>/dev/null | grep -q '^a
 say "Timings"
 "${hub[@]}" -n "$ns" get migrations -o go-template='{{range .items}}
   migration   {{.metadata.name}}  ({{.spec.sourceCluster}} -> {{.spec.destinationCluster}})
-  T_term      {{.status.timings.termination}}   (quiesce start -> last source pod gone)
-  T_copy      {{.status.timings.finalSync}}   (final sync + verification)
+  T_term      {{.status.timings.termination}}   (quiesce start -> last app container on the source exited)
+  T_copy      {{.status.timings.finalSync}}   (final sync + verification, until the hub has both digests)
   T_launch    {{.status.timings.launch}}   (launch -> app Available on the destination)
   T_down      {{.status.timings.downtime}}
   bytes       {{.status.progress.bytesCopied}}
