@@ -278,7 +278,7 @@ func (r *Reconciler) volume(ctx context.Context, rd *replv1.ReplicationDestinati
 	}
 	poll := r.Poll
 	if rd.Spec.FinalSync {
-		poll = FinalPoll // the app is down until the hub has both digests
+		poll = mover.FinalPoll // the app is down until the hub has both digests
 	}
 	switch {
 	case pod.Status.Phase == corev1.PodSucceeded || mover.Finished(ms.Progress):
@@ -306,9 +306,6 @@ func (r *Reconciler) volume(ctx context.Context, rd *replv1.ReplicationDestinati
 	}
 	return "", false, poll, nil
 }
-
-// FinalPoll is how often receivers are read once the final sync started.
-const FinalPoll = 100 * time.Millisecond
 
 // adopt takes over an existing PVC of the app's name when an earlier migration
 // moved the app's data away from it (MovedOutLabel) and nothing uses it: a

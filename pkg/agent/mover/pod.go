@@ -160,9 +160,6 @@ func Pod(s PodSpec) *corev1.Pod {
 		}},
 		VolumeMounts: []corev1.VolumeMount{{Name: tlsVolume, MountPath: tlsMount, ReadOnly: true}},
 	}
-	if s.Role == RoleSender {
-		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: controlVolume, MountPath: controlMount, ReadOnly: true})
-	}
 	if s.Role == RoleReceiver {
 		c.Ports = []corev1.ContainerPort{{Name: receiverPortNm, ContainerPort: replv1.ReceiverPort, Protocol: corev1.ProtocolTCP}}
 	}
@@ -199,6 +196,8 @@ func Pod(s PodSpec) *corev1.Pod {
 	if s.Role == RoleSender {
 		// The agent asks the running sender to finish through an annotation:
 		// the kubelet rewrites this file within a second of the patch.
+		pod.Spec.Containers[0].VolumeMounts = append(pod.Spec.Containers[0].VolumeMounts,
+			corev1.VolumeMount{Name: controlVolume, MountPath: controlMount, ReadOnly: true})
 		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: controlVolume, VolumeSource: corev1.VolumeSource{
 			DownwardAPI: &corev1.DownwardAPIVolumeSource{Items: []corev1.DownwardAPIVolumeFile{{
 				Path:     "finish",

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
@@ -76,6 +77,10 @@ func Read(ctx context.Context, logs LogSource, pod *corev1.Pod) Status {
 	}
 	return st
 }
+
+// FinalPoll is how often a finishing mover's progress is read: the app is
+// down until the hub has both digests.
+const FinalPoll = 100 * time.Millisecond
 
 // Finished tells a mover that has printed its verified completion: a sender
 // does so only once the receiver acknowledged the digest, a receiver once the

@@ -36,10 +36,6 @@ import (
 // sender's 50 ms poll (measured on kind: docs/e2e.md).
 const FinishSignal = time.Second
 
-// FinalPoll is how often a finishing sender's progress is read: the app is
-// down until the hub has both digests.
-const FinalPoll = 100 * time.Millisecond
-
 // FailAfterRestarts: a mover that keeps failing this often is reported
 // Failed (it keeps retrying; the hub decides whether to roll back).
 const FailAfterRestarts = 5
@@ -309,7 +305,7 @@ func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource)
 			note(fmt.Sprintf("final sync waits for %d pod(s) to stop using the source PVCs", len(use.pods)))
 		}
 		if final {
-			wait(FinalPoll) // the app is down: report the digest at once
+			wait(mover.FinalPoll) // the app is down: report the digest at once
 		}
 		wait(r.Poll)
 	}

@@ -201,10 +201,7 @@ func (r *Reconciler) quiescing(ctx context.Context, s *state) (ctrl.Result, erro
 	}
 	// Ask for the final sync now: the agent starts it the moment no pod uses
 	// the volumes, which it sees before this controller does.
-	if err := r.ensureReplicating(ctx, s, true, false); err != nil {
-		return ctrl.Result{}, err
-	}
-	if err := r.ensureDestinationFinal(ctx, s); err != nil {
+	if err := r.askFinalSync(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
 	s.mirror()
@@ -261,9 +258,13 @@ func (r *Reconciler) destinationWork(s *state, src *workv1.ManifestWork, server 
 	return w, nil, err
 }
 
-// ensureDestinationFinal tells the destination the final sync has started,
+// askFinalSync asks both sides for the final sync: finalSync and the quiesce
+// start on the ReplicationSource, finalSync on the ReplicationDestination,
 // so that its agent watches the receivers closely.
-func (r *Reconciler) ensureDestinationFinal(ctx context.Context, s *state) error {
+func (r *Reconciler) askFinalSync(ctx context.Context, s *state) error {
+	if err := r.ensureReplicating(ctx, s, true, false); err != nil {
+		return err
+	}
 	if s.srcWork == nil || s.dstWork == nil {
 		return nil
 	}
@@ -286,10 +287,7 @@ func (r *Reconciler) finalSync(ctx context.Context, s *state) (ctrl.Result, erro
 	if res, done := r.afterQuiesceChecks(s); done {
 		return res, nil
 	}
-	if err := r.ensureReplicating(ctx, s, true, false); err != nil {
-		return ctrl.Result{}, err
-	}
-	if err := r.ensureDestinationFinal(ctx, s); err != nil {
+	if err := r.askFinalSync(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
 	s.mirror()

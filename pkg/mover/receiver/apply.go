@@ -21,11 +21,8 @@ func (s *session) meta(e *tree.Entry) error {
 		return err
 	}
 	before, berr := s.r.root.Lstat(e.Path)
-	m := s.metaOf(e)
-	if e.Kind == tree.KindSymlink {
-		m.Xattrs = nil
-	}
-	err := s.r.root.SetMeta(e.Path, m)
+	s.r.noteACL(e.Xattrs) // directories get theirs here
+	err := s.r.root.SetMeta(e.Path, s.metaOf(e))
 	if err != nil {
 		return classify(err, "setting metadata of "+e.Path)
 	}
@@ -113,7 +110,6 @@ func (s *session) rename(from, to string) error {
 }
 
 func (s *session) metaOf(e *tree.Entry) safefs.Meta {
-	s.r.noteACL(e.Xattrs)
 	return safefs.Meta{Mode: e.Mode, UID: e.UID, GID: e.GID, Mtime: e.Mtime, Owners: s.owners, Xattrs: e.Xattrs}
 }
 
@@ -131,8 +127,11 @@ func (s *session) node(e *tree.Entry) error {
 	if s.block {
 		return errBlockOp
 	}
-	if err := safefs.CheckPath(e.Path); err != nil || e.Path == "." {
-		return fmt.Errorf("%w: %q", safefs.ErrBadPath, e.Path)
+	if e.Path == "." {
+		return fmt.Errorf("%w: the root itself", safefs.ErrBadPath)
+	}
+	if err := safefs.CheckPath(e.Path); err != nil {
+		return err
 	}
 	typ := map[tree.Kind]uint32{tree.KindFifo: unix.S_IFIFO, tree.KindChar: unix.S_IFCHR, tree.KindBlock: unix.S_IFBLK}[e.Kind]
 	if typ == 0 {

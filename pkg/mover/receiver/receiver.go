@@ -49,14 +49,14 @@ type Receiver struct {
 	cur     net.Conn
 	digest  tree.Hash // last digest this side computed
 	flush   flusher
-	// The first index starts hashing what the volume already holds, until
-	// verification begins (tree.Warm).
 	// defaultACL: some directory here has a default ACL, which files
 	// created in it inherit, so a new file's attributes must be listed.
 	defaultACL atomic.Bool
-	warmOnce   sync.Once
-	warmStop   chan struct{}
-	warmEnd    sync.Once
+	// The first index starts hashing what the volume already holds, until
+	// verification begins (tree.Warm).
+	warmOnce sync.Once
+	warmStop chan struct{}
+	warmEnd  sync.Once
 }
 
 func (r *Receiver) stopWarm() { r.warmEnd.Do(func() { close(r.warmStop) }) }

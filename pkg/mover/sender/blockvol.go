@@ -95,7 +95,8 @@ func (s *Sender) blockSession(ctx context.Context, k *conn) (*Result, error) {
 func (s *Sender) blockPass(k *conn, final bool) error {
 	b := s.blk
 	start := time.Now()
-	before := s.t.Snapshot().BytesCopied
+	var before int64
+	s.t.Update(func(p *progress.Progress) { before = p.BytesCopied })
 	r := xferResult{entry: tree.Entry{Path: ".", Kind: tree.KindFile, Size: b.size}}
 	x := newXfer(s, k)
 	if err := x.large(b.f, &r, true, b.known); err != nil {

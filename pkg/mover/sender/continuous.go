@@ -40,12 +40,7 @@ func (s *Sender) replicate(ctx context.Context, k *conn) error {
 		default:
 		}
 		dirty, overflow := s.w.Take()
-		s.passOldest = time.Time{}
-		for _, t := range dirty {
-			if s.passOldest.IsZero() || t.Before(s.passOldest) {
-				s.passOldest = t
-			}
-		}
+		s.passOldest = watch.Oldest(dirty)
 		var err error
 		switch {
 		case overflow || time.Since(lastFull) >= s.o.RescanInterval:

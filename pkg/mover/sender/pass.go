@@ -63,11 +63,9 @@ func (s *Sender) pass(ctx context.Context, k *conn, dirty []string, final bool) 
 			return false, err
 		}
 	}
-	if pl.roots == nil {
-		s.scanSeconds = time.Since(start).Seconds()
-	}
 	var scoped []string
 	if pl.roots == nil {
+		s.scanSeconds = time.Since(start).Seconds()
 		s.lastScan = pl.cur
 		for p := range s.sent {
 			scoped = append(scoped, p)
@@ -150,9 +148,6 @@ func (s *Sender) pass(ctx context.Context, k *conn, dirty []string, final bool) 
 		p.LagBytes = 0
 	})
 	s.passOldest = time.Time{}
-	if s.w != nil {
-		s.updateLag() // changes made during the pass are pending already
-	}
 	return unstable, nil
 }
 

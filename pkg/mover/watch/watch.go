@@ -64,13 +64,18 @@ func (w *Watcher) Take() (dirty map[string]time.Time, overflow bool) {
 func (w *Watcher) Pending() (int, time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return len(w.dirty), Oldest(w.dirty)
+}
+
+// Oldest is the earliest change time of a dirty set (zero when empty).
+func Oldest(dirty map[string]time.Time) time.Time {
 	var oldest time.Time
-	for _, t := range w.dirty {
+	for _, t := range dirty {
 		if oldest.IsZero() || t.Before(oldest) {
 			oldest = t
 		}
 	}
-	return len(w.dirty), oldest
+	return oldest
 }
 
 // Peek returns up to limit dirty paths without clearing them.
