@@ -472,7 +472,7 @@ func (r *Reconciler) ensureReceiver(ctx context.Context, rd *replv1.ReplicationD
 	want := mover.Pod(mover.PodSpec{
 		Namespace: rd.Namespace, Name: name, Image: image, MigrationID: rd.Spec.MigrationID,
 		Role: mover.RoleReceiver, PVCName: v.PVCName, Block: block, TLSSecret: rd.Spec.TLSSecretName,
-		Args: mover.ReceiverArgs(block),
+		Args: mover.ReceiverArgs(block, rd.Namespace+"/"+v.PVCName),
 	})
 	if err := controllerutil.SetControllerReference(rd, want, r.Client.Scheme()); err != nil {
 		return nil, err

@@ -87,15 +87,15 @@ type PodSpec struct {
 }
 
 // ReceiverArgs are the arguments of `mover receive`.
-func ReceiverArgs(block bool) []string {
-	return append(commonArgs(block), "--listen", ":"+strconv.Itoa(replv1.ReceiverPort))
+func ReceiverArgs(block bool, volume string) []string {
+	return append(commonArgs(block, volume), "--listen", ":"+strconv.Itoa(replv1.ReceiverPort))
 }
 
 // SenderArgs are the arguments of `mover send`: a continuous sender that
 // finishes (final sync and verification) when the pod's FinishAnnotation,
 // projected into a file, is set.
-func SenderArgs(block bool, to, serverName string, compress, fullVerify bool, bwlimit string) []string {
-	args := append(commonArgs(block), "--to", to)
+func SenderArgs(block bool, volume, to, serverName string, compress, fullVerify bool, bwlimit string) []string {
+	args := append(commonArgs(block, volume), "--to", to)
 	if serverName != "" {
 		args = append(args, "--server-name", serverName)
 	}
@@ -112,12 +112,14 @@ func SenderArgs(block bool, to, serverName string, compress, fullVerify bool, bw
 	return args
 }
 
-func commonArgs(block bool) []string {
+// commonArgs: volume is "<namespace>/<pvc>", the same on both clusters, so a
+// sender reaching another volume's receiver is refused.
+func commonArgs(block bool, volume string) []string {
 	dir := dataMount
 	if block {
 		dir = blockDevice
 	}
-	args := []string{"--dir", dir,
+	args := []string{"--dir", dir, "--volume", volume,
 		"--ca", tlsMount + "/" + replv1.TLSCAKey,
 		"--cert", tlsMount + "/" + replv1.TLSCertKey,
 		"--key", tlsMount + "/" + replv1.TLSKeyKey,

@@ -533,7 +533,7 @@ func (r *Reconciler) ensureSender(ctx context.Context, rs *replv1.ReplicationSou
 		Namespace: rs.Namespace, Name: mover.PodName(rs.Spec.MigrationID, mover.RoleSender, pvcName),
 		Image: r.image(rs), MigrationID: rs.Spec.MigrationID, Role: mover.RoleSender, PVCName: pvcName,
 		Block: block, TLSSecret: rs.Spec.TLSSecretName, Node: node, Tolerations: tolerations, Finish: finish,
-		Args: mover.SenderArgs(block, dest, serverName(rs), rs.Spec.Compress, rs.Spec.FullVerify, rs.Spec.BandwidthLimit),
+		Args: mover.SenderArgs(block, rs.Namespace+"/"+pvcName, dest, serverName(rs), rs.Spec.Compress, rs.Spec.FullVerify, rs.Spec.BandwidthLimit),
 	})
 	if err := controllerutil.SetControllerReference(rs, want, r.Client.Scheme()); err != nil {
 		return nil, err

@@ -55,9 +55,9 @@ func NewCommand() *cobra.Command {
 }
 
 type common struct {
-	dir, ca, cert, key, status string
-	block                      bool
-	interval                   time.Duration
+	dir, ca, cert, key, status, volume string
+	block                              bool
+	interval                           time.Duration
 }
 
 func (c *common) bind(cmd *cobra.Command) {
@@ -67,6 +67,7 @@ func (c *common) bind(cmd *cobra.Command) {
 	f.StringVar(&c.cert, "cert", "", "PEM certificate of this side")
 	f.StringVar(&c.key, "key", "", "PEM private key of this side")
 	f.BoolVar(&c.block, "block-device", false, "--dir is a raw block device or image file (volumeMode: Block)")
+	f.StringVar(&c.volume, "volume", "", "name of the volume served; sender and receiver must name the same one (e.g. namespace/pvc)")
 	f.StringVar(&c.status, "status-file", "", "also write the latest progress JSON to this file (atomically replaced)")
 	f.DurationVar(&c.interval, "progress-interval", time.Second, "how often progress JSON lines are printed")
 	cmd.MarkFlagRequired("dir")
@@ -115,7 +116,7 @@ func receiveCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signals(cmd.Context(), nil)
 			defer stop()
-			r, err := receiver.New(receiver.Options{Dir: c.dir, Block: c.block, Listen: listen, TLS: c.files(),
+			r, err := receiver.New(receiver.Options{Dir: c.dir, Block: c.block, Volume: c.volume, Listen: listen, TLS: c.files(),
 				Progress: c.reporter(cmd),
 				Logf:     func(f string, a ...any) { fmt.Fprintf(cmd.ErrOrStderr(), f+"\n", a...) }})
 			if err != nil {
@@ -162,7 +163,7 @@ func sendCmd() *cobra.Command {
 				}
 				return time.Time{}
 			}
-			o.Dir, o.Block, o.TLS, o.BWLimit, o.Finish = c.dir, c.block, c.files(), limit, finish
+			o.Dir, o.Block, o.Volume, o.TLS, o.BWLimit, o.Finish = c.dir, c.block, c.volume, c.files(), limit, finish
 			o.Progress = c.reporter(cmd)
 			res, err := sender.Run(ctx, o)
 			if err != nil {

@@ -263,3 +263,43 @@ type rw struct {
 	io.Reader
 	io.Writer
 }
+
+// A sender routed to the receiver of another volume of the same migration
+// (same credentials) is refused before anything is written, and the
+// receiver goes on serving its own volume.
+func TestMisroutedVolumeRefused(t *testing.T) {
+	c := makeCreds(t)
+	srcA, srcB, dst := t.TempDir(), t.TempDir(), t.TempDir()
+	writeRandom(t, filepath.Join(srcA, "a"), 4096, 1)
+	writeRandom(t, filepath.Join(srcB, "b"), 4096, 2)
+	writeRandom(t, filepath.Join(dst, "b"), 100, 3) // what the destination of B held
+	before := snapshot(t, dst)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- receiver.Run(ctx, receiver.Options{Dir: dst, Volume: "app/b", Listener: ln, TLS: c.server})
+	}()
+
+	o := sendOpts(c, srcA, ln.Addr().String())
+	o.Volume = "app/a"
+	_, err = sender.Run(context.Background(), o)
+	if !errors.Is(err, sender.ErrReceiver) || !strings.Contains(err.Error(), `serves "app/b"`) {
+		t.Fatalf("want a wrong-volume refusal naming both volumes, got %v", err)
+	}
+	if d := diffTrees(before, snapshot(t, dst)); len(d) > 0 {
+		t.Fatalf("refused sender changed the destination: %s", joinLines(d))
+	}
+
+	o = sendOpts(c, srcB, ln.Addr().String())
+	o.Volume = "app/b"
+	if _, err := sender.Run(context.Background(), o); err != nil {
+		t.Fatalf("the right sender after a refused one: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	assertSame(t, srcB, dst)
+}

@@ -23,8 +23,11 @@ import (
 
 // Options configure a receiver.
 type Options struct {
-	Dir      string // destination directory, or device/image with Block
-	Block    bool
+	Dir   string // destination directory, or device/image with Block
+	Block bool
+	// Volume names the volume this receiver serves: a sender naming
+	// another is refused (empty: any sender is taken).
+	Volume   string
 	Listen   string       // host:port, unless Listener is set
 	Listener net.Listener // optional pre-bound listener (tests, agent)
 	TLS      transport.Files

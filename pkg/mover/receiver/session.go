@@ -265,6 +265,8 @@ func (s *session) hello(h *wire.Hello) error {
 	switch {
 	case h.Version != wire.Version:
 		ack.Err = fmt.Sprintf("protocol version %d not supported (want %d)", h.Version, wire.Version)
+	case h.Volume != s.r.opts.Volume && s.r.opts.Volume != "":
+		ack.Err = fmt.Sprintf("wrong volume: this receiver serves %q, the sender sends %q (misrouted endpoint)", s.r.opts.Volume, h.Volume)
 	case (h.Mode == wire.ModeBlock) != s.r.opts.Block:
 		ack.Err = "volume mode mismatch: sender and receiver must both use --block-device or neither"
 	}

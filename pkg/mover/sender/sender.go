@@ -24,6 +24,8 @@ type Options struct {
 	Block      bool
 	To         string // receiver host:port
 	ServerName string // name expected in the receiver certificate (default: host of To)
+	// Volume names the volume sent; the receiver must serve the same one.
+	Volume     string
 	TLS        transport.Files
 	TLSConfig  *tls.Config // overrides TLS files when set
 	Continuous bool
@@ -220,7 +222,7 @@ func (s *Sender) connect(ctx context.Context, cfg *tls.Config) (*conn, error) {
 	if s.o.Block {
 		mode = wire.ModeBlock
 	}
-	if err := k.send(wire.THello, &wire.Hello{Version: wire.Version, Mode: mode, Compress: s.o.Compress}, true); err != nil {
+	if err := k.send(wire.THello, &wire.Hello{Version: wire.Version, Mode: mode, Compress: s.o.Compress, Volume: s.o.Volume}, true); err != nil {
 		return nil, err
 	}
 	ack, err := wait(k, k.hello)

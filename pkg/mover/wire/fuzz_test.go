@@ -10,7 +10,7 @@ import (
 func seedStream() []byte {
 	var b bytes.Buffer
 	w := NewWriter(&b, true)
-	w.Send(THello, &Hello{Version: Version, Session: "s"})
+	w.Send(THello, &Hello{Version: Version, Volume: "s"})
 	w.Send(TFile, &File{ID: 1, Entry: tree.Entry{Path: "a/b", Kind: tree.KindFile, Size: 3, Mode: 0644}, Data: []byte("abc")})
 	w.Send(TData, &Data{ID: 2, Off: 4096, Data: bytes.Repeat([]byte("z"), 8192)})
 	w.Send(THashes, &Hashes{ID: 3, Size: 10, Blocks: []Hash{{1}, {2}}})

@@ -91,21 +91,23 @@ type Hello struct {
 	Version  uint32
 	Mode     uint8
 	Compress bool
-	Session  string
+	// Volume names the volume the sender serves; a receiver serving another
+	// refuses the session, so a misrouted endpoint cannot overwrite it.
+	Volume string
 }
 
 func (m *Hello) Encode(e *Enc) {
 	e.U(uint64(m.Version))
 	e.Byte(m.Mode)
 	e.Bool(m.Compress)
-	e.Str(m.Session)
+	e.Str(m.Volume)
 }
 
 func (m *Hello) Decode(d *Dec) error {
 	m.Version = d.U32()
 	m.Mode = d.Byte()
 	m.Compress = d.Bool()
-	m.Session = d.Str()
+	m.Volume = d.Str()
 	return d.Done()
 }
 
