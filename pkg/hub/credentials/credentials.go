@@ -8,6 +8,9 @@ package credentials
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
@@ -64,16 +67,40 @@ func Mint(validity time.Duration) (*Bundle, error) {
 	}, nil
 }
 
-// Ensure returns the bundle of m, minting and storing it on first use.
+// ErrRefused marks a credentials Secret the hub did not mint for this
+// Migration: it is never shipped to a cluster nor deleted.
+var ErrRefused = errors.New("credentials secret refused")
+
+// Ensure returns the bundle of m, minting and storing it on first use and
+// recording the CA's fingerprint in m's status (the caller writes it).
 // Idempotent: a restarted manager reads back what it stored, so both sides
-// always get pairs of the same CA. r should read around the cache: the hub
-// has no business caching every Secret of the cluster.
+// always get pairs of the same CA. A Secret of that name that m does not
+// control, or whose CA is not the one recorded, is refused (ErrRefused): a
+// tenant may write Secrets in its namespace, but must not choose the keys
+// a migration trusts. r should read around the cache: the hub has no
+// business caching every Secret of the cluster.
 func Ensure(ctx context.Context, c client.Client, r client.Reader, m *migrationv1alpha1.Migration) (*Bundle, error) {
 	s := &corev1.Secret{}
 	err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: SecretName(m)}, s)
 	switch {
 	case err == nil:
-		return fromSecret(s)
+		b, err := trusted(s, m)
+		if err == nil || !errors.Is(err, errUnrecorded) {
+			return b, err
+		}
+		// Stored but not recorded: either the status write that records it
+		// was lost (nothing has trusted it yet: mint anew), or m is a stale
+		// copy from the cache, and a fresh one has it recorded.
+		fresh := &migrationv1alpha1.Migration{}
+		if err := r.Get(ctx, client.ObjectKeyFromObject(m), fresh); err != nil {
+			return nil, err
+		}
+		if fresh.ResourceVersion != m.ResourceVersion {
+			return nil, fmt.Errorf("migration %s/%s changed since it was read; retrying", m.Namespace, m.Name)
+		}
+		if err := c.Delete(ctx, s, client.Preconditions{UID: &s.UID}); client.IgnoreNotFound(err) != nil {
+			return nil, err
+		}
 	case !apierrors.IsNotFound(err):
 		return nil, err
 	}
@@ -102,22 +129,49 @@ func Ensure(ctx context.Context, c client.Client, r client.Reader, m *migrationv
 		return nil, err
 	}
 	if err := c.Create(ctx, s); err != nil {
-		if apierrors.IsAlreadyExists(err) {
-			// Someone (an earlier reconcile whose read was stale) won: use theirs.
-			if err := r.Get(ctx, client.ObjectKeyFromObject(s), s); err != nil {
-				return nil, err
-			}
-			return fromSecret(s)
-		}
 		return nil, fmt.Errorf("storing credentials: %w", err)
 	}
+	m.Status.CredentialsFingerprint = Fingerprint(b.Server.CA)
 	return b, nil
 }
 
-// Delete revokes the hub copy of m's credentials.
-func Delete(ctx context.Context, c client.Client, m *migrationv1alpha1.Migration) error {
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: m.Namespace, Name: SecretName(m)}}
-	return client.IgnoreNotFound(c.Delete(ctx, s))
+var errUnrecorded = errors.New("credentials not recorded in the Migration's status")
+
+// trusted returns the bundle in s if m controls s and s holds the CA m's
+// status recorded.
+func trusted(s *corev1.Secret, m *migrationv1alpha1.Migration) (*Bundle, error) {
+	owner := metav1.GetControllerOf(s)
+	if owner == nil || owner.UID != m.UID {
+		return nil, fmt.Errorf("%w: Secret %s/%s exists but was not created for Migration %s (uid %s); delete or rename it",
+			ErrRefused, s.Namespace, s.Name, m.Name, m.UID)
+	}
+	if m.Status.CredentialsFingerprint == "" {
+		return nil, errUnrecorded
+	}
+	if got := Fingerprint(s.Data[KeyCA]); got != m.Status.CredentialsFingerprint {
+		return nil, fmt.Errorf("%w: Secret %s/%s holds a CA (sha256 %s) other than the one minted for Migration %s (%s)",
+			ErrRefused, s.Namespace, s.Name, got[:12], m.Name, m.Status.CredentialsFingerprint[:min(12, len(m.Status.CredentialsFingerprint))])
+	}
+	return fromSecret(s)
+}
+
+// Fingerprint is the hex SHA-256 of a PEM CA certificate.
+func Fingerprint(caPEM []byte) string {
+	sum := sha256.Sum256(caPEM)
+	return hex.EncodeToString(sum[:])
+}
+
+// Delete revokes the hub copy of m's credentials; a Secret of that name m
+// does not control is left alone.
+func Delete(ctx context.Context, c client.Client, r client.Reader, m *migrationv1alpha1.Migration) error {
+	s := &corev1.Secret{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: SecretName(m)}, s); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if owner := metav1.GetControllerOf(s); owner == nil || owner.UID != m.UID {
+		return nil
+	}
+	return client.IgnoreNotFound(c.Delete(ctx, s, client.Preconditions{UID: &s.UID}))
 }
 
 func fromSecret(s *corev1.Secret) (*Bundle, error) {

@@ -25,23 +25,15 @@ import (
 	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
 )
 
-// volumeRefs lists the PVCs that travel. The hub cannot list PVCs on a
-// managed cluster, so only named PVCs are supported; a selector is refused
-// with an actionable reason.
-func volumeRefs(p *migrationv1alpha1.MigrationPolicy) ([]work.VolumeRef, error) {
+// volumeRefs lists the PVCs that travel (the CRD requires at least one).
+func volumeRefs(p *migrationv1alpha1.MigrationPolicy) []work.VolumeRef {
 	var out []work.VolumeRef
 	for _, v := range p.Spec.Volumes {
-		if v.Selector != nil {
-			return nil, fmt.Errorf("spec.volumes[namespace=%s].selector is not supported yet: list the PVCs in spec.volumes[].names", v.Namespace)
-		}
 		for _, n := range v.Names {
 			out = append(out, work.VolumeRef{Namespace: v.Namespace, PVCName: n})
 		}
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("spec.volumes names no PVC")
-	}
-	return out, nil
+	return out
 }
 
 func classMap(p *migrationv1alpha1.MigrationPolicy) map[string]string {
@@ -80,10 +72,7 @@ func (r *Reconciler) common(s *state, cluster, agentNS string, pair credentials.
 
 // ensureSourceWork writes the source work; endpoints nil means probes only.
 func (r *Reconciler) ensureSourceWork(ctx context.Context, s *state, pair credentials.Pair, endpoints map[string]string, finalSync, release bool) (*workv1.ManifestWork, error) {
-	refs, err := volumeRefs(s.policy)
-	if err != nil {
-		return nil, err
-	}
+	refs := volumeRefs(s.policy)
 	w, err := work.Source(work.SourceSpec{
 		Common:    r.common(s, s.m.Spec.SourceCluster, agentNamespace(s.srcAddon), pair),
 		Volumes:   refs,
@@ -106,7 +95,7 @@ func (r *Reconciler) ensureReplicating(ctx context.Context, s *state, finalSync,
 	}
 	endpoints := work.SourceEndpoints(s.srcWork)
 	if endpoints == nil {
-		refs, _ := volumeRefs(s.policy)
+		refs := volumeRefs(s.policy)
 		var missing []string
 		if endpoints, missing = destinationEndpoints(s.dst, refs); len(missing) > 0 {
 			return fmt.Errorf("destination endpoints of %v unknown", missing)
@@ -278,7 +267,7 @@ func (r *Reconciler) cleanup(ctx context.Context, s *state, creds bool) error {
 		return err
 	}
 	if creds || s.m.CurrentPhase().IsFinished() {
-		return credentials.Delete(ctx, r.Client, s.m)
+		return credentials.Delete(ctx, r.Client, r.APIReader, s.m)
 	}
 	return nil
 }

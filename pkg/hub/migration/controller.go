@@ -9,6 +9,7 @@ package migration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -29,6 +30,7 @@ import (
 	workv1alpha1 "open-cluster-management.io/api/work/v1alpha1"
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/credentials"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/progress"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
 )
@@ -189,6 +191,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		before := m.DeepCopy()
 		res, err := r.step(ctx, s)
+		if errors.Is(err, credentials.ErrRefused) {
+			res, err = r.credentialsRefused(ctx, s, err)
+		}
 		if werr := r.writeStatus(ctx, before, m); werr != nil {
 			return ctrl.Result{}, werr
 		}
@@ -226,6 +231,25 @@ func (r *Reconciler) step(ctx context.Context, s *state) (ctrl.Result, error) {
 	default: // Completed, Failed, RolledBack
 		return ctrl.Result{}, r.cleanup(ctx, s, false)
 	}
+}
+
+// credentialsRefused ends the attempt when the credentials Secret is not the
+// one the hub minted: before the app stopped it fails for good (a retry
+// would meet the same Secret), after it the app goes back to the source;
+// once the data is verified on the destination the move completes, keeping
+// the source data.
+func (r *Reconciler) credentialsRefused(ctx context.Context, s *state, err error) (ctrl.Result, error) {
+	const reason = "CredentialsRefused"
+	if s.m.CurrentPhase() == migrationv1alpha1.PhaseLaunching {
+		return r.complete(ctx, s, false, reason, err.Error()+"; source data kept")
+	}
+	if s.m.CurrentPhase().HoldsApp() {
+		return r.rollback(s, reason, err.Error())
+	}
+	if s.m.CurrentPhase().IsFinished() {
+		return ctrl.Result{}, nil
+	}
+	return r.failBeforeQuiesce(ctx, s, reason, err.Error(), true)
 }
 
 // writeStatus patches the status if the step changed it. The optimistic

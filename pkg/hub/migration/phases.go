@@ -25,7 +25,6 @@ import (
 // Reasons a user sees in status.reason and the Progressing condition.
 const (
 	ReasonPolicyNotFound          = "PolicyNotFound"
-	ReasonVolumeSelectorInvalid   = "VolumeSelectorUnsupported"
 	ReasonRetryWait               = "RetryBackoff"
 	ReasonWaitingForCleanup       = "WaitingForPreviousAttemptCleanup"
 	ReasonStarted                 = "AttemptStarted"
@@ -71,9 +70,16 @@ func (r *Reconciler) pending(ctx context.Context, s *state) (ctrl.Result, error)
 			return ctrl.Result{RequeueAfter: pollLimit}, r.deleteWorks(ctx, s)
 		}
 	}
-	if _, err := volumeRefs(s.policy); err != nil {
-		return r.failBeforeQuiesce(ctx, s, ReasonVolumeSelectorInvalid, err.Error(), true)
+	reason, msg, err := r.admit(ctx, s)
+	if err != nil {
+		return ctrl.Result{}, err
 	}
+	if reason != "" {
+		r.refuse(s, reason, msg)
+		return ctrl.Result{}, nil
+	}
+	setCond(m, migrationv1alpha1.ConditionAdmitted, metav1.ConditionTrue, ReasonAdmitted,
+		fmt.Sprintf("Created by MigrationPolicy %s; %s runs the app, the scheduler chose %s", s.policy.Name, m.Spec.SourceCluster, m.Spec.DestinationCluster))
 	m.Status.Attempts++
 	if m.Status.StartTime == nil {
 		now := metav1.NewTime(s.now)
@@ -102,7 +108,7 @@ func (r *Reconciler) preparing(ctx context.Context, s *state) (ctrl.Result, erro
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	refs, _ := volumeRefs(s.policy)
+	refs := volumeRefs(s.policy)
 	src, err := r.ensureSourceWork(ctx, s, creds.Client, nil, false, false)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -244,7 +250,7 @@ func (r *Reconciler) afterQuiesceChecks(s *state) (ctrl.Result, bool) {
 // destinationWork builds the destination work from the PVC sizes the source
 // work's probes report; final tells the agent the final sync has started.
 func (r *Reconciler) destinationWork(s *state, src *workv1.ManifestWork, server credentials.Pair, final bool) (*workv1.ManifestWork, []string, error) {
-	refs, _ := volumeRefs(s.policy)
+	refs := volumeRefs(s.policy)
 	vols, pending, err := work.ProbedVolumes(src, refs, classMap(s.policy))
 	if err != nil || len(pending) > 0 {
 		return nil, pending, err
@@ -425,7 +431,7 @@ func (r *Reconciler) failBeforeQuiesce(ctx context.Context, s *state, reason, ms
 				msg, m.Spec.SourceCluster, m.Status.Attempts, maxAttempts(s.policy), wait))
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
-	if err := credentials.Delete(ctx, r.Client, m); err != nil {
+	if err := credentials.Delete(ctx, r.Client, r.APIReader, m); err != nil {
 		return ctrl.Result{}, err
 	}
 	now := metav1.NewTime(s.now)

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	clusterv1beta1 "open-cluster-management.io/api/cluster/v1beta1"
+	workv1alpha1 "open-cluster-management.io/api/work/v1alpha1"
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 )
@@ -71,6 +72,15 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			func(ctx context.Context, o client.Object) []reconcile.Request {
 				return r.policiesFor(ctx, o.GetNamespace(), o.GetName())
 			})).
+		// The app's namespaces (checkVolumes) come from these.
+		Watches(&workv1alpha1.ManifestWorkReplicaSet{}, handler.EnqueueRequestsFromMapFunc(
+			func(ctx context.Context, o client.Object) []reconcile.Request {
+				var out []reconcile.Request
+				for _, ref := range o.(*workv1alpha1.ManifestWorkReplicaSet).Spec.PlacementRefs {
+					out = append(out, r.policiesFor(ctx, o.GetNamespace(), ref.Name)...)
+				}
+				return out
+			})).
 		Watches(&clusterv1beta1.PlacementDecision{}, handler.EnqueueRequestsFromMapFunc(
 			func(ctx context.Context, o client.Object) []reconcile.Request {
 				name := o.GetLabels()[clusterv1beta1.PlacementLabel]
@@ -117,6 +127,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	for _, st := range []step{
 		r.ensureFinalizer,
 		r.findPlacement,
+		r.checkVolumes,
 		r.claimPlacement,
 		r.mirrorCompanion,
 		r.observe,

@@ -29,7 +29,14 @@ func (r *Reconciler) observe(ctx context.Context, s *state) (bool, error) {
 		client.MatchingLabels{migrationv1alpha1.PolicyLabel: s.policy.Name}); err != nil {
 		return true, err
 	}
-	s.migrations = l.Items
+	// Only the policy's own Migrations count: a Migration merely labelled
+	// with its name must not block or fake a move.
+	s.migrations = nil
+	for _, m := range l.Items {
+		if owner := metav1.GetControllerOf(&m); owner != nil && owner.UID == s.policy.UID {
+			s.migrations = append(s.migrations, m)
+		}
+	}
 	var err error
 	if s.actual, err = decision.Clusters(ctx, r.APIReader, s.placement.Namespace, s.placement.Name); err != nil {
 		return true, err

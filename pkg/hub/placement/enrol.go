@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -15,6 +16,7 @@ import (
 	clusterv1beta1 "open-cluster-management.io/api/cluster/v1beta1"
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/tenancy"
 )
 
 func (r *Reconciler) ensureFinalizer(ctx context.Context, s *state) (bool, error) {
@@ -56,6 +58,33 @@ func (r *Reconciler) findPlacement(ctx context.Context, s *state) (bool, error) 
 	}
 	s.placement = p
 	return false, nil
+}
+
+// checkVolumes refuses a policy naming a spoke namespace its app does not
+// own (pkg/hub/tenancy): no such policy is enrolled. One enrolled before its
+// app stopped owning a namespace keeps its Placement frozen (scheduling
+// stays off, no Migration is created) until either is fixed: giving the
+// Placement back to the scheduler would move the app without its data.
+func (r *Reconciler) checkVolumes(ctx context.Context, s *state) (bool, error) {
+	owned, mwrs, err := tenancy.AppNamespaces(ctx, r.Client, s.policy.Namespace, s.placement.Name)
+	if err != nil {
+		return true, err
+	}
+	var want []string
+	for _, v := range s.policy.Spec.Volumes {
+		want = append(want, v.Namespace)
+	}
+	foreign := tenancy.ForeignNamespaces(want, owned)
+	if len(foreign) == 0 {
+		return false, nil
+	}
+	msg := fmt.Sprintf("spec.volumes names namespaces %v, which no ManifestWorkReplicaSet using Placement %s delivers into (%v deliver into %v); "+
+		"a policy may move only volumes of namespaces its app owns", foreign, s.placement.Name, mwrs, sets.List(owned))
+	if s.placement.Annotations[migrationv1alpha1.PolicyAnnotation] == s.policyKey() {
+		msg += "; the Placement stays frozen until this is fixed"
+	}
+	s.setEnrolled(metav1.ConditionFalse, migrationv1alpha1.ReasonVolumeNamespaceNotOwned, msg)
+	return true, nil
 }
 
 // claimPlacement turns the scheduler off for the user's Placement. The

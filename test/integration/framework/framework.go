@@ -13,6 +13,7 @@ import (
 
 	"github.com/openshift/library-go/pkg/controller/controllercmd"
 	"github.com/openshift/library-go/pkg/operator/events"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
@@ -23,6 +24,8 @@ import (
 	clusterv1 "open-cluster-management.io/api/cluster/v1"
 	clusterv1beta1 "open-cluster-management.io/api/cluster/v1beta1"
 	clusterv1beta2 "open-cluster-management.io/api/cluster/v1beta2"
+	workv1 "open-cluster-management.io/api/work/v1"
+	workv1alpha1 "open-cluster-management.io/api/work/v1alpha1"
 	placementcontrollers "open-cluster-management.io/ocm/pkg/placement/controllers"
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
@@ -83,7 +86,32 @@ func Scheme() *k8sruntime.Scheme {
 	utilruntime.Must(clusterv1beta1.AddToScheme(s))
 	utilruntime.Must(clusterv1beta2.AddToScheme(s))
 	utilruntime.Must(migrationv1alpha1.AddToScheme(s))
+	utilruntime.Must(workv1alpha1.Install(s))
 	return s
+}
+
+// ManifestWorkReplicaSetCRD is the CRD of the app's delivery, whose
+// namespaces a policy may name (pkg/hub/tenancy).
+func ManifestWorkReplicaSetCRD() (string, error) {
+	dir, err := ModuleDir("open-cluster-management.io/api")
+	return filepath.Join(dir, "work/v1alpha1/0000_00_work.open-cluster-management.io_manifestworkreplicasets.crd.yaml"), err
+}
+
+// AppDelivery is a ManifestWorkReplicaSet using the placements that delivers
+// a Namespace manifest for each of namespaces: what makes a policy of those
+// placements allowed to move volumes there.
+func AppDelivery(ns, name string, placements []string, namespaces ...string) *workv1alpha1.ManifestWorkReplicaSet {
+	m := &workv1alpha1.ManifestWorkReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	for _, p := range placements {
+		m.Spec.PlacementRefs = append(m.Spec.PlacementRefs, workv1alpha1.LocalPlacementReference{Name: p})
+	}
+	m.Spec.ManifestWorkTemplate.Workload.Manifests = []workv1.Manifest{}
+	for _, n := range namespaces {
+		raw := fmt.Sprintf(`{"apiVersion":"v1","kind":"Namespace","metadata":{"name":%q}}`, n)
+		m.Spec.ManifestWorkTemplate.Workload.Manifests = append(m.Spec.ManifestWorkTemplate.Workload.Manifests,
+			workv1.Manifest{RawExtension: k8sruntime.RawExtension{Raw: []byte(raw)}})
+	}
+	return m
 }
 
 // StartScheduler runs OCM's placement controllers until ctx ends, the way

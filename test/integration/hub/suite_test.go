@@ -45,7 +45,9 @@ func TestHub(t *testing.T) {
 var _ = BeforeSuite(func() {
 	ctrl.SetLogger(klog.NewKlogr())
 	var err error
-	testEnv, err = framework.NewEnv()
+	mwrs, err := framework.ManifestWorkReplicaSetCRD()
+	Expect(err).NotTo(HaveOccurred())
+	testEnv, err = framework.NewEnv(mwrs)
 	Expect(err).NotTo(HaveOccurred())
 	cfg, err = testEnv.Start()
 	Expect(err).NotTo(HaveOccurred())
@@ -100,5 +102,7 @@ func newNamespace(prefix string) string {
 		ObjectMeta: metav1.ObjectMeta{Name: clusterSet, Namespace: ns.Name},
 		Spec:       clusterv1beta2.ManagedClusterSetBindingSpec{ClusterSet: clusterSet},
 	})).To(Succeed())
+	// The app of the suite's policies delivers into namespace "app".
+	Expect(k8s.Create(context.Background(), framework.AppDelivery(ns.Name, "app", []string{"app", "late"}, "app"))).To(Succeed())
 	return ns.Name
 }

@@ -48,9 +48,15 @@ var _ = Describe("API validation", func() {
 			"spec.placementRef.name"),
 		Entry("no volumes", func(p *migrationv1alpha1.MigrationPolicy) { p.Spec.Volumes = nil },
 			"spec.volumes"),
-		Entry("volumes with neither names nor selector", func(p *migrationv1alpha1.MigrationPolicy) {
+		Entry("volumes without names", func(p *migrationv1alpha1.MigrationPolicy) {
 			p.Spec.Volumes = []migrationv1alpha1.VolumeSelection{{Namespace: "app"}}
-		}, "set names, selector or both"),
+		}, "spec.volumes[0].names"),
+		Entry("a PVC name no PVC can have", func(p *migrationv1alpha1.MigrationPolicy) {
+			p.Spec.Volumes[0].Names = []string{"../etc"}
+		}, "spec.volumes[0].names[0]"),
+		Entry("a service annotation under our prefix", func(p *migrationv1alpha1.MigrationPolicy) {
+			p.Spec.Endpoint.ServiceAnnotations = map[string]string{"migration.open-cluster-management.io/policy": "x"}
+		}, "reserved"),
 		Entry("volume without namespace", func(p *migrationv1alpha1.MigrationPolicy) { p.Spec.Volumes[0].Namespace = "" },
 			"spec.volumes[0].namespace"),
 		Entry("negative maxLagBytes", func(p *migrationv1alpha1.MigrationPolicy) { p.Spec.Cutover.MaxLagBytes = ptr.To[int64](-1) },

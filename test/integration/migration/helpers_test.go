@@ -28,6 +28,7 @@ import (
 	"github.com/stateful-migration/stateful-migration/pkg/hub/decision"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/migration"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
+	"github.com/stateful-migration/stateful-migration/test/integration/framework"
 )
 
 var ctx = context.Background()
@@ -82,13 +83,7 @@ func newApp(prefix, env string, mutate func(*migrationv1alpha1.MigrationPolicy))
 	setEnvs(p, env)
 	Expect(k8s.Create(ctx, p)).To(Succeed())
 	Eventually(decided(a.ns, a.placement), timeout, interval).Should(HaveLen(1))
-	Expect(k8s.Create(ctx, &workv1alpha1.ManifestWorkReplicaSet{
-		ObjectMeta: metav1.ObjectMeta{Namespace: a.ns, Name: a.mwrs},
-		Spec: workv1alpha1.ManifestWorkReplicaSetSpec{
-			PlacementRefs:        []workv1alpha1.LocalPlacementReference{{Name: a.placement}},
-			ManifestWorkTemplate: workv1.ManifestWorkSpec{Workload: workv1.ManifestsTemplate{Manifests: []workv1.Manifest{}}},
-		},
-	})).To(Succeed())
+	Expect(k8s.Create(ctx, framework.AppDelivery(a.ns, a.mwrs, []string{a.placement}, a.appNS))).To(Succeed())
 	pol := &migrationv1alpha1.MigrationPolicy{
 		ObjectMeta: metav1.ObjectMeta{Namespace: a.ns, Name: a.policy},
 		Spec: migrationv1alpha1.MigrationPolicySpec{

@@ -16,11 +16,11 @@ import (
 	clusterv1beta1 "open-cluster-management.io/api/cluster/v1beta1"
 	clusterv1beta2 "open-cluster-management.io/api/cluster/v1beta2"
 	workv1 "open-cluster-management.io/api/work/v1"
-	workv1alpha1 "open-cluster-management.io/api/work/v1alpha1"
 
 	"github.com/stateful-migration/stateful-migration/pkg/addon/manager"
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
+	"github.com/stateful-migration/stateful-migration/test/integration/framework"
 )
 
 var _ = Describe("Hub and agents together, failing", func() {
@@ -40,13 +40,7 @@ var _ = Describe("Hub and agents together, failing", func() {
 		setCluster(p, "cluster1")
 		Expect(hubK8s.Create(ctx, p)).To(Succeed())
 		Eventually(func() []string { return decided(ctx, hubNS) }, timeout, interval).Should(Equal([]string{"cluster1"}))
-		Expect(hubK8s.Create(ctx, &workv1alpha1.ManifestWorkReplicaSet{
-			ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: mwrsName},
-			Spec: workv1alpha1.ManifestWorkReplicaSetSpec{
-				PlacementRefs:        []workv1alpha1.LocalPlacementReference{{Name: placement}},
-				ManifestWorkTemplate: workv1.ManifestWorkSpec{Workload: workv1.ManifestsTemplate{Manifests: []workv1.Manifest{}}},
-			},
-		})).To(Succeed())
+		Expect(hubK8s.Create(ctx, framework.AppDelivery(hubNS, mwrsName, []string{placement}, appNS))).To(Succeed())
 		Expect(hubK8s.Create(ctx, &migrationv1alpha1.MigrationPolicy{
 			ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: policy},
 			Spec: migrationv1alpha1.MigrationPolicySpec{

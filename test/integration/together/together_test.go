@@ -31,6 +31,7 @@ import (
 	"github.com/stateful-migration/stateful-migration/pkg/hub/credentials"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/decision"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
+	"github.com/stateful-migration/stateful-migration/test/integration/framework"
 )
 
 const (
@@ -196,13 +197,7 @@ func migrate(ctx context.Context, appNS string, sourceData migrationv1alpha1.Sou
 		setCluster(p, "cluster1")
 		Expect(hubK8s.Create(ctx, p)).To(Succeed())
 		Eventually(func() []string { return decided(ctx, hubNS) }, timeout, interval).Should(Equal([]string{"cluster1"}))
-		Expect(hubK8s.Create(ctx, &workv1alpha1.ManifestWorkReplicaSet{
-			ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: mwrsName},
-			Spec: workv1alpha1.ManifestWorkReplicaSetSpec{
-				PlacementRefs:        []workv1alpha1.LocalPlacementReference{{Name: placement}},
-				ManifestWorkTemplate: workv1.ManifestWorkSpec{Workload: workv1.ManifestsTemplate{Manifests: []workv1.Manifest{}}},
-			},
-		})).To(Succeed())
+		Expect(hubK8s.Create(ctx, framework.AppDelivery(hubNS, mwrsName, []string{placement}, appNS))).To(Succeed())
 		Expect(hubK8s.Create(ctx, &migrationv1alpha1.MigrationPolicy{
 			ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: policy},
 			Spec: migrationv1alpha1.MigrationPolicySpec{

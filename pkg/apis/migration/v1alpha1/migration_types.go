@@ -123,6 +123,10 @@ type Timings struct {
 const (
 	// ConditionSucceeded is True once Completed, False once Failed or RolledBack.
 	ConditionSucceeded = "Succeeded"
+	// ConditionAdmitted is True once an attempt passed the hub's checks
+	// (created by its policy, source actual, destination desired, clusters
+	// bound, volume namespaces owned), False with the reason when refused.
+	ConditionAdmitted = "Admitted"
 	// ConditionFinalSyncInRunningSender is True when the final sync ran in
 	// the sender that had tracked every change since the initial copy (it
 	// costs what changed), False (reason SenderRestarted) when that sender
@@ -166,6 +170,10 @@ type MigrationStatus struct {
 	// Digest of the verified tree, equal on source and destination.
 	// +optional
 	Digest string `json:"digest,omitempty"`
+	// CredentialsFingerprint is the SHA-256 of the CA the hub minted for
+	// this migration: a credentials Secret holding another CA is refused.
+	// +optional
+	CredentialsFingerprint string `json:"credentialsFingerprint,omitempty"`
 }
 
 // Migration records one move of an enrolled app from one cluster to another.

@@ -47,9 +47,11 @@ type PlacementRef struct {
 	Name string `json:"name"`
 }
 
-// VolumeSelection picks PVCs of one namespace on the source cluster: those
-// named, plus those matching the selector.
-// +kubebuilder:validation:XValidation:rule="(has(self.names) && size(self.names) > 0) || has(self.selector)",message="set names, selector or both"
+// VolumeSelection names PVCs of one namespace on the source cluster. The
+// namespace must be one the app's ManifestWorkReplicaSets deliver into
+// (docs/tenancy.md). PVCs are named, not selected by label: the hub cannot
+// list PVCs on a managed cluster, and a move must not pick up a PVC nobody
+// named.
 type VolumeSelection struct {
 	// Namespace of the PVCs on the managed clusters.
 	// +kubebuilder:validation:MinLength=1
@@ -58,16 +60,13 @@ type VolumeSelection struct {
 	Namespace string `json:"namespace"`
 
 	// Names of PVCs.
-	// +optional
 	// +listType=set
+	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=256
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=253
-	Names []string `json:"names,omitempty"`
-
-	// Selector of PVCs by label; an empty selector selects every PVC of the namespace.
-	// +optional
-	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Names []string `json:"names"`
 }
 
 // StorageClassMapping maps a source storage class to a destination one.
@@ -95,8 +94,11 @@ type Endpoint struct {
 	Type EndpointType `json:"type,omitempty"`
 
 	// ServiceAnnotations are added to the receiver's Service, e.g. to ask a
-	// cloud provider for an internal load balancer.
+	// cloud provider for an internal load balancer. Keys under our own
+	// prefix are refused: they would be ours to set.
 	// +optional
+	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !k.startsWith('migration.open-cluster-management.io/') && !k.startsWith('replication.migration.open-cluster-management.io/'))",message="keys under migration.open-cluster-management.io/ are reserved"
 	ServiceAnnotations map[string]string `json:"serviceAnnotations,omitempty"`
 }
 
@@ -215,6 +217,7 @@ const (
 	ReasonPlacementAlreadyEnrolled = "PlacementAlreadyEnrolled"
 	ReasonUnenrolling              = "Unenrolling"
 	ReasonUnenrolBlocked           = "UnenrolBlockedByMigration"
+	ReasonVolumeNamespaceNotOwned  = "VolumeNamespaceNotOwned"
 
 	ReasonActualMatchesDesired = "ActualMatchesDesired"
 	ReasonSchedulingPending    = "SchedulingPending"

@@ -11,7 +11,7 @@ Licensed under the Apache License, Version 2.0.
 package v1alpha1
 
 import (
-	"k8s.io/apimachinery/pkg/apis/meta/v1"
+	v1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	runtime "k8s.io/apimachinery/pkg/runtime"
 )
 
@@ -438,11 +438,6 @@ func (in *VolumeSelection) DeepCopyInto(out *VolumeSelection) {
 		in, out := &in.Names, &out.Names
 		*out = make([]string, len(*in))
 		copy(*out, *in)
-	}
-	if in.Selector != nil {
-		in, out := &in.Selector, &out.Selector
-		*out = new(v1.LabelSelector)
-		(*in).DeepCopyInto(*out)
 	}
 }
 
