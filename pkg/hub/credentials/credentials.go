@@ -161,14 +161,14 @@ func Fingerprint(caPEM []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Delete revokes the hub copy of m's credentials; a Secret of that name m
-// does not control is left alone.
+// Delete revokes the hub copy of m's credentials; a Secret of that name the
+// hub did not mint for m is left alone.
 func Delete(ctx context.Context, c client.Client, r client.Reader, m *migrationv1alpha1.Migration) error {
 	s := &corev1.Secret{}
 	if err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: SecretName(m)}, s); err != nil {
 		return client.IgnoreNotFound(err)
 	}
-	if owner := metav1.GetControllerOf(s); owner == nil || owner.UID != m.UID {
+	if _, err := trusted(s, m); err != nil && !errors.Is(err, errUnrecorded) {
 		return nil
 	}
 	return client.IgnoreNotFound(c.Delete(ctx, s, client.Preconditions{UID: &s.UID}))

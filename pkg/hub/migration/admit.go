@@ -21,6 +21,8 @@ const (
 	ReasonSourceNotActual       = "SourceNotActual"
 	ReasonDestinationNotDesired = "DestinationNotDesired"
 	ReasonClusterNotInBoundSet  = "ClusterNotInBoundSet"
+	// ReasonCredentialsRefused: the credentials Secret is not the one minted.
+	ReasonCredentialsRefused = "CredentialsRefused"
 )
 
 // admit checks, before each attempt touches anything, that the Migration is
@@ -42,6 +44,13 @@ func (r *Reconciler) admit(ctx context.Context, s *state) (string, string, error
 	case pl == nil || !decision.IsSchedulingDisabled(pl) || pl.Annotations[migrationv1alpha1.PolicyAnnotation] != p.Namespace+"/"+p.Name:
 		return ReasonPlacementNotEnrolled, fmt.Sprintf("Placement %s is not enrolled by MigrationPolicy %s", m.Spec.PlacementName, p.Name), nil
 	}
+	outside, err := tenancy.ClustersOutsideBoundSets(ctx, r.Client, pl, m.Spec.SourceCluster, m.Spec.DestinationCluster)
+	if err != nil {
+		return "", "", err
+	}
+	if len(outside) > 0 {
+		return ReasonClusterNotInBoundSet, fmt.Sprintf("Clusters %v are in no ManagedClusterSet bound to namespace %s (and allowed by the Placement's clusterSets)", outside, pl.Namespace), nil
+	}
 	actual, err := decision.Clusters(ctx, r.APIReader, pl.Namespace, pl.Name)
 	if err != nil {
 		return "", "", err
@@ -57,13 +66,6 @@ func (r *Reconciler) admit(ctx context.Context, s *state) (string, string, error
 	}
 	if !slices.Contains(desired, m.Spec.DestinationCluster) {
 		return ReasonDestinationNotDesired, fmt.Sprintf("The scheduler did not choose %s (Placement %s decides %v)", m.Spec.DestinationCluster, p.Status.DesiredPlacement, desired), nil
-	}
-	outside, err := tenancy.ClustersOutsideBoundSets(ctx, r.Client, pl, m.Spec.SourceCluster, m.Spec.DestinationCluster)
-	if err != nil {
-		return "", "", err
-	}
-	if len(outside) > 0 {
-		return ReasonClusterNotInBoundSet, fmt.Sprintf("Clusters %v are in no ManagedClusterSet bound to namespace %s (and allowed by the Placement's clusterSets)", outside, pl.Namespace), nil
 	}
 	owned, mwrs, err := tenancy.AppNamespaces(ctx, r.Client, m.Namespace, pl.Name)
 	if err != nil {

@@ -239,7 +239,7 @@ func (r *Reconciler) step(ctx context.Context, s *state) (ctrl.Result, error) {
 // once the data is verified on the destination the move completes, keeping
 // the source data.
 func (r *Reconciler) credentialsRefused(ctx context.Context, s *state, err error) (ctrl.Result, error) {
-	const reason = "CredentialsRefused"
+	const reason = ReasonCredentialsRefused
 	if s.m.CurrentPhase() == migrationv1alpha1.PhaseLaunching {
 		return r.complete(ctx, s, false, reason, err.Error()+"; source data kept")
 	}

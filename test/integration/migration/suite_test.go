@@ -36,6 +36,8 @@ const (
 	timeout    = 30 * time.Second
 	interval   = 20 * time.Millisecond
 	clusterSet = "global"
+	// outsider is a managed cluster in no ManagedClusterSet.
+	outsider = "outsider"
 )
 
 var (
@@ -91,10 +93,19 @@ var _ = BeforeSuite(func() {
 
 	Expect(k8s.Create(suiteCtx, &clusterv1beta2.ManagedClusterSet{
 		ObjectMeta: metav1.ObjectMeta{Name: clusterSet},
+		// Every cluster with an env label: "outsider" (none) is in no set.
 		Spec: clusterv1beta2.ManagedClusterSetSpec{ClusterSelector: clusterv1beta2.ManagedClusterSelector{
-			SelectorType: clusterv1beta2.LabelSelector, LabelSelector: &metav1.LabelSelector{},
+			SelectorType: clusterv1beta2.LabelSelector, LabelSelector: &metav1.LabelSelector{
+				MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "env", Operator: metav1.LabelSelectorOpExists}},
+			},
 		}},
 	})).To(Succeed())
+	Expect(k8s.Create(suiteCtx, &clusterv1.ManagedCluster{
+		ObjectMeta: metav1.ObjectMeta{Name: outsider},
+		Spec:       clusterv1.ManagedClusterSpec{HubAcceptsClient: true},
+	})).To(Succeed())
+	Expect(k8s.Create(suiteCtx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: outsider}})).To(Succeed())
+	Expect(framework.ApplyFile(suiteCtx, k8s, filepath.Join(framework.RepoRoot(), "manifests", "admissionpolicy.yaml"))).To(Succeed())
 	for name, env := range clusters {
 		Expect(k8s.Create(suiteCtx, &clusterv1.ManagedCluster{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"env": env}},
