@@ -375,7 +375,7 @@ func (r *Reconciler) ensureService(ctx context.Context, rd *replv1.ReplicationDe
 	err := r.Reader.Get(ctx, types.NamespacedName{Namespace: rd.Namespace, Name: name}, &svc)
 	if err == nil {
 		if string(svc.Spec.Type) == string(endpointType(rd)) {
-			return &svc, nil
+			return &svc, r.annotate(ctx, rd, &svc)
 		}
 		// Type changed (not expected: the hub sets it once): replace.
 		if err := r.Client.Delete(ctx, &svc); client.IgnoreNotFound(err) != nil {
@@ -387,7 +387,8 @@ func (r *Reconciler) ensureService(ctx context.Context, rd *replv1.ReplicationDe
 	sel := mover.Labels(rd.Spec.MigrationID, mover.RoleReceiver, pvcName)
 	delete(sel, replv1.ManagedByLabel)
 	want := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: rd.Namespace, Name: name, Labels: mover.Labels(rd.Spec.MigrationID, mover.RoleReceiver, pvcName)},
+		ObjectMeta: metav1.ObjectMeta{Namespace: rd.Namespace, Name: name, Labels: mover.Labels(rd.Spec.MigrationID, mover.RoleReceiver, pvcName),
+			Annotations: rd.Spec.ServiceAnnotations},
 		Spec: corev1.ServiceSpec{
 			Type:     corev1.ServiceType(endpointType(rd)),
 			Selector: sel,
@@ -406,6 +407,25 @@ func (r *Reconciler) ensureService(ctx context.Context, rd *replv1.ReplicationDe
 		return nil, err
 	}
 	return &svc, nil
+}
+
+// annotate keeps the policy's annotations on an existing Service (the
+// hub may add them after the Service was made); others are left alone.
+func (r *Reconciler) annotate(ctx context.Context, rd *replv1.ReplicationDestination, svc *corev1.Service) error {
+	missing := map[string]any{}
+	for k, v := range rd.Spec.ServiceAnnotations {
+		if got, ok := svc.Annotations[k]; !ok || got != v {
+			missing[k] = v
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	raw, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": missing}})
+	if err := r.Client.Patch(ctx, svc, client.RawPatch(types.MergePatchType, raw)); err != nil {
+		return fmt.Errorf("annotating Service %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	return nil
 }
 
 func endpointType(rd *replv1.ReplicationDestination) replv1.EndpointType {

@@ -256,10 +256,11 @@ func (r *Reconciler) destinationWork(s *state, src *workv1.ManifestWork, server 
 		return nil, pending, err
 	}
 	w, err := work.Destination(work.DestinationSpec{
-		Common:       r.common(s, s.m.Spec.DestinationCluster, agentNamespace(s.dstAddon), server),
-		Volumes:      vols,
-		EndpointType: replv1.EndpointType(s.policy.Spec.Endpoint.Type),
-		FinalSync:    final,
+		Common:             r.common(s, s.m.Spec.DestinationCluster, agentNamespace(s.dstAddon), server),
+		Volumes:            vols,
+		EndpointType:       replv1.EndpointType(s.policy.Spec.Endpoint.Type),
+		ServiceAnnotations: s.policy.Spec.Endpoint.ServiceAnnotations,
+		FinalSync:          final,
 	})
 	return w, nil, err
 }

@@ -92,9 +92,10 @@ type Common struct {
 // DestinationSpec describes the destination work.
 type DestinationSpec struct {
 	Common
-	Volumes      []Volume
-	EndpointType replv1.EndpointType
-	FinalSync    bool
+	Volumes            []Volume
+	EndpointType       replv1.EndpointType
+	ServiceAnnotations map[string]string
+	FinalSync          bool
 }
 
 // SourceSpec describes the source work. Without Endpoints it only carries
@@ -139,11 +140,12 @@ func Destination(s DestinationSpec) (*workv1.ManifestWork, error) {
 				TypeMeta:   metav1.TypeMeta{APIVersion: replv1.GroupVersion.String(), Kind: "ReplicationDestination"},
 				ObjectMeta: metav1.ObjectMeta{Name: ReplicationName(s.ID), Namespace: ns},
 				Spec: replv1.ReplicationDestinationSpec{
-					MigrationID:   s.ID,
-					Volumes:       byNS[ns],
-					EndpointType:  s.EndpointType,
-					TLSSecretName: TLSSecretName(s.ID),
-					FinalSync:     s.FinalSync,
+					MigrationID:        s.ID,
+					Volumes:            byNS[ns],
+					EndpointType:       s.EndpointType,
+					ServiceAnnotations: s.ServiceAnnotations,
+					TLSSecretName:      TLSSecretName(s.ID),
+					FinalSync:          s.FinalSync,
 				},
 			})
 	}

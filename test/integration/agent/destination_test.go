@@ -34,6 +34,7 @@ var _ = Describe("ReplicationDestination", func() {
 			ObjectMeta: metav1.ObjectMeta{Name: "smig-d1", Namespace: ns},
 			Spec: replv1.ReplicationDestinationSpec{
 				MigrationID: id, TLSSecretName: "smig-d1-tls", EndpointType: replv1.EndpointNodePort,
+				ServiceAnnotations: map[string]string{"networking.example.com/internal": "true"},
 				Volumes: []replv1.DestinationVolume{
 					{PVCName: "data-db-0", Capacity: resource.MustParse("5Gi"), AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
 						StorageClassName: ptr.To("fast")},
@@ -78,7 +79,7 @@ var _ = Describe("ReplicationDestination", func() {
 		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: recv}, &pod)).To(Succeed())
 		c := pod.Spec.Containers[0]
 		Expect(c.Image).To(Equal(moverImage))
-		Expect(c.Args).To(Equal([]string{"mover", "receive", "--dir", "/data", "--ca", "/tls/ca.crt", "--cert", "/tls/tls.crt",
+		Expect(c.Args).To(Equal([]string{"mover", "receive", "--dir", "/data", "--volume", ns + "/data-db-0", "--ca", "/tls/ca.crt", "--cert", "/tls/tls.crt",
 			"--key", "/tls/tls.key", "--progress-interval", "2s", "--listen", ":8443"}))
 		Expect(c.SecurityContext.Capabilities.Drop).To(ConsistOf(corev1.Capability("ALL")))
 		Expect(c.SecurityContext.Capabilities.Add).To(ConsistOf(corev1.Capability("CHOWN"), corev1.Capability("FOWNER"),
@@ -100,6 +101,7 @@ var _ = Describe("ReplicationDestination", func() {
 		Expect(svc.Spec.Type).To(Equal(corev1.ServiceTypeNodePort))
 		Expect(svc.Spec.Selector).To(HaveKeyWithValue(replv1.VolumeLabel, mover.VolumeKey("data-db-0")))
 		Expect(svc.Spec.Ports[0].NodePort).NotTo(BeZero())
+		Expect(svc.Annotations).To(HaveKeyWithValue("networking.example.com/internal", "true"), "the policy's serviceAnnotations")
 
 		By("reporting the endpoints once the receivers run (node address and node port)")
 		setPodStatus(ctx, ns, recv, running("10.0.0.7"))

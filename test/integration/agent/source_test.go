@@ -108,7 +108,7 @@ var _ = Describe("ReplicationSource", func() {
 		sender := moverPods(ctx, ns, id, mover.RoleSender)[0]
 		Expect(mover.PinnedNode(&sender)).To(Equal("node-a"))
 		Expect(sender.Spec.Tolerations).To(ContainElement(HaveField("Key", "dedicated")))
-		Expect(sender.Spec.Containers[0].Args).To(Equal([]string{"mover", "send", "--dir", "/data", "--ca", "/tls/ca.crt",
+		Expect(sender.Spec.Containers[0].Args).To(Equal([]string{"mover", "send", "--dir", "/data", "--volume", ns + "/data", "--ca", "/tls/ca.crt",
 			"--cert", "/tls/tls.crt", "--key", "/tls/tls.key", "--progress-interval", "2s", "--to", "203.0.113.9:31443",
 			"--server-name", "stateful-migration-receiver", "--continuous", "--finish-file", "/control/finish", "--compress", "--bwlimit", "10M"}))
 		Expect(sender.Annotations).NotTo(HaveKey(replv1.FinishAnnotation), "not asked to finish yet")

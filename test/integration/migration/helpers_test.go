@@ -90,6 +90,7 @@ func newApp(prefix, env string, mutate func(*migrationv1alpha1.MigrationPolicy))
 			PlacementRef:        migrationv1alpha1.PlacementRef{Name: a.placement},
 			Volumes:             []migrationv1alpha1.VolumeSelection{{Namespace: a.appNS, Names: []string{"data"}}},
 			StorageClassMapping: []migrationv1alpha1.StorageClassMapping{{Source: "standard", Destination: "fast"}},
+			Endpoint:            migrationv1alpha1.Endpoint{ServiceAnnotations: map[string]string{"networking.example.com/internal": "true"}},
 		},
 	}
 	if mutate != nil {

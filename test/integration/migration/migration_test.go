@@ -195,6 +195,7 @@ func checkDestinationWork(w *workv1.ManifestWork, a *app, id string) {
 			Expect(rd.Spec.Volumes).To(HaveLen(1))
 			Expect(rd.Spec.Volumes[0].Capacity.Cmp(resource.MustParse("5Gi"))).To(Equal(0))
 			Expect(*rd.Spec.Volumes[0].StorageClassName).To(Equal("fast"))
+			Expect(rd.Spec.ServiceAnnotations).To(Equal(map[string]string{"networking.example.com/internal": "true"}), "the policy's serviceAnnotations")
 			Expect(string(rd.Spec.EndpointType)).To(Equal("NodePort"))
 		}
 	}

@@ -69,6 +69,10 @@ type ReplicationDestinationSpec struct {
 	// +kubebuilder:default=ClusterIP
 	// +optional
 	EndpointType EndpointType `json:"endpointType,omitempty"`
+	// ServiceAnnotations are set on each receiver's Service (e.g. an
+	// internal load balancer), from the MigrationPolicy's endpoint.
+	// +optional
+	ServiceAnnotations map[string]string `json:"serviceAnnotations,omitempty"`
 	// TLSSecretName is the Secret (in this namespace) with ca.crt, tls.crt
 	// and tls.key: the CA and the receiver's server pair.
 	// +kubebuilder:validation:MinLength=1
