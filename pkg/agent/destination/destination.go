@@ -54,6 +54,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("replicationdestination").
 		For(&replv1.ReplicationDestination{}).
 		Owns(&corev1.Pod{}).
+		// The app's pods: once the data is verified, their readiness is
+		// what the hub waits for.
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.forNamespace)).
 		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(r.forNamespace)).
 		Complete(r)
 }
@@ -89,6 +92,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 	old := rd.Status.DeepCopy()
 	requeue, err := r.converge(ctx, &rd)
+	if err == nil {
+		err = r.appReadiness(ctx, &rd)
+	}
 	if apierrors.IsForbidden(err) {
 		// Typically the hub's RoleBinding smig-<id>-replicator has not
 		// arrived (or was removed): say so and look again soon.
@@ -307,13 +313,23 @@ func (r *Reconciler) volume(ctx context.Context, rd *replv1.ReplicationDestinati
 	return "", false, poll, nil
 }
 
-// adopt takes over an existing PVC of the app's name when an earlier migration
-// moved the app's data away from it (MovedOutLabel) and nothing uses it: a
-// move back then copies only what changed. It returns why it refuses, or "".
+// adopt takes over an existing PVC of the app's name when nothing uses it
+// and it is either one an earlier migration moved the app's data away from
+// (MovedOutLabel: a move back copies only what changed) or a leftover of a
+// destination that was removed before the hub verified it (a failed or
+// rolled-back migration: its partial copy is resumed). It returns why it
+// refuses, or "".
 func (r *Reconciler) adopt(ctx context.Context, rd *replv1.ReplicationDestination, v replv1.DestinationVolume, pvc *corev1.PersistentVolumeClaim) (string, error) {
 	ref := fmt.Sprintf("PVC %s/%s already exists", pvc.Namespace, pvc.Name)
+	earlier := pvc.Labels[replv1.MigrationIDLabel]
+	active, err := r.destinationExists(ctx, pvc.Namespace, earlier)
+	if err != nil {
+		return "", err
+	}
 	switch {
-	case pvc.Labels[replv1.MovedOutLabel] == "":
+	case active:
+		return fmt.Sprintf("%s and migration %s is still writing into it: wait for it to end", ref, earlier), nil
+	case pvc.Labels[replv1.MovedOutLabel] == "" && earlier == "":
 		return ref + " and holds no data an earlier migration moved away: refusing to write into it (delete it, or move the app elsewhere)", nil
 	case !pvc.DeletionTimestamp.IsZero():
 		return ref + " and is being deleted: wait until it is gone", nil
@@ -336,7 +352,8 @@ func (r *Reconciler) adopt(ctx context.Context, rd *replv1.ReplicationDestinatio
 			return fmt.Sprintf("%s and pod %s uses it: refusing to write into it", ref, p.Name), nil
 		}
 	}
-	log.FromContext(ctx).Info("Reusing a PVC an earlier migration moved away from", "pvc", pvc.Name, "earlierMigration", pvc.Labels[replv1.MovedOutLabel])
+	log.FromContext(ctx).Info("Reusing a PVC an earlier migration left", "pvc", pvc.Name,
+		"movedOutBy", pvc.Labels[replv1.MovedOutLabel], "leftBy", pvc.Labels[replv1.MigrationIDLabel])
 	raw, _ := json.Marshal(map[string]any{"metadata": map[string]any{
 		"resourceVersion": pvc.ResourceVersion,
 		"labels":          map[string]any{replv1.MigrationIDLabel: rd.Spec.MigrationID, replv1.MovedOutLabel: nil},
@@ -345,6 +362,84 @@ func (r *Reconciler) adopt(ctx context.Context, rd *replv1.ReplicationDestinatio
 		return "", fmt.Errorf("adopting PVC %s/%s: %w", pvc.Namespace, pvc.Name, err)
 	}
 	return "", nil
+}
+
+// destinationExists tells whether a ReplicationDestination of migrationID is
+// in namespace: a PVC labelled with a migration that has none is a leftover.
+func (r *Reconciler) destinationExists(ctx context.Context, namespace, migrationID string) (bool, error) {
+	if migrationID == "" {
+		return false, nil
+	}
+	var list replv1.ReplicationDestinationList
+	if err := r.Client.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+		return false, err
+	}
+	for _, d := range list.Items {
+		if d.Spec.MigrationID == migrationID {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// appReadiness, once the hub verified the data (spec.hubVerified), finds for
+// each PVC a Ready pod of the app that mounts it: the app runs here.
+func (r *Reconciler) appReadiness(ctx context.Context, rd *replv1.ReplicationDestination) error {
+	st := &rd.Status
+	st.AppReady = false
+	for i := range st.Volumes {
+		st.Volumes[i].AppPod = ""
+	}
+	if !rd.Spec.HubVerified || st.Phase != replv1.DestinationVerified {
+		return nil
+	}
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, client.InNamespace(rd.Namespace)); err != nil {
+		return err
+	}
+	st.AppReady = len(st.Volumes) > 0
+	for i := range st.Volumes {
+		v := &st.Volumes[i]
+		for j := range pods.Items {
+			if p := &pods.Items[j]; !mover.IsMover(p) && p.DeletionTimestamp.IsZero() && mover.UsesPVC(p, v.PVCName) && podReady(p) {
+				v.AppPod = p.Name
+				break
+			}
+		}
+		st.AppReady = st.AppReady && v.AppPod != ""
+	}
+	return nil
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// handOver gives the verified PVCs to the app: without the migration-ID
+// label they are the app's own, never a leftover a later migration reuses.
+func (r *Reconciler) handOver(ctx context.Context, rd *replv1.ReplicationDestination) error {
+	for _, v := range rd.Spec.Volumes {
+		var pvc corev1.PersistentVolumeClaim
+		if err := r.Client.Get(ctx, types.NamespacedName{Namespace: rd.Namespace, Name: v.PVCName}, &pvc); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return err
+		}
+		if pvc.Labels[replv1.MigrationIDLabel] != rd.Spec.MigrationID {
+			continue
+		}
+		raw, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]any{replv1.MigrationIDLabel: nil}}})
+		if err := r.Client.Patch(ctx, &pvc, client.RawPatch(types.MergePatchType, raw)); err != nil {
+			return fmt.Errorf("handing PVC %s/%s to the app: %w", pvc.Namespace, pvc.Name, err)
+		}
+	}
+	return nil
 }
 
 // NewPVC is the PVC created for the app. It carries only what the app's own
@@ -513,13 +608,19 @@ func (r *Reconciler) removeReceiver(ctx context.Context, rd *replv1.ReplicationD
 }
 
 // cleanup removes receivers and Services (the PVCs stay: they hold the app's
-// data), withdraws the hub condition, then lets the object go.
+// data), hands verified PVCs to the app, withdraws the hub condition, then
+// lets the object go.
 func (r *Reconciler) cleanup(ctx context.Context, rd *replv1.ReplicationDestination) error {
 	if !controllerutil.ContainsFinalizer(rd, replv1.Finalizer) {
 		return nil
 	}
 	for _, v := range rd.Spec.Volumes {
 		if err := r.removeReceiver(ctx, rd, v.PVCName); err != nil {
+			return err
+		}
+	}
+	if rd.Spec.HubVerified {
+		if err := r.handOver(ctx, rd); err != nil {
 			return err
 		}
 	}

@@ -49,7 +49,15 @@ type Message struct {
 	Endpoint         string            `json:"endpoint,omitempty"`
 	Endpoints        map[string]string `json:"endpoints,omitempty"`
 	Digest           string            `json:"digest,omitempty"`
-	Error            string            `json:"error,omitempty"`
+	// MovedOut (source): every PVC is labelled moved-out (after hubVerified).
+	MovedOut bool `json:"movedOut,omitempty"`
+	// HubVerified (destination): the agent has hubVerified, so it hands the
+	// PVCs to the app when removed. AppReady: every PVC is mounted by a
+	// Ready app pod; AppWaiting lists the PVCs that are not yet.
+	HubVerified bool     `json:"hubVerified,omitempty"`
+	AppReady    bool     `json:"appReady,omitempty"`
+	AppWaiting  []string `json:"appWaiting,omitempty"`
+	Error       string   `json:"error,omitempty"`
 }
 
 // Reporter writes conditions, skipping writes that would change nothing.
@@ -156,7 +164,7 @@ func SourceCondition(migrationID string, items []replv1.ReplicationSource) metav
 	sort.Slice(items, func(i, j int) bool { return items[i].Namespace < items[j].Namespace })
 	phase := replv1.SourceVerified
 	m := Message{}
-	protected := true
+	protected, movedOut := true, true
 	var pods int32
 	digests := map[string]string{}
 	for _, o := range items {
@@ -175,6 +183,7 @@ func SourceCondition(migrationID string, items []replv1.ReplicationSource) metav
 		m.EstimatedFinalSyncMillis = max(m.EstimatedFinalSyncMillis, s.EstimatedFinalSyncMillis)
 		m.FinalSyncCold = m.FinalSyncCold || s.FinalSyncCold
 		protected = protected && s.Protected
+		movedOut = movedOut && s.MovedOut
 		pods += s.PodsUsingVolumes
 		if m.Error == "" {
 			m.Error = s.LastError
@@ -183,7 +192,7 @@ func SourceCondition(migrationID string, items []replv1.ReplicationSource) metav
 			digests[o.Namespace+"/"+v.PVCName] = v.Digest
 		}
 	}
-	m.Protected, m.PodsUsingVolumes = &protected, &pods
+	m.Protected, m.PodsUsingVolumes, m.MovedOut = &protected, &pods, movedOut && len(items) > 0
 	if phase == replv1.SourceVerified {
 		m.Digest = CombineDigests(digests)
 	}
@@ -196,8 +205,18 @@ func DestinationCondition(migrationID string, items []replv1.ReplicationDestinat
 	phase := replv1.DestinationVerified
 	m := Message{Endpoints: map[string]string{}}
 	digests := map[string]string{}
+	appReady, verified := len(items) > 0, len(items) > 0
 	for _, o := range items {
 		s := o.Status
+		appReady = appReady && s.AppReady
+		verified = verified && o.Spec.HubVerified
+		if o.Spec.HubVerified {
+			for _, v := range s.Volumes {
+				if v.AppPod == "" {
+					m.AppWaiting = append(m.AppWaiting, o.Namespace+"/"+v.PVCName)
+				}
+			}
+		}
 		if destinationOrder[s.Phase] < destinationOrder[phase] {
 			phase = s.Phase
 		}
@@ -224,6 +243,7 @@ func DestinationCondition(migrationID string, items []replv1.ReplicationDestinat
 	if phase == replv1.DestinationVerified {
 		m.Digest = CombineDigests(digests)
 	}
+	m.AppReady, m.HubVerified = appReady, verified
 	return condition(replv1.ConditionType(migrationID, RoleDestination), string(phase), phase != replv1.DestinationFailed, m)
 }
 

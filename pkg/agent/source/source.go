@@ -92,6 +92,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	old := rs.Status.DeepCopy()
 	requeue, err := r.converge(ctx, &rs)
+	if err == nil {
+		err = r.markMovedOut(ctx, &rs)
+	}
 	if apierrors.IsForbidden(err) {
 		// Typically the hub's RoleBinding smig-<id>-replicator has not
 		// arrived (or was removed): say so and look again soon.
@@ -286,9 +289,6 @@ func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource)
 		}
 		if final && (pod.Status.Phase == corev1.PodSucceeded || mover.Finished(ms.Progress)) {
 			if p := ms.Progress; p != nil && p.Verified && p.Digest != "" {
-				if err := r.markMovedOut(ctx, rs, v.PVCName); err != nil {
-					return 0, err
-				}
 				vs.Digest = p.Digest
 				phases[i] = replv1.SourceVerified
 				continue
@@ -419,19 +419,41 @@ func (r *Reconciler) protect(ctx context.Context, rs *replv1.ReplicationSource, 
 	return "", nil
 }
 
-// markMovedOut labels a source PVC whose data the final sync verified on the
-// destination, so that a migration back to this cluster may reuse it.
-func (r *Reconciler) markMovedOut(ctx context.Context, rs *replv1.ReplicationSource, pvcName string) error {
+// markMovedOut labels the source PVCs moved-out once the hub compared both
+// digests (spec.hubVerified): the app has left this cluster for good, so a
+// migration back may reuse them. A sender's own verification is not enough:
+// the hub may still find the digests differ and roll back.
+func (r *Reconciler) markMovedOut(ctx context.Context, rs *replv1.ReplicationSource) error {
+	rs.Status.MovedOut = false
+	if !rs.Spec.HubVerified {
+		return nil
+	}
+	for _, v := range rs.Spec.Volumes {
+		if err := r.setMovedOut(ctx, rs, v.PVCName, true); err != nil {
+			return err
+		}
+	}
+	rs.Status.MovedOut = true
+	return nil
+}
+
+// setMovedOut sets or removes this migration's moved-out label on a PVC.
+func (r *Reconciler) setMovedOut(ctx context.Context, rs *replv1.ReplicationSource, pvcName string, on bool) error {
 	var pvc corev1.PersistentVolumeClaim
 	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: rs.Namespace, Name: pvcName}, &pvc); err != nil {
 		return client.IgnoreNotFound(err)
 	}
-	if pvc.Labels[replv1.MovedOutLabel] == rs.Spec.MigrationID {
+	has := pvc.Labels[replv1.MovedOutLabel] == rs.Spec.MigrationID
+	if has == on {
 		return nil
 	}
-	raw, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]string{replv1.MovedOutLabel: rs.Spec.MigrationID}}})
+	var value any // nil removes the label
+	if on {
+		value = rs.Spec.MigrationID
+	}
+	raw, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]any{replv1.MovedOutLabel: value}}})
 	if err := r.Client.Patch(ctx, &pvc, client.RawPatch(types.MergePatchType, raw)); err != nil {
-		return fmt.Errorf("marking PVC %s as moved out: %w", pvcName, err)
+		return fmt.Errorf("labelling PVC %s moved-out=%v: %w", pvcName, on, err)
 	}
 	return nil
 }
@@ -603,6 +625,12 @@ func (r *Reconciler) cleanup(ctx context.Context, rs *replv1.ReplicationSource) 
 			continue
 		} else if err != nil {
 			return err
+		}
+		if !rs.Spec.HubVerified {
+			// Rolled back or failed: the app stays here, its PVC is live.
+			if err := r.setMovedOut(ctx, rs, v.PVCName, false); err != nil {
+				return err
+			}
 		}
 		if rs.Spec.ReleaseSource && pvc.Spec.VolumeName != "" {
 			if err := r.release(ctx, pvc.Spec.VolumeName); err != nil {

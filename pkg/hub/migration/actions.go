@@ -79,6 +79,7 @@ func (r *Reconciler) ensureSourceWork(ctx context.Context, s *state, pair creden
 		Endpoints: endpoints, FinalSync: finalSync, ReleaseSource: release,
 		QuiesceStart: s.m.Status.Timings.QuiesceStart,
 		FullVerify:   s.policy.Spec.Verification == migrationv1alpha1.VerifyFull,
+		HubVerified:  s.m.Status.Digest != "",
 	})
 	if err != nil {
 		return nil, err
@@ -88,7 +89,9 @@ func (r *Reconciler) ensureSourceWork(ctx context.Context, s *state, pair creden
 
 // ensureReplicating keeps the source work with its ReplicationSources
 // pointing at the receivers (written once, then read back from the work).
+// releaseSource, once written, is never taken back.
 func (r *Reconciler) ensureReplicating(ctx context.Context, s *state, finalSync, release bool) error {
+	release = release || work.SourceReleases(s.srcWork)
 	creds, err := credentials.Ensure(ctx, r.Client, r.APIReader, s.m)
 	if err != nil {
 		return err
@@ -180,9 +183,11 @@ func (r *Reconciler) setActual(ctx context.Context, s *state, add, remove string
 // appAvailable: the app is Available on the destination when every
 // ManifestWorkReplicaSet of the Placement (in the Migration's namespace) has
 // its ManifestWork on the destination cluster Available for its current
-// generation. known is false when no ManifestWorkReplicaSet uses the
-// Placement (another consumer, e.g. Argo CD): nothing on the hub then says
-// whether the app runs.
+// generation, and the destination agent reports each migrated PVC mounted by
+// a Ready pod of the app (Available on a ManifestWork means the objects
+// exist, not that the app runs). known is false when no
+// ManifestWorkReplicaSet uses the Placement (another consumer, e.g. Argo
+// CD): nothing on the hub then says whether the app is meant to run there.
 func (r *Reconciler) appAvailable(ctx context.Context, s *state) (available, known bool, why string, err error) {
 	var sets workv1alpha1.ManifestWorkReplicaSetList
 	if err := r.List(ctx, &sets, client.InNamespace(s.m.Namespace)); err != nil {
@@ -217,6 +222,14 @@ func (r *Reconciler) appAvailable(ctx context.Context, s *state) (available, kno
 				return false, true, fmt.Sprintf("Waiting for ManifestWork %s/%s (ManifestWorkReplicaSet %s) to be Available", w.Namespace, w.Name, n), nil
 			}
 		}
+	}
+	switch {
+	case s.dst == nil:
+		return false, true, fmt.Sprintf("Waiting for cluster %s to report on its volumes", s.m.Spec.DestinationCluster), nil
+	case !s.dst.HubVerified:
+		return false, true, fmt.Sprintf("Waiting for cluster %s to learn that the data is verified (hubVerified)", s.m.Spec.DestinationCluster), nil
+	case !s.dst.AppReady:
+		return false, true, fmt.Sprintf("Waiting for the app's pods on %s that mount %v to be Ready", s.m.Spec.DestinationCluster, s.dst.AppWaiting), nil
 	}
 	return true, true, "", nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -45,6 +46,7 @@ const (
 	ReasonWaitingForApp           = "WaitingForAppAvailable"
 	ReasonAppNotAvailable         = "AppNotAvailableInTime"
 	ReasonReleasingSource         = "ReleasingSourceData"
+	ReasonHandingOver             = "HandingOverVolumes"
 	ReasonCompleted               = "Completed"
 	ReasonAppAvailabilityUnknown  = "CompletedAppAvailabilityUnknown"
 )
@@ -261,6 +263,7 @@ func (r *Reconciler) destinationWork(s *state, src *workv1.ManifestWork, server 
 		EndpointType:       replv1.EndpointType(s.policy.Spec.Endpoint.Type),
 		ServiceAnnotations: s.policy.Spec.Endpoint.ServiceAnnotations,
 		FinalSync:          final,
+		HubVerified:        s.m.Status.Digest != "",
 	})
 	return w, nil, err
 }
@@ -345,6 +348,13 @@ func (r *Reconciler) launching(ctx context.Context, s *state) (ctrl.Result, erro
 	if err := r.setActual(ctx, s, s.m.Spec.DestinationCluster, s.m.Spec.SourceCluster); err != nil && !errors.Is(err, decision.ErrSchedulingEnabled) {
 		return ctrl.Result{}, err
 	}
+	if s.policy != nil && replicating(s) {
+		// Tell both agents the hub verified the data (hubVerified): the
+		// destination watches the app's pods, the source marks its PVCs.
+		if err := r.askFinalSync(ctx, s); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	available, known, why, err := r.appAvailable(ctx, s)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -366,7 +376,7 @@ func (r *Reconciler) launching(ctx context.Context, s *state) (ctrl.Result, erro
 			t.Downtime = &metav1.Duration{Duration: down}
 			downtimeSeconds.Observe(down.Seconds())
 		}
-		return r.complete(ctx, s, true, ReasonCompleted, fmt.Sprintf("App Available on %s; T_term %s, T_copy %s, T_launch %s, T_down %s",
+		return r.complete(ctx, s, true, ReasonCompleted, fmt.Sprintf("App Ready on %s; T_term %s, T_copy %s, T_launch %s, T_down %s",
 			s.m.Spec.DestinationCluster, dur(t.Termination), dur(t.FinalSync), dur(t.Launch), dur(t.Downtime)))
 	}
 	reason := ReasonWaitingForApp
@@ -392,8 +402,7 @@ func (r *Reconciler) launching(ctx context.Context, s *state) (ctrl.Result, erro
 // complete releases source data when asked and allowed, deletes both works
 // and the hub credentials, then records Completed.
 func (r *Reconciler) complete(ctx context.Context, s *state, appAvailable bool, reason, msg string) (ctrl.Result, error) {
-	if appAvailable && s.policy != nil && s.policy.Spec.SourceDataPolicy == migrationv1alpha1.SourceDataDelete && s.srcWork != nil &&
-		s.srcWork.DeletionTimestamp.IsZero() {
+	if appAvailable && s.policy != nil && s.policy.Spec.SourceDataPolicy == migrationv1alpha1.SourceDataDelete && replicating(s) {
 		if err := r.ensureReplicating(ctx, s, true, true); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -401,6 +410,10 @@ func (r *Reconciler) complete(ctx context.Context, s *state, appAvailable bool, 
 			s.wait(ReasonReleasingSource, "Waiting for cluster "+s.m.Spec.SourceCluster+" to apply releaseSource before cleanup")
 			return requeue(pollLimit), nil
 		}
+	}
+	if why := handOverPending(s); why != "" {
+		s.wait(ReasonHandingOver, why)
+		return requeue(hubVerifiedWait - s.now.Sub(s.m.Status.Timings.LaunchStart.Time)), nil
 	}
 	if err := r.cleanup(ctx, s, true); err != nil {
 		return ctrl.Result{}, err
@@ -413,6 +426,44 @@ func (r *Reconciler) complete(ctx context.Context, s *state, appAvailable bool, 
 	r.placementEvent(s, corev1.EventTypeNormal, "MigrationCompleted", "Migration %s: app moved from %s to %s. %s",
 		s.m.Name, s.m.Spec.SourceCluster, s.m.Spec.DestinationCluster, msg)
 	return ctrl.Result{}, nil
+}
+
+// replicating: both works still carry their replication objects, so
+// cleanup (deleteWorks) has not begun; rewriting them now would undo it.
+func replicating(s *state) bool {
+	for _, w := range []*workv1.ManifestWork{s.srcWork, s.dstWork} {
+		if w == nil || !w.DeletionTimestamp.IsZero() || !work.HasReplication(w) {
+			return false
+		}
+	}
+	return true
+}
+
+// hubVerifiedWait bounds how long completion waits for the agents to apply
+// hubVerified (an unreachable cluster must not hold the migration forever;
+// its PVCs then keep their labels, docs/protocol.md "PVC lifecycle").
+const hubVerifiedWait = time.Minute
+
+// handOverPending says what completion still waits for: the source agent
+// labelling its PVCs moved-out and the destination agent knowing it hands
+// its PVCs to the app, both before their works go. "" when done or waited
+// long enough.
+func handOverPending(s *state) string {
+	t := s.m.Status.Timings.LaunchStart
+	if s.m.Status.Digest == "" || t == nil || s.now.Sub(t.Time) >= hubVerifiedWait {
+		return ""
+	}
+	var waiting []string
+	if s.srcWork != nil && work.HasReplication(s.srcWork) && (s.src == nil || !s.src.MovedOut) {
+		waiting = append(waiting, fmt.Sprintf("cluster %s to label the source PVCs moved-out", s.m.Spec.SourceCluster))
+	}
+	if s.dstWork != nil && work.HasReplication(s.dstWork) && (s.dst == nil || !s.dst.HubVerified) {
+		waiting = append(waiting, fmt.Sprintf("cluster %s to take hubVerified (hand the PVCs to the app)", s.m.Spec.DestinationCluster))
+	}
+	if len(waiting) == 0 {
+		return ""
+	}
+	return "Waiting for " + strings.Join(waiting, " and ")
 }
 
 // failBeforeQuiesce ends an attempt while the app still runs on the source:

@@ -96,6 +96,7 @@ type DestinationSpec struct {
 	EndpointType       replv1.EndpointType
 	ServiceAnnotations map[string]string
 	FinalSync          bool
+	HubVerified        bool // the hub compared both digests: the app starts there
 }
 
 // SourceSpec describes the source work. Without Endpoints it only carries
@@ -109,6 +110,7 @@ type SourceSpec struct {
 	QuiesceStart  *metav1.Time // with FinalSync: when the app was told to stop
 	ReleaseSource bool
 	FullVerify    bool
+	HubVerified   bool // the hub compared both digests: the app leaves for good
 }
 
 // Destination builds the destination ManifestWork. Namespaces are orphaned
@@ -146,6 +148,7 @@ func Destination(s DestinationSpec) (*workv1.ManifestWork, error) {
 					ServiceAnnotations: s.ServiceAnnotations,
 					TLSSecretName:      TLSSecretName(s.ID),
 					FinalSync:          s.FinalSync,
+					HubVerified:        s.HubVerified,
 				},
 			})
 	}
@@ -190,6 +193,7 @@ func Source(s SourceSpec) (*workv1.ManifestWork, error) {
 					QuiesceStartTime: quiesceStart(s),
 					ReleaseSource:    s.ReleaseSource,
 					FullVerify:       s.FullVerify,
+					HubVerified:      s.HubVerified,
 				},
 			})
 		}
@@ -387,6 +391,9 @@ func SetSpecHash(w *workv1.ManifestWork) error {
 
 // SourceReleases tells whether every ReplicationSource in w has releaseSource set.
 func SourceReleases(w *workv1.ManifestWork) bool {
+	if w == nil {
+		return false
+	}
 	n := 0
 	for _, mf := range w.Spec.Workload.Manifests {
 		var rs replv1.ReplicationSource

@@ -171,11 +171,58 @@ var _ = Describe("ReplicationDestination", func() {
 		Expect(appPVC.Spec.VolumeName).To(Equal("pv-dst-data"))
 		Expect(appPVC.Labels).To(HaveKeyWithValue("app", "db"))
 
-		By("withdrawing the hub condition and keeping the PVCs when the ReplicationDestination is deleted")
+		By("saying nothing of the app before the hub verified the data; then waiting for a Ready app pod on every PVC")
+		Consistently(func(g Gomega) {
+			m := hubMessage(hubCondition(ctx, condType))
+			g.Expect(m.HubVerified).To(BeFalse())
+			g.Expect(m.AppReady).To(BeFalse())
+		}, 500*time.Millisecond).Should(Succeed())
+		patchSpec(ctx, rd, func() { rd.Spec.HubVerified = true })
+		Eventually(func(g Gomega) {
+			m := hubMessage(hubCondition(ctx, condType))
+			g.Expect(m.HubVerified).To(BeTrue())
+			g.Expect(m.AppReady).To(BeFalse())
+			g.Expect(m.AppWaiting).To(ConsistOf(ns+"/data-db-0", ns+"/raw"))
+		}).Should(Succeed())
+		appPod := func(name string, claims ...string) {
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "db", Image: "db:1"}}}}
+			for _, c := range claims {
+				pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: c, VolumeSource: corev1.VolumeSource{
+					PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: c}}})
+			}
+			Expect(k8s.Create(ctx, pod)).To(Succeed())
+			setPodStatus(ctx, ns, name, running("10.0.0.9"))
+		}
+		ready := func(p *corev1.Pod) {
+			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+		}
+		appPod("db-0", "data-db-0")
+		appPod("db-raw", "raw")
+		setPodStatus(ctx, ns, "db-0", ready)
+		Eventually(func(g Gomega) {
+			m := hubMessage(hubCondition(ctx, condType))
+			g.Expect(m.AppWaiting).To(Equal([]string{ns + "/raw"}), "Running is not Ready")
+			g.Expect(m.AppReady).To(BeFalse())
+		}).Should(Succeed())
+		setPodStatus(ctx, ns, "db-raw", ready)
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rd), rd)).To(Succeed())
+			g.Expect(rd.Status.AppReady).To(BeTrue())
+			g.Expect(rd.Status.Volumes[0].AppPod).To(Equal("db-0"))
+			m := hubMessage(hubCondition(ctx, condType))
+			g.Expect(m.AppReady).To(BeTrue())
+			g.Expect(m.AppWaiting).To(BeEmpty())
+		}).Should(Succeed())
+
+		By("withdrawing the hub condition, keeping the PVCs and handing them to the app when the ReplicationDestination is deleted")
 		Expect(k8s.Delete(ctx, rd)).To(Succeed())
 		Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(rd), rd)) }).Should(BeTrue())
 		Eventually(func() *metav1.Condition { return hubCondition(ctx, condType) }).Should(BeNil())
 		Consistently(func() error { return k8s.Get(ctx, client.ObjectKeyFromObject(&pvc), &pvc) }, time.Second).Should(Succeed())
+		Expect(pvc.Labels).To(Equal(map[string]string{"app": "db", "app.kubernetes.io/managed-by": "Helm"}), "the migration's label is gone: the PVC is the app's")
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&raw), &raw)).To(Succeed())
+		Expect(raw.Labels).NotTo(HaveKey(replv1.MigrationIDLabel))
 	})
 
 	It("fails clearly when the mapped storage class does not exist, and creates nothing", func() {
@@ -237,6 +284,16 @@ var _ = Describe("ReplicationDestination", func() {
 		existing("left", map[string]string{replv1.MovedOutLabel: "earlier"})
 		existing("foreign", nil)
 		existing("busy", map[string]string{replv1.MovedOutLabel: "earlier"})
+		// A failed attempt of another migration left this one (its
+		// ReplicationDestination is gone); one still in flight owns "inflight".
+		existing("leftover", map[string]string{replv1.MigrationIDLabel: "failed"})
+		existing("inflight", map[string]string{replv1.MigrationIDLabel: "other"})
+		Expect(k8s.Create(ctx, &replv1.ReplicationDestination{
+			ObjectMeta: metav1.ObjectMeta{Name: "smig-other", Namespace: ns},
+			Spec: replv1.ReplicationDestinationSpec{MigrationID: "other", TLSSecretName: "absent",
+				Volumes: []replv1.DestinationVolume{{PVCName: "inflight", Capacity: resource.MustParse("1Gi"),
+					AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}}}},
+		})).To(Succeed())
 		Expect(k8s.Create(ctx, &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"},
 			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "app"}},
@@ -260,8 +317,21 @@ var _ = Describe("ReplicationDestination", func() {
 			g.Expect(moverPods(ctx, ns, id, mover.RoleReceiver)).To(HaveLen(1))
 		}).Should(Succeed())
 
-		By("refusing a PVC no migration moved away from, and one a pod still uses, and writing into neither")
-		for name, want := range map[string]string{"foreign": "holds no data an earlier migration moved away", "busy": "pod app uses it"} {
+		By("taking over the leftover of a failed attempt: the retry resumes its partial copy")
+		Expect(k8s.Create(ctx, dest("smig-leftover", "leftover"))).To(Succeed())
+		Eventually(func(g Gomega) {
+			var pvc corev1.PersistentVolumeClaim
+			g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "leftover"}, &pvc)).To(Succeed())
+			g.Expect(pvc.Labels).To(Equal(map[string]string{replv1.MigrationIDLabel: id}))
+			g.Expect(moverPods(ctx, ns, id, mover.RoleReceiver)).To(HaveLen(2))
+		}).Should(Succeed())
+		Expect(k8s.Delete(ctx, &replv1.ReplicationDestination{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "smig-leftover"}})).To(Succeed())
+		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, mover.RoleReceiver) }).Should(HaveLen(1))
+
+		By("refusing a PVC no migration moved away from, one a pod still uses, one another migration writes into, and writing into none")
+		wantLabel := map[string]string{"foreign": "", "busy": "", "inflight": "other"}
+		for name, want := range map[string]string{"foreign": "holds no data an earlier migration moved away", "busy": "pod app uses it",
+			"inflight": "migration other is still writing into it"} {
 			rd := dest("smig-"+name, name)
 			Expect(k8s.Create(ctx, rd)).To(Succeed())
 			Eventually(func(g Gomega) {
@@ -271,7 +341,7 @@ var _ = Describe("ReplicationDestination", func() {
 			}).Should(Succeed())
 			var pvc corev1.PersistentVolumeClaim
 			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &pvc)).To(Succeed())
-			Expect(pvc.Labels[replv1.MigrationIDLabel]).To(BeEmpty())
+			Expect(pvc.Labels[replv1.MigrationIDLabel]).To(Equal(wantLabel[name]))
 			Expect(k8s.Delete(ctx, rd)).To(Succeed())
 		}
 		Expect(moverPods(ctx, ns, id, mover.RoleReceiver)).To(HaveLen(1), "receivers only for the reused PVC")

@@ -209,15 +209,25 @@ not json: a stray stderr line
 			g.Expect(rs.Status.Digest).To(Equal("cafe"))
 			g.Expect(rs.Status.FinalSyncCold).To(BeFalse())
 		}).Should(Succeed())
-		By("marking the PVC as moved out, so that a migration back may reuse it")
-		var moved corev1.PersistentVolumeClaim
-		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "data"}, &moved)).To(Succeed())
-		Expect(moved.Labels).To(HaveKeyWithValue(replv1.MovedOutLabel, id))
 		Eventually(func(g Gomega) {
 			c := hubCondition(ctx, condType)
 			g.Expect(c.Reason).To(Equal("Verified"))
 			g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
 			g.Expect(hubMessage(c).Digest).To(Equal("cafe"))
+			g.Expect(hubMessage(c).MovedOut).To(BeFalse())
+		}).Should(Succeed())
+		By("not marking the PVC moved-out on the sender's own verification: the hub has not compared the digests yet")
+		movedOut := func() string {
+			var pvc corev1.PersistentVolumeClaim
+			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "data"}, &pvc)).To(Succeed())
+			return pvc.Labels[replv1.MovedOutLabel]
+		}
+		Consistently(movedOut, time.Second).Should(BeEmpty())
+		By("marking it moved-out once the hub verified both digests (hubVerified), so that a migration back may reuse it")
+		patchSpec(ctx, rs, func() { rs.Spec.HubVerified = true })
+		Eventually(movedOut).Should(Equal(id))
+		Eventually(func(g Gomega) {
+			g.Expect(hubMessage(hubCondition(ctx, condType)).MovedOut).To(BeTrue())
 		}).Should(Succeed())
 		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, mover.RoleSender) }).Should(BeEmpty())
 
@@ -244,6 +254,40 @@ not json: a stray stderr line
 		pv := getPV(ctx, "pv-src-data")
 		Expect(pv.Spec.PersistentVolumeReclaimPolicy).To(Equal(corev1.PersistentVolumeReclaimRetain))
 		Expect(pv.Annotations).To(HaveKeyWithValue(replv1.OriginalReclaimPolicyAnnotation, "Delete"))
+		Expect(movedOut()).To(Equal(id), "the label outlives the ReplicationSource")
+	})
+
+	It("never leaves a live PVC labelled moved-out when the migration is rolled back", func() {
+		ctx := context.Background()
+		const ns, id = "src-rollback", "s4"
+		appNamespace(ctx, ns)
+		agent := startAgent()
+		defer agent.stop()
+		sourcePVC(ctx, ns, "data")
+		bindPVC(ctx, ns, "data", "pv-src-rollback", corev1.PersistentVolumeReclaimDelete)
+		// As an earlier agent version left it: labelled at its own verification.
+		var pvc corev1.PersistentVolumeClaim
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "data"}, &pvc)).To(Succeed())
+		patch := client.MergeFrom(pvc.DeepCopy())
+		pvc.Labels = map[string]string{replv1.MovedOutLabel: id, "app": "db"}
+		Expect(k8s.Patch(ctx, &pvc, patch)).To(Succeed())
+		rs := &replv1.ReplicationSource{
+			ObjectMeta: metav1.ObjectMeta{Name: "smig-" + id, Namespace: ns},
+			Spec:       replv1.ReplicationSourceSpec{MigrationID: id, TLSSecretName: "absent", Volumes: []replv1.SourceVolume{{PVCName: "data"}}},
+		}
+		Expect(k8s.Create(ctx, rs)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rs), rs)).To(Succeed())
+			g.Expect(rs.Status.Protected).To(BeTrue())
+		}).Should(Succeed())
+
+		By("the hub rolls back: the ReplicationSource goes without hubVerified, and so does the label")
+		Expect(k8s.Delete(ctx, rs)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "data"}, &pvc)).To(Succeed())
+			g.Expect(pvc.Labels).To(Equal(map[string]string{"app": "db"}))
+			g.Expect(pvc.Finalizers).NotTo(ContainElement(replv1.PVCProtectionFinalizer))
+		}).Should(Succeed())
 	})
 
 	It("restores the original reclaim policy on deletion only when releaseSource is set", func() {

@@ -210,12 +210,13 @@ type srcState struct {
 	digest    string
 	err       string
 	cold      bool
+	movedOut  bool // the agent took hubVerified and labelled the PVC
 }
 
 func reportSource(cluster, id string, s srcState) {
 	rs := replv1.ReplicationSource{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "smig-" + id}}
-	rs.Spec.MigrationID = id
-	rs.Status = replv1.ReplicationSourceStatus{
+	rs.Spec.MigrationID, rs.Spec.HubVerified = id, s.movedOut
+	rs.Status = replv1.ReplicationSourceStatus{MovedOut: s.movedOut,
 		Phase: s.phase, Protected: s.protected, PodsUsingVolumes: s.pods, BytesTotal: s.total, BytesCopied: s.copied,
 		LagBytes: s.lag, Throughput: s.tput, LastError: s.err, FinalSyncCold: s.cold,
 		Volumes: []replv1.SourceVolumeStatus{{PVCName: "data", Digest: s.digest, FinalSyncCold: s.cold}},
@@ -229,6 +230,39 @@ func reportDestination(cluster, id string, phase replv1.DestinationPhase, endpoi
 	rd.Status = replv1.ReplicationDestinationStatus{Phase: phase, Endpoint: endpoint, LastError: errMsg, BytesReceived: 100,
 		Volumes: []replv1.DestinationVolumeStatus{{PVCName: "data", Endpoint: endpoint, Digest: digest}}}
 	writeCondition(cluster, report.DestinationCondition(id, []replv1.ReplicationDestination{rd}))
+}
+
+// reportApp plays the destination agent once the hub verified the data
+// (hubVerified): a Ready app pod mounts the PVC, or none does yet.
+func reportApp(cluster, id, digest string, ready bool) {
+	rd := replv1.ReplicationDestination{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "smig-" + id}}
+	rd.Spec.MigrationID, rd.Spec.HubVerified = id, true
+	v := replv1.DestinationVolumeStatus{PVCName: "data", Digest: digest}
+	if ready {
+		v.AppPod = "web-0"
+	}
+	rd.Status = replv1.ReplicationDestinationStatus{Phase: replv1.DestinationVerified, BytesReceived: 100, Digest: digest,
+		AppReady: ready, Volumes: []replv1.DestinationVolumeStatus{v}}
+	writeCondition(cluster, report.DestinationCondition(id, []replv1.ReplicationDestination{rd}))
+}
+
+// hubVerifiedIn tells whether every replication object in w carries hubVerified.
+func hubVerifiedIn(w *workv1.ManifestWork) bool {
+	n := 0
+	for _, mf := range w.Spec.Workload.Manifests {
+		var obj struct {
+			Kind string
+			Spec struct{ HubVerified bool }
+		}
+		if err := jsonUnmarshal(mf.Raw, &obj); err != nil || obj.Kind != "ReplicationSource" && obj.Kind != "ReplicationDestination" {
+			continue
+		}
+		if !obj.Spec.HubVerified {
+			return false
+		}
+		n++
+	}
+	return n > 0
 }
 
 func writeCondition(cluster string, c metav1.Condition) {

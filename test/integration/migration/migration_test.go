@@ -130,8 +130,25 @@ func move(a *app, m *migrationv1alpha1.Migration, src, dst string, rec *recorder
 	restart(phLaunching)
 	Consistently(phaseOf(m), 300*time.Millisecond, interval).Should(Equal(phLaunching))
 
-	By("Completed once the app's ManifestWork on the destination is Available; works and credentials deleted")
-	react("app Available -> Completed", func() { a.launchApp(dst) }, func() bool { return phaseOf(m)() == phCompleted })
+	By("Launching: both agents are told the hub verified the data (hubVerified), before either work goes")
+	for _, w := range []func() (*workv1.ManifestWork, error){getWork(src, work.SourceName(id)), getWork(dst, work.DestinationName(id))} {
+		Eventually(func() bool { got, err := w(); return err == nil && hubVerifiedIn(got) }, timeout, interval).Should(BeTrue())
+	}
+	By("an Available ManifestWork is not enough: the app's pods mounting the PVCs must be Ready on the destination")
+	a.launchApp(dst)
+	reportApp(dst, id, "d1g35t", false)
+	Eventually(func() string { return get(m).Status.Message }, timeout, interval).Should(ContainSubstring("[app/data] to be Ready"))
+	Consistently(phaseOf(m), 300*time.Millisecond, interval).Should(Equal(phLaunching))
+	Expect(get(m).Status.Timings.Launch).To(BeNil())
+	By("T_launch ends when they are; completion then waits for the source to label its PVCs moved-out")
+	reportApp(dst, id, "d1g35t", true)
+	Eventually(func() string { return get(m).Status.Reason }, timeout, interval).Should(Equal("HandingOverVolumes"))
+	Expect(get(m).Status.Timings.Launch).NotTo(BeNil())
+	Consistently(phaseOf(m), 300*time.Millisecond, interval).Should(Equal(phLaunching))
+	By("Completed once it did; works and credentials deleted")
+	react("source moved out -> Completed", func() {
+		reportSource(src, id, srcState{phase: replv1.SourceVerified, protected: true, total: 1000, copied: 1000, digest: "d1g35t", movedOut: true})
+	}, func() bool { return phaseOf(m)() == phCompleted })
 	By("cleanup in order: replication objects out of the works first, works (Secret, RoleBinding) only once the agents withdrew their reports")
 	Eventually(func() bool {
 		w, err := getWork(src, work.SourceName(id))()

@@ -19,72 +19,95 @@ import (
 
 	"github.com/stateful-migration/stateful-migration/pkg/addon/manager"
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
+	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
 	"github.com/stateful-migration/stateful-migration/test/integration/framework"
 )
 
+// moveFrom1To2 sets up the app on cluster1 (hub namespace <appNS>-hub, the
+// policy as mutate leaves it, MaxAttempts 1), edits its Placement to cluster2
+// and returns the Migration created for that move.
+func moveFrom1To2(ctx, bg context.Context, appNS string, mutate func(*migrationv1alpha1.MigrationPolicy)) (string, *recorder, migrationv1alpha1.Migration) {
+	hubNS := appNS + "-hub"
+	c1 := spokes["cluster1"]
+	Expect(hubK8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hubNS}})).To(Succeed())
+	Expect(hubK8s.Create(ctx, &clusterv1beta2.ManagedClusterSetBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: clusterSet, Namespace: hubNS},
+		Spec:       clusterv1beta2.ManagedClusterSetBindingSpec{ClusterSet: clusterSet},
+	})).To(Succeed())
+	p := &clusterv1beta1.Placement{ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: placement}}
+	setCluster(p, "cluster1")
+	Expect(hubK8s.Create(ctx, p)).To(Succeed())
+	Eventually(func() []string { return decided(ctx, hubNS) }, timeout, interval).Should(Equal([]string{"cluster1"}))
+	Expect(hubK8s.Create(ctx, framework.AppDelivery(hubNS, mwrsName, []string{placement}, appNS))).To(Succeed())
+	pol := &migrationv1alpha1.MigrationPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: policy},
+		Spec: migrationv1alpha1.MigrationPolicySpec{
+			PlacementRef: migrationv1alpha1.PlacementRef{Name: placement},
+			Volumes:      []migrationv1alpha1.VolumeSelection{{Namespace: appNS, Names: []string{"data"}}},
+			MaxAttempts:  1,
+		},
+	}
+	mutate(pol)
+	Expect(hubK8s.Create(ctx, pol)).To(Succeed())
+	Expect(c1.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNS}})).To(Succeed())
+	Expect(c1.k8s.Create(ctx, &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: appNS, Name: "data"},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: ptr.To("standard"),
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+		},
+	})).To(Succeed())
+	go deliverApp(bg, hubNS, appNS, []string{"data"})
+	go watchMigration(bg, hubNS)
+	Eventually(func() corev1.PodPhase {
+		var pod corev1.Pod
+		_ = c1.k8s.Get(ctx, client.ObjectKey{Namespace: appNS, Name: "web-0"}, &pod)
+		return pod.Status.Phase
+	}, timeout, interval).Should(Equal(corev1.PodRunning))
+
+	rec := recordDecisions(bg, hubNS)
+	Eventually(func() error {
+		p := &clusterv1beta1.Placement{}
+		if err := hubK8s.Get(ctx, client.ObjectKey{Namespace: hubNS, Name: placement}, p); err != nil {
+			return err
+		}
+		setCluster(p, "cluster2")
+		return hubK8s.Update(ctx, p)
+	}, timeout, interval).Should(Succeed())
+	return hubNS, rec, onlyMigration(ctx, hubNS, "")
+}
+
+// onlyMigration waits for the one Migration in hubNS not named except.
+func onlyMigration(ctx context.Context, hubNS, except string) migrationv1alpha1.Migration {
+	var m migrationv1alpha1.Migration
+	Eventually(func() int {
+		var l migrationv1alpha1.MigrationList
+		Expect(hubK8s.List(ctx, &l, client.InNamespace(hubNS))).To(Succeed())
+		var found []migrationv1alpha1.Migration
+		for _, o := range l.Items {
+			if o.Name != except {
+				found = append(found, o)
+			}
+		}
+		if len(found) == 1 {
+			m = found[0]
+		}
+		return len(found)
+	}, timeout, interval).Should(Equal(1))
+	return m
+}
+
 var _ = Describe("Hub and agents together, failing", func() {
 	It("fails before Quiescing (destination class missing) and both clusters are cleaned by the real agents", func(ctx SpecContext) {
-		const appNS = "fail"
-		hubNS := appNS + "-hub"
 		c1, c2 := spokes["cluster1"], spokes["cluster2"]
 		bg, stop := context.WithCancel(context.Background())
 		defer stop()
-
-		Expect(hubK8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hubNS}})).To(Succeed())
-		Expect(hubK8s.Create(ctx, &clusterv1beta2.ManagedClusterSetBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: clusterSet, Namespace: hubNS},
-			Spec:       clusterv1beta2.ManagedClusterSetBindingSpec{ClusterSet: clusterSet},
-		})).To(Succeed())
-		p := &clusterv1beta1.Placement{ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: placement}}
-		setCluster(p, "cluster1")
-		Expect(hubK8s.Create(ctx, p)).To(Succeed())
-		Eventually(func() []string { return decided(ctx, hubNS) }, timeout, interval).Should(Equal([]string{"cluster1"}))
-		Expect(hubK8s.Create(ctx, framework.AppDelivery(hubNS, mwrsName, []string{placement}, appNS))).To(Succeed())
-		Expect(hubK8s.Create(ctx, &migrationv1alpha1.MigrationPolicy{
-			ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: policy},
-			Spec: migrationv1alpha1.MigrationPolicySpec{
-				PlacementRef:        migrationv1alpha1.PlacementRef{Name: placement},
-				Volumes:             []migrationv1alpha1.VolumeSelection{{Namespace: appNS, Names: []string{"data"}}},
-				StorageClassMapping: []migrationv1alpha1.StorageClassMapping{{Source: "standard", Destination: "missing"}},
-				MaxAttempts:         1,
-			},
-		})).To(Succeed())
-		Expect(c1.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNS}})).To(Succeed())
-		Expect(c1.k8s.Create(ctx, &corev1.PersistentVolumeClaim{
-			ObjectMeta: metav1.ObjectMeta{Namespace: appNS, Name: "data"},
-			Spec: corev1.PersistentVolumeClaimSpec{
-				AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-				StorageClassName: ptr.To("standard"),
-				Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
-			},
-		})).To(Succeed())
-		go deliverApp(bg, hubNS, appNS, []string{"data"})
-		go watchMigration(bg, hubNS)
-		Eventually(func() corev1.PodPhase {
-			var pod corev1.Pod
-			_ = c1.k8s.Get(ctx, client.ObjectKey{Namespace: appNS, Name: "web-0"}, &pod)
-			return pod.Status.Phase
-		}, timeout, interval).Should(Equal(corev1.PodRunning))
-
-		rec := recordDecisions(bg, hubNS)
-		Eventually(func() error {
-			p := &clusterv1beta1.Placement{}
-			if err := hubK8s.Get(ctx, client.ObjectKey{Namespace: hubNS, Name: placement}, p); err != nil {
-				return err
-			}
-			setCluster(p, "cluster2")
-			return hubK8s.Update(ctx, p)
-		}, timeout, interval).Should(Succeed())
-		var m migrationv1alpha1.Migration
-		Eventually(func() int {
-			var l migrationv1alpha1.MigrationList
-			Expect(hubK8s.List(ctx, &l, client.InNamespace(hubNS))).To(Succeed())
-			if len(l.Items) == 1 {
-				m = l.Items[0]
-			}
-			return len(l.Items)
-		}, timeout, interval).Should(Equal(1))
+		const appNS = "fail"
+		_, rec, m := moveFrom1To2(ctx, bg, appNS, func(p *migrationv1alpha1.MigrationPolicy) {
+			p.Spec.StorageClassMapping = []migrationv1alpha1.StorageClassMapping{{Source: "standard", Destination: "missing"}}
+		})
 		id := work.MigrationID(&m)
 
 		By("Failed: the destination agent refuses the unknown class; the app stays on cluster1")
@@ -121,5 +144,54 @@ var _ = Describe("Hub and agents together, failing", func() {
 		var pod corev1.Pod
 		Expect(c1.k8s.Get(ctx, client.ObjectKey{Namespace: appNS, Name: "web-0"}, &pod)).To(Succeed())
 		Expect(pod.DeletionTimestamp).To(BeNil())
+	})
+})
+
+var _ = Describe("Hub and agents together, retrying", func() {
+	It("retries a move that failed after the destination PVC was made: the new Migration resumes into that PVC, then hands it to the app", func(ctx SpecContext) {
+		const appNS = "retry"
+		c2 := spokes["cluster2"]
+		bg, stop := context.WithCancel(context.Background())
+		defer stop()
+		crashingSenders.Store(appNS, true)
+		defer crashingSenders.Delete(appNS)
+		hubNS, rec, m := moveFrom1To2(ctx, bg, appNS, func(*migrationv1alpha1.MigrationPolicy) {})
+		first := work.MigrationID(&m)
+
+		By("the first attempt fails: its sender cannot reach the receiver; the app stays on cluster1")
+		Eventually(func() migrationv1alpha1.MigrationPhase {
+			Expect(hubK8s.Get(ctx, client.ObjectKeyFromObject(&m), &m)).To(Succeed())
+			return m.CurrentPhase()
+		}, 2*timeout, interval).Should(Equal(migrationv1alpha1.PhaseFailed))
+		Expect(m.Status.Reason).To(Equal("SourceFailed"))
+		Expect(m.Status.Message).To(ContainSubstring("connection refused"))
+		Expect(rec.sequence()).To(Equal([][]string{{"cluster1"}}))
+
+		By("it leaves its destination PVC on cluster2, still labelled with its migration: a leftover, not the app's")
+		Eventually(func() int {
+			var rds replv1.ReplicationDestinationList
+			Expect(c2.k8s.List(ctx, &rds, client.InNamespace(appNS))).To(Succeed())
+			return len(rds.Items)
+		}, timeout, interval).Should(BeZero())
+		var left corev1.PersistentVolumeClaim
+		Expect(c2.k8s.Get(ctx, client.ObjectKey{Namespace: appNS, Name: "data"}, &left)).To(Succeed())
+		Expect(left.Labels).To(HaveKeyWithValue(replv1.MigrationIDLabel, first))
+
+		By("the user retries (deletes the Failed Migration); the new one reuses that PVC and completes")
+		crashingSenders.Delete(appNS)
+		Expect(hubK8s.Delete(ctx, &m)).To(Succeed())
+		retry := onlyMigration(ctx, hubNS, m.Name)
+		Expect(work.MigrationID(&retry)).NotTo(Equal(first))
+		Eventually(func() migrationv1alpha1.MigrationPhase {
+			Expect(hubK8s.Get(ctx, client.ObjectKeyFromObject(&retry), &retry)).To(Succeed())
+			return retry.CurrentPhase()
+		}, 2*timeout, interval).Should(Equal(migrationv1alpha1.PhaseCompleted))
+		Expect(rec.sequence()).To(Equal([][]string{{"cluster1"}, {}, {"cluster2"}}))
+		Eventually(func(g Gomega) {
+			var pvc corev1.PersistentVolumeClaim
+			g.Expect(c2.k8s.Get(ctx, client.ObjectKey{Namespace: appNS, Name: "data"}, &pvc)).To(Succeed())
+			g.Expect(pvc.UID).To(Equal(left.UID), "the same PVC, not a new one")
+			g.Expect(pvc.Labels).NotTo(HaveKey(replv1.MigrationIDLabel), "handed to the app")
+		}, timeout, interval).Should(Succeed())
 	})
 })

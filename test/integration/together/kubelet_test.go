@@ -150,6 +150,12 @@ func (k *kubelet) pass(ctx context.Context) error {
 		}
 		want := corev1.PodRunning
 		var message string
+		if _, crash := crashingSenders.Load(pod.Namespace); crash && pod.Labels[replv1.RoleLabel] == mover.RoleSender {
+			if err := crashLoop(ctx, c, pod); err != nil {
+				return err
+			}
+			continue
+		}
 		if mover.IsMover(pod) {
 			switch pod.Labels[replv1.RoleLabel] {
 			case mover.RoleSender:
@@ -169,6 +175,10 @@ func (k *kubelet) pass(ctx context.Context) error {
 		pod.Status.Phase = want
 		pod.Status.HostIP = k.s.hostIP
 		pod.Status.HostIPs = []corev1.HostIP{{IP: k.s.hostIP}}
+		if want == corev1.PodRunning && !mover.IsMover(pod) {
+			// The app's containers start and pass their readiness probes.
+			pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+		}
 		if want == corev1.PodSucceeded {
 			pod.Status.ContainerStatuses = []corev1.ContainerStatus{{
 				Name: mover.ContainerName, Image: moverImage, ImageID: "sha256:1",
@@ -180,6 +190,24 @@ func (k *kubelet) pass(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// crashingSenders holds the app namespaces whose senders cannot reach their
+// receiver: they restart over and over, as a real sender would.
+var crashingSenders sync.Map
+
+func crashLoop(ctx context.Context, c client.Client, pod *corev1.Pod) error {
+	if len(pod.Status.ContainerStatuses) > 0 && pod.Status.ContainerStatuses[0].RestartCount >= 5 {
+		return nil
+	}
+	pod.Status.Phase = corev1.PodRunning
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{
+		Name: mover.ContainerName, Image: moverImage, ImageID: "sha256:1", RestartCount: 5,
+		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}},
+		LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+			ExitCode: 1, Reason: "Error", Message: "dial receiver: connection refused"}},
+	}}
+	return c.Status().Update(ctx, pod)
 }
 
 func volumeKey(pvc string) string { return mover.VolumeKey(pvc) }

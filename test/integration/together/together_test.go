@@ -302,7 +302,6 @@ func migrate(ctx context.Context, appNS string, sourceData migrationv1alpha1.Sou
 			Expect(dstPVC.Spec.Resources.Requests.Storage().Cmp(resource.MustParse("5Gi"))).To(Equal(0))
 			Expect(dstPVC.Spec.StorageClassName).To(Equal(ptr.To("fast")))
 			Expect(dstPVC.Spec.AccessModes).To(Equal([]corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}))
-			Expect(dstPVC.Labels).To(HaveKeyWithValue(replv1.MigrationIDLabel, id))
 		}
 		Eventually(func() corev1.PodPhase {
 			var pod corev1.Pod
@@ -360,6 +359,13 @@ func migrate(ctx context.Context, appNS string, sourceData migrationv1alpha1.Sou
 			Expect(c1.k8s.Get(ctx, client.ObjectKeyFromObject(&srcPVC), &srcPVC)).To(Succeed())
 			return srcPVC.Finalizers
 		}, timeout, interval).ShouldNot(ContainElement(replv1.PVCProtectionFinalizer))
+		By("PVC lifecycle: the source PVC is labelled moved-out (reusable by a move back), the destination PVCs are the app's")
+		Expect(srcPVC.Labels).To(HaveKeyWithValue(replv1.MovedOutLabel, id))
+		for _, pvc := range pvcs {
+			var dstPVC corev1.PersistentVolumeClaim
+			Expect(c2.k8s.Get(ctx, client.ObjectKey{Namespace: appNS, Name: pvc}, &dstPVC)).To(Succeed())
+			Expect(dstPVC.Labels).NotTo(HaveKey(replv1.MigrationIDLabel))
+		}
 		var ns corev1.Namespace
 		Expect(c2.k8s.Get(ctx, client.ObjectKey{Name: appNS}, &ns)).To(Succeed())
 		Expect(ns.DeletionTimestamp).To(BeNil(), "the app namespace on cluster2 is orphaned by the destination work")

@@ -37,17 +37,22 @@ const (
 	// OriginalReclaimPolicyAnnotation on a source PV remembers the reclaim
 	// policy it had before the agent set Retain.
 	OriginalReclaimPolicyAnnotation = "replication.migration.open-cluster-management.io/original-reclaim-policy"
-	// MovedOutLabel (value: the migration ID) is set on a source PVC once its
-	// data is verified on the destination: the app has left this cluster. A
-	// later migration back here reuses such a PVC as its destination, so only
-	// what changed since is copied.
+	// MovedOutLabel (value: the migration ID) is set on a source PVC once the
+	// hub compared both digests (spec.hubVerified): the app has left this
+	// cluster. A later migration back here reuses such a PVC as its
+	// destination, so only what changed since is copied. A source removed
+	// before that (rollback, failure) never keeps it.
 	MovedOutLabel = "replication.migration.open-cluster-management.io/moved-out"
 	// FinishAnnotation on a continuous sender pod asks it to finish: final
 	// sync and verification. The value is the quiesce start (RFC 3339) or
 	// "now"; the pod sees it through a downward API file within a second,
 	// which needs no right beyond patching the agent's own pods.
 	FinishAnnotation = "replication.migration.open-cluster-management.io/finish"
-	// MigrationIDLabel is set on every object the agent creates.
+	// MigrationIDLabel is set on every object the agent creates. On a
+	// destination PVC it stays until the hub verified the data: then the
+	// agent removes it (the PVC is the app's). A PVC whose label names a
+	// migration with no ReplicationDestination here is a leftover of a failed
+	// attempt, which a later migration may reuse (never while a pod uses it).
 	MigrationIDLabel = "replication.migration.open-cluster-management.io/migration-id"
 	// RoleLabel is "receiver" or "sender" on mover pods.
 	RoleLabel = "replication.migration.open-cluster-management.io/role"

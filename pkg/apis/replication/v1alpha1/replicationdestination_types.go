@@ -86,6 +86,14 @@ type ReplicationDestinationSpec struct {
 	// reaches the hub at once.
 	// +optional
 	FinalSync bool `json:"finalSync,omitempty"`
+	// HubVerified is set by the hub once it compared both sides' digests and
+	// they matched: the app is starting here. The agent then reports whether
+	// the app's pods that mount the PVCs are Ready, and at removal hands the
+	// PVCs to the app (drops its migration-ID label). Without it, a removed
+	// destination leaves its PVCs labelled: a leftover a later migration
+	// may reuse (docs/protocol.md, "PVC lifecycle").
+	// +optional
+	HubVerified bool `json:"hubVerified,omitempty"`
 }
 
 // DestinationVolumeStatus is one volume's progress.
@@ -103,6 +111,10 @@ type DestinationVolumeStatus struct {
 	// Digest of the verified tree after the final sync.
 	// +optional
 	Digest string `json:"digest,omitempty"`
+	// AppPod is a Ready pod of the app (not a mover) that mounts this
+	// PVC, once spec.hubVerified is set.
+	// +optional
+	AppPod string `json:"appPod,omitempty"`
 }
 
 // ReplicationDestinationStatus is written by the agent.
@@ -123,6 +135,11 @@ type ReplicationDestinationStatus struct {
 	// "<pvcName>=<digest>\n" lines.
 	// +optional
 	Digest string `json:"digest,omitempty"`
+	// AppReady: with spec.hubVerified, every PVC is mounted by a Ready pod
+	// of the app. It is what "the app is Available on the destination"
+	// means to the hub: T_launch ends and source data may be released.
+	// +optional
+	AppReady bool `json:"appReady,omitempty"`
 	// LastError is the reason of the Failed phase, or a transient problem.
 	// +optional
 	LastError string `json:"lastError,omitempty"`

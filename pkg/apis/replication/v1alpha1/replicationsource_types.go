@@ -88,6 +88,12 @@ type ReplicationSourceSpec struct {
 	// false, PVs stay Retain after cleanup: nothing is released silently.
 	// +optional
 	ReleaseSource bool `json:"releaseSource,omitempty"`
+	// HubVerified is set by the hub once it compared both sides' digests and
+	// they matched: the app is leaving this cluster for good. Only then does
+	// the agent label the PVCs moved-out (reusable by a migration back); a
+	// source removed without it drops any moved-out label of this migration.
+	// +optional
+	HubVerified bool `json:"hubVerified,omitempty"`
 	// MoverImage overrides the mover image (default: the agent's image).
 	// +optional
 	MoverImage string `json:"moverImage,omitempty"`
@@ -162,6 +168,9 @@ type ReplicationSourceStatus struct {
 	// the destination's).
 	// +optional
 	Digest string `json:"digest,omitempty"`
+	// MovedOut: with spec.hubVerified, every PVC carries the moved-out label.
+	// +optional
+	MovedOut bool `json:"movedOut,omitempty"`
 	// +optional
 	LastError string `json:"lastError,omitempty"`
 	// +optional
