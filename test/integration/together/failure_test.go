@@ -7,77 +7,16 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	addonv1beta1 "open-cluster-management.io/api/addon/v1beta1"
-	clusterv1beta1 "open-cluster-management.io/api/cluster/v1beta1"
-	clusterv1beta2 "open-cluster-management.io/api/cluster/v1beta2"
 	workv1 "open-cluster-management.io/api/work/v1"
 
 	"github.com/stateful-migration/stateful-migration/pkg/addon/manager"
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
-	"github.com/stateful-migration/stateful-migration/test/integration/framework"
 )
-
-// moveFrom1To2 sets up the app on cluster1 (hub namespace <appNS>-hub, the
-// policy as mutate leaves it, MaxAttempts 1), edits its Placement to cluster2
-// and returns the Migration created for that move.
-func moveFrom1To2(ctx, bg context.Context, appNS string, mutate func(*migrationv1alpha1.MigrationPolicy)) (string, *recorder, migrationv1alpha1.Migration) {
-	hubNS := appNS + "-hub"
-	c1 := spokes["cluster1"]
-	Expect(hubK8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hubNS}})).To(Succeed())
-	Expect(hubK8s.Create(ctx, &clusterv1beta2.ManagedClusterSetBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: clusterSet, Namespace: hubNS},
-		Spec:       clusterv1beta2.ManagedClusterSetBindingSpec{ClusterSet: clusterSet},
-	})).To(Succeed())
-	p := &clusterv1beta1.Placement{ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: placement}}
-	setCluster(p, "cluster1")
-	Expect(hubK8s.Create(ctx, p)).To(Succeed())
-	Eventually(func() []string { return decided(ctx, hubNS) }, timeout, interval).Should(Equal([]string{"cluster1"}))
-	Expect(hubK8s.Create(ctx, framework.AppDelivery(hubNS, mwrsName, []string{placement}, appNS))).To(Succeed())
-	pol := &migrationv1alpha1.MigrationPolicy{
-		ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: policy},
-		Spec: migrationv1alpha1.MigrationPolicySpec{
-			PlacementRef: migrationv1alpha1.PlacementRef{Name: placement},
-			Volumes:      []migrationv1alpha1.VolumeSelection{{Namespace: appNS, Names: []string{"data"}}},
-			MaxAttempts:  1,
-		},
-	}
-	mutate(pol)
-	Expect(hubK8s.Create(ctx, pol)).To(Succeed())
-	Expect(c1.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNS}})).To(Succeed())
-	Expect(c1.k8s.Create(ctx, &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Namespace: appNS, Name: "data"},
-		Spec: corev1.PersistentVolumeClaimSpec{
-			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			StorageClassName: ptr.To("standard"),
-			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
-		},
-	})).To(Succeed())
-	go deliverApp(bg, hubNS, appNS, []string{"data"})
-	go watchMigration(bg, hubNS)
-	Eventually(func() corev1.PodPhase {
-		var pod corev1.Pod
-		_ = c1.k8s.Get(ctx, client.ObjectKey{Namespace: appNS, Name: "web-0"}, &pod)
-		return pod.Status.Phase
-	}, timeout, interval).Should(Equal(corev1.PodRunning))
-
-	rec := recordDecisions(bg, hubNS)
-	Eventually(func() error {
-		p := &clusterv1beta1.Placement{}
-		if err := hubK8s.Get(ctx, client.ObjectKey{Namespace: hubNS, Name: placement}, p); err != nil {
-			return err
-		}
-		setCluster(p, "cluster2")
-		return hubK8s.Update(ctx, p)
-	}, timeout, interval).Should(Succeed())
-	return hubNS, rec, onlyMigration(ctx, hubNS, "")
-}
 
 // onlyMigration waits for the one Migration in hubNS not named except.
 func onlyMigration(ctx context.Context, hubNS, except string) migrationv1alpha1.Migration {
@@ -105,8 +44,9 @@ var _ = Describe("Hub and agents together, failing", func() {
 		bg, stop := context.WithCancel(context.Background())
 		defer stop()
 		const appNS = "fail"
-		_, rec, m := moveFrom1To2(ctx, bg, appNS, func(p *migrationv1alpha1.MigrationPolicy) {
+		_, rec, m := moveFrom1To2(ctx, bg, appNS, []string{"data"}, func(p *migrationv1alpha1.MigrationPolicy) {
 			p.Spec.StorageClassMapping = []migrationv1alpha1.StorageClassMapping{{Source: "standard", Destination: "missing"}}
+			p.Spec.MaxAttempts = 1
 		})
 		id := work.MigrationID(&m)
 
@@ -155,7 +95,7 @@ var _ = Describe("Hub and agents together, retrying", func() {
 		defer stop()
 		crashingSenders.Store(appNS, true)
 		defer crashingSenders.Delete(appNS)
-		hubNS, rec, m := moveFrom1To2(ctx, bg, appNS, func(*migrationv1alpha1.MigrationPolicy) {})
+		hubNS, rec, m := moveFrom1To2(ctx, bg, appNS, []string{"data"}, func(p *migrationv1alpha1.MigrationPolicy) { p.Spec.MaxAttempts = 1 })
 		first := work.MigrationID(&m)
 
 		By("the first attempt fails: its sender cannot reach the receiver; the app stays on cluster1")

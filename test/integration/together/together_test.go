@@ -182,84 +182,16 @@ var _ = Describe("Hub and agents together", func() {
 // checks every side effect on the three clusters.
 func migrate(ctx context.Context, appNS string, sourceData migrationv1alpha1.SourceDataPolicy, pvcs ...string) {
 	{
-		hubNS := appNS + "-hub"
 		c1, c2 := spokes["cluster1"], spokes["cluster2"]
 		bg, stop := context.WithCancel(context.Background())
 		defer stop()
 
-		By("the app's hub side: Placement on cluster1, a ManifestWorkReplicaSet using it, the MigrationPolicy")
-		Expect(hubK8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hubNS}})).To(Succeed())
-		Expect(hubK8s.Create(ctx, &clusterv1beta2.ManagedClusterSetBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: clusterSet, Namespace: hubNS},
-			Spec:       clusterv1beta2.ManagedClusterSetBindingSpec{ClusterSet: clusterSet},
-		})).To(Succeed())
-		p := &clusterv1beta1.Placement{ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: placement}}
-		setCluster(p, "cluster1")
-		Expect(hubK8s.Create(ctx, p)).To(Succeed())
-		Eventually(func() []string { return decided(ctx, hubNS) }, timeout, interval).Should(Equal([]string{"cluster1"}))
-		Expect(hubK8s.Create(ctx, framework.AppDelivery(hubNS, mwrsName, []string{placement}, appNS))).To(Succeed())
-		Expect(hubK8s.Create(ctx, &migrationv1alpha1.MigrationPolicy{
-			ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: policy},
-			Spec: migrationv1alpha1.MigrationPolicySpec{
-				PlacementRef:        migrationv1alpha1.PlacementRef{Name: placement},
-				Volumes:             []migrationv1alpha1.VolumeSelection{{Namespace: appNS, Names: pvcs}},
-				StorageClassMapping: []migrationv1alpha1.StorageClassMapping{{Source: "standard", Destination: "fast"}},
-				SourceDataPolicy:    sourceData,
-			},
-		})).To(Succeed())
-
-		By("the app on cluster1: its namespace and PVC (as a StatefulSet's claim template makes it), its pod from the app's ManifestWork")
-		Expect(c1.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNS}})).To(Succeed())
-		for _, pvc := range pvcs {
-			Expect(c1.k8s.Create(ctx, &corev1.PersistentVolumeClaim{
-				ObjectMeta: metav1.ObjectMeta{Namespace: appNS, Name: pvc},
-				Spec: corev1.PersistentVolumeClaimSpec{
-					AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-					StorageClassName: ptr.To("standard"),
-					Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("5Gi")}},
-				},
-			})).To(Succeed())
-		}
-		go deliverApp(bg, hubNS, appNS, pvcs)
-		go watchMigration(bg, hubNS)
-		Eventually(func() corev1.PodPhase {
-			var pod corev1.Pod
-			_ = c1.k8s.Get(ctx, client.ObjectKey{Namespace: appNS, Name: "web-0"}, &pod)
-			return pod.Status.Phase
-		}, timeout, interval).Should(Equal(corev1.PodRunning))
+		hubNS, rec, m := moveFrom1To2(ctx, bg, appNS, pvcs, func(p *migrationv1alpha1.MigrationPolicy) {
+			p.Spec.StorageClassMapping = []migrationv1alpha1.StorageClassMapping{{Source: "standard", Destination: "fast"}}
+			p.Spec.SourceDataPolicy = sourceData
+		})
 		var srcPVC corev1.PersistentVolumeClaim
-		Eventually(func() string {
-			Expect(c1.k8s.Get(ctx, client.ObjectKey{Namespace: appNS, Name: "data"}, &srcPVC)).To(Succeed())
-			return srcPVC.Spec.VolumeName
-		}, timeout, interval).ShouldNot(BeEmpty())
-		Eventually(func() string {
-			got := &migrationv1alpha1.MigrationPolicy{}
-			Expect(hubK8s.Get(ctx, client.ObjectKey{Namespace: hubNS, Name: policy}, got)).To(Succeed())
-			if c := meta.FindStatusCondition(got.Status.Conditions, migrationv1alpha1.ConditionConverged); c != nil {
-				return c.Reason
-			}
-			return ""
-		}, timeout, interval).Should(Equal(migrationv1alpha1.ReasonActualMatchesDesired))
-
-		By("editing the Placement: cluster1 -> cluster2")
-		rec := recordDecisions(bg, hubNS)
-		Eventually(func() error {
-			p := &clusterv1beta1.Placement{}
-			if err := hubK8s.Get(ctx, client.ObjectKey{Namespace: hubNS, Name: placement}, p); err != nil {
-				return err
-			}
-			setCluster(p, "cluster2")
-			return hubK8s.Update(ctx, p)
-		}, timeout, interval).Should(Succeed())
-		var m migrationv1alpha1.Migration
-		Eventually(func() int {
-			var l migrationv1alpha1.MigrationList
-			Expect(hubK8s.List(ctx, &l, client.InNamespace(hubNS))).To(Succeed())
-			if len(l.Items) == 1 {
-				m = l.Items[0]
-			}
-			return len(l.Items)
-		}, timeout, interval).Should(Equal(1))
+		Expect(c1.k8s.Get(ctx, client.ObjectKey{Namespace: appNS, Name: "data"}, &srcPVC)).To(Succeed())
 		id := work.MigrationID(&m)
 		phase := func() migrationv1alpha1.MigrationPhase {
 			Expect(hubK8s.Get(ctx, client.ObjectKeyFromObject(&m), &m)).To(Succeed())
@@ -370,6 +302,79 @@ func migrate(ctx context.Context, appNS string, sourceData migrationv1alpha1.Sou
 		Expect(c2.k8s.Get(ctx, client.ObjectKey{Name: appNS}, &ns)).To(Succeed())
 		Expect(ns.DeletionTimestamp).To(BeNil(), "the app namespace on cluster2 is orphaned by the destination work")
 	}
+}
+
+// moveFrom1To2 sets up the app on cluster1 (hub namespace <appNS>-hub, its
+// PVCs, the policy as mutate leaves it), edits its Placement to cluster2 and
+// returns the Migration created for that move.
+func moveFrom1To2(ctx, bg context.Context, appNS string, pvcs []string, mutate func(*migrationv1alpha1.MigrationPolicy)) (string, *recorder, migrationv1alpha1.Migration) {
+	hubNS := appNS + "-hub"
+	c1 := spokes["cluster1"]
+	By("the app's hub side: Placement on cluster1, a ManifestWorkReplicaSet using it, the MigrationPolicy")
+	Expect(hubK8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hubNS}})).To(Succeed())
+	Expect(hubK8s.Create(ctx, &clusterv1beta2.ManagedClusterSetBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: clusterSet, Namespace: hubNS},
+		Spec:       clusterv1beta2.ManagedClusterSetBindingSpec{ClusterSet: clusterSet},
+	})).To(Succeed())
+	p := &clusterv1beta1.Placement{ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: placement}}
+	setCluster(p, "cluster1")
+	Expect(hubK8s.Create(ctx, p)).To(Succeed())
+	Eventually(func() []string { return decided(ctx, hubNS) }, timeout, interval).Should(Equal([]string{"cluster1"}))
+	Expect(hubK8s.Create(ctx, framework.AppDelivery(hubNS, mwrsName, []string{placement}, appNS))).To(Succeed())
+	pol := &migrationv1alpha1.MigrationPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: policy},
+		Spec: migrationv1alpha1.MigrationPolicySpec{
+			PlacementRef: migrationv1alpha1.PlacementRef{Name: placement},
+			Volumes:      []migrationv1alpha1.VolumeSelection{{Namespace: appNS, Names: pvcs}},
+		},
+	}
+	mutate(pol)
+	Expect(hubK8s.Create(ctx, pol)).To(Succeed())
+
+	By("the app on cluster1: its namespace and PVCs (as a StatefulSet's claim template makes them), its pod from the app's ManifestWork")
+	Expect(c1.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNS}})).To(Succeed())
+	for _, pvc := range pvcs {
+		Expect(c1.k8s.Create(ctx, &corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Namespace: appNS, Name: pvc},
+			Spec: corev1.PersistentVolumeClaimSpec{
+				AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				StorageClassName: ptr.To("standard"),
+				Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("5Gi")}},
+			},
+		})).To(Succeed())
+	}
+	go deliverApp(bg, hubNS, appNS, pvcs)
+	go watchMigration(bg, hubNS)
+	Eventually(func() corev1.PodPhase {
+		var pod corev1.Pod
+		_ = c1.k8s.Get(ctx, client.ObjectKey{Namespace: appNS, Name: "web-0"}, &pod)
+		return pod.Status.Phase
+	}, timeout, interval).Should(Equal(corev1.PodRunning))
+	Eventually(func() string {
+		var pvc corev1.PersistentVolumeClaim
+		Expect(c1.k8s.Get(ctx, client.ObjectKey{Namespace: appNS, Name: pvcs[0]}, &pvc)).To(Succeed())
+		return pvc.Spec.VolumeName
+	}, timeout, interval).ShouldNot(BeEmpty())
+	Eventually(func() string {
+		got := &migrationv1alpha1.MigrationPolicy{}
+		Expect(hubK8s.Get(ctx, client.ObjectKey{Namespace: hubNS, Name: policy}, got)).To(Succeed())
+		if c := meta.FindStatusCondition(got.Status.Conditions, migrationv1alpha1.ConditionConverged); c != nil {
+			return c.Reason
+		}
+		return ""
+	}, timeout, interval).Should(Equal(migrationv1alpha1.ReasonActualMatchesDesired))
+
+	By("editing the Placement: cluster1 -> cluster2")
+	rec := recordDecisions(bg, hubNS)
+	Eventually(func() error {
+		p := &clusterv1beta1.Placement{}
+		if err := hubK8s.Get(ctx, client.ObjectKey{Namespace: hubNS, Name: placement}, p); err != nil {
+			return err
+		}
+		setCluster(p, "cluster2")
+		return hubK8s.Update(ctx, p)
+	}, timeout, interval).Should(Succeed())
+	return hubNS, rec, onlyMigration(ctx, hubNS, "")
 }
 
 func setCluster(p *clusterv1beta1.Placement, env string) {
