@@ -429,7 +429,13 @@ func (r *Reconciler) markMovedOut(ctx context.Context, rs *replv1.ReplicationSou
 		return nil
 	}
 	for _, v := range rs.Spec.Volumes {
-		if err := r.setMovedOut(ctx, rs, v.PVCName, true); err != nil {
+		var pvc corev1.PersistentVolumeClaim
+		if err := r.Client.Get(ctx, types.NamespacedName{Namespace: rs.Namespace, Name: v.PVCName}, &pvc); apierrors.IsNotFound(err) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		if err := r.setMovedOut(ctx, rs, &pvc, true); err != nil {
 			return err
 		}
 	}
@@ -438,11 +444,7 @@ func (r *Reconciler) markMovedOut(ctx context.Context, rs *replv1.ReplicationSou
 }
 
 // setMovedOut sets or removes this migration's moved-out label on a PVC.
-func (r *Reconciler) setMovedOut(ctx context.Context, rs *replv1.ReplicationSource, pvcName string, on bool) error {
-	var pvc corev1.PersistentVolumeClaim
-	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: rs.Namespace, Name: pvcName}, &pvc); err != nil {
-		return client.IgnoreNotFound(err)
-	}
+func (r *Reconciler) setMovedOut(ctx context.Context, rs *replv1.ReplicationSource, pvc *corev1.PersistentVolumeClaim, on bool) error {
 	has := pvc.Labels[replv1.MovedOutLabel] == rs.Spec.MigrationID
 	if has == on {
 		return nil
@@ -452,8 +454,8 @@ func (r *Reconciler) setMovedOut(ctx context.Context, rs *replv1.ReplicationSour
 		value = rs.Spec.MigrationID
 	}
 	raw, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]any{replv1.MovedOutLabel: value}}})
-	if err := r.Client.Patch(ctx, &pvc, client.RawPatch(types.MergePatchType, raw)); err != nil {
-		return fmt.Errorf("labelling PVC %s moved-out=%v: %w", pvcName, on, err)
+	if err := r.Client.Patch(ctx, pvc, client.RawPatch(types.MergePatchType, raw)); err != nil {
+		return fmt.Errorf("labelling PVC %s moved-out=%v: %w", pvc.Name, on, err)
 	}
 	return nil
 }
@@ -628,7 +630,7 @@ func (r *Reconciler) cleanup(ctx context.Context, rs *replv1.ReplicationSource) 
 		}
 		if !rs.Spec.HubVerified {
 			// Rolled back or failed: the app stays here, its PVC is live.
-			if err := r.setMovedOut(ctx, rs, v.PVCName, false); err != nil {
+			if err := r.setMovedOut(ctx, rs, &pvc, false); err != nil {
 				return err
 			}
 		}

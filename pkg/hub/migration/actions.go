@@ -79,7 +79,7 @@ func (r *Reconciler) ensureSourceWork(ctx context.Context, s *state, pair creden
 		Endpoints: endpoints, FinalSync: finalSync, ReleaseSource: release,
 		QuiesceStart: s.m.Status.Timings.QuiesceStart,
 		FullVerify:   s.policy.Spec.Verification == migrationv1alpha1.VerifyFull,
-		HubVerified:  s.m.Status.Digest != "",
+		HubVerified:  s.hubVerified(),
 	})
 	if err != nil {
 		return nil, err

@@ -263,7 +263,7 @@ func (r *Reconciler) destinationWork(s *state, src *workv1.ManifestWork, server 
 		EndpointType:       replv1.EndpointType(s.policy.Spec.Endpoint.Type),
 		ServiceAnnotations: s.policy.Spec.Endpoint.ServiceAnnotations,
 		FinalSync:          final,
-		HubVerified:        s.m.Status.Digest != "",
+		HubVerified:        s.hubVerified(),
 	})
 	return w, nil, err
 }
@@ -450,7 +450,7 @@ const hubVerifiedWait = time.Minute
 // long enough.
 func handOverPending(s *state) string {
 	t := s.m.Status.Timings.LaunchStart
-	if s.m.Status.Digest == "" || t == nil || s.now.Sub(t.Time) >= hubVerifiedWait {
+	if !s.hubVerified() || t == nil || s.now.Sub(t.Time) >= hubVerifiedWait {
 		return ""
 	}
 	var waiting []string

@@ -118,6 +118,10 @@ func (r *Reconciler) transition(s *state, to migrationv1alpha1.MigrationPhase, r
 }
 
 // wait records why the migration is where it is.
+// hubVerified: the hub compared both digests and they matched (set at the
+// move to Launching); both agents are told so in their works.
+func (s *state) hubVerified() bool { return s.m.Status.Digest != "" }
+
 func (s *state) wait(reason, msg string) {
 	s.m.Status.Reason, s.m.Status.Message = reason, msg
 	status := metav1.ConditionTrue

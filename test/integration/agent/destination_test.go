@@ -288,12 +288,6 @@ var _ = Describe("ReplicationDestination", func() {
 		// ReplicationDestination is gone); one still in flight owns "inflight".
 		existing("leftover", map[string]string{replv1.MigrationIDLabel: "failed"})
 		existing("inflight", map[string]string{replv1.MigrationIDLabel: "other"})
-		Expect(k8s.Create(ctx, &replv1.ReplicationDestination{
-			ObjectMeta: metav1.ObjectMeta{Name: "smig-other", Namespace: ns},
-			Spec: replv1.ReplicationDestinationSpec{MigrationID: "other", TLSSecretName: "absent",
-				Volumes: []replv1.DestinationVolume{{PVCName: "inflight", Capacity: resource.MustParse("1Gi"),
-					AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}}}},
-		})).To(Succeed())
 		Expect(k8s.Create(ctx, &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"},
 			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "app"}},
@@ -308,23 +302,24 @@ var _ = Describe("ReplicationDestination", func() {
 			}
 		}
 
-		By("taking over the PVC left behind: its label now names this migration, and a receiver writes into it")
-		Expect(k8s.Create(ctx, dest("smig-left", "left"))).To(Succeed())
-		Eventually(func(g Gomega) {
-			var pvc corev1.PersistentVolumeClaim
-			g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "left"}, &pvc)).To(Succeed())
-			g.Expect(pvc.Labels).To(Equal(map[string]string{replv1.MigrationIDLabel: id}))
-			g.Expect(moverPods(ctx, ns, id, mover.RoleReceiver)).To(HaveLen(1))
-		}).Should(Succeed())
+		other := dest("smig-other", "inflight")
+		other.Spec.MigrationID, other.Spec.TLSSecretName = "other", "absent"
+		Expect(k8s.Create(ctx, other)).To(Succeed())
+		// adopted: its label now names this migration, and a receiver writes into it.
+		adopted := func(pvcName string, receivers int) {
+			Expect(k8s.Create(ctx, dest("smig-"+pvcName, pvcName))).To(Succeed())
+			Eventually(func(g Gomega) {
+				var pvc corev1.PersistentVolumeClaim
+				g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: pvcName}, &pvc)).To(Succeed())
+				g.Expect(pvc.Labels).To(Equal(map[string]string{replv1.MigrationIDLabel: id}))
+				g.Expect(moverPods(ctx, ns, id, mover.RoleReceiver)).To(HaveLen(receivers))
+			}).Should(Succeed())
+		}
 
+		By("taking over the PVC left behind by a move away from this cluster")
+		adopted("left", 1)
 		By("taking over the leftover of a failed attempt: the retry resumes its partial copy")
-		Expect(k8s.Create(ctx, dest("smig-leftover", "leftover"))).To(Succeed())
-		Eventually(func(g Gomega) {
-			var pvc corev1.PersistentVolumeClaim
-			g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "leftover"}, &pvc)).To(Succeed())
-			g.Expect(pvc.Labels).To(Equal(map[string]string{replv1.MigrationIDLabel: id}))
-			g.Expect(moverPods(ctx, ns, id, mover.RoleReceiver)).To(HaveLen(2))
-		}).Should(Succeed())
+		adopted("leftover", 2)
 		Expect(k8s.Delete(ctx, &replv1.ReplicationDestination{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "smig-leftover"}})).To(Succeed())
 		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, mover.RoleReceiver) }).Should(HaveLen(1))
 
