@@ -3,9 +3,11 @@ package manager
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -25,11 +27,15 @@ const testImage = "registry.example/stateful-migration:v1"
 
 func render(t *testing.T, addon *addonv1beta1.ManagedClusterAddOn, configs ...runtime.Object) ([]runtime.Object, error) {
 	t.Helper()
+	return renderFor(t, &clusterv1.ManagedCluster{ObjectMeta: metav1.ObjectMeta{Name: "cluster1"}}, addon, configs...)
+}
+
+func renderFor(t *testing.T, cluster *clusterv1.ManagedCluster, addon *addonv1beta1.ManagedClusterAddOn, configs ...runtime.Object) ([]runtime.Object, error) {
+	t.Helper()
 	agentAddon, err := NewAgentAddon(kubefake.NewClientset(), addonfake.NewSimpleClientset(configs...), testImage)
 	if err != nil {
 		t.Fatalf("building agent addon: %v", err)
 	}
-	cluster := &clusterv1.ManagedCluster{ObjectMeta: metav1.ObjectMeta{Name: "cluster1"}}
 	return agentAddon.Manifests(context.Background(), cluster, addon)
 }
 
@@ -62,6 +68,8 @@ type rendered struct {
 	clusterRoles       map[string]*rbacv1.ClusterRole
 	clusterRoleBinding *rbacv1.ClusterRoleBinding
 	crds               map[string]*apiextensionsv1.CustomResourceDefinition
+	pvPolicy           *admissionv1.ValidatingAdmissionPolicy
+	pvPolicyBinding    *admissionv1.ValidatingAdmissionPolicyBinding
 }
 
 func sortObjects(t *testing.T, objs []runtime.Object) rendered {
@@ -86,6 +94,10 @@ func sortObjects(t *testing.T, objs []runtime.Object) rendered {
 			r.clusterRoleBinding = o
 		case *apiextensionsv1.CustomResourceDefinition:
 			r.crds[o.Name] = o
+		case *admissionv1.ValidatingAdmissionPolicy:
+			r.pvPolicy = o
+		case *admissionv1.ValidatingAdmissionPolicyBinding:
+			r.pvPolicyBinding = o
 		default:
 			t.Errorf("unexpected object %T", o)
 		}
@@ -93,8 +105,8 @@ func sortObjects(t *testing.T, objs []runtime.Object) rendered {
 	if r.sa == nil || r.role == nil || r.roleBinding == nil || r.deployment == nil || r.clusterRoleBinding == nil {
 		t.Fatalf("missing objects, got %d: %+v", len(objs), r)
 	}
-	if len(objs) != 10 {
-		t.Errorf("want exactly 10 objects (SA, Role, RoleBinding, Deployment, 3 ClusterRoles, ClusterRoleBinding, 2 CRDs), got %d", len(objs))
+	if len(objs) != 12 {
+		t.Errorf("want exactly 12 objects (SA, Role, RoleBinding, Deployment, 3 ClusterRoles, ClusterRoleBinding, 2 CRDs, PV admission policy and binding), got %d", len(objs))
 	}
 	for _, name := range []string{agentClusterRole, replv1.ReplicatorClusterRole, workClusterRole} {
 		if r.clusterRoles[name] == nil {
@@ -128,12 +140,17 @@ func TestWorkAgentMayApplyReplicationObjectsOnly(t *testing.T) {
 	if len(cr.Labels) != 1 {
 		t.Errorf("work ClusterRole must aggregate to nothing else: %v", cr.Labels)
 	}
+	allowed := map[string][]string{
+		replv1.GroupVersion.Group:      {"replicationsources", "replicationdestinations"},
+		"admissionregistration.k8s.io": {"validatingadmissionpolicies", "validatingadmissionpolicybindings"},
+	}
 	for _, rule := range cr.Rules {
-		if len(rule.APIGroups) != 1 || rule.APIGroups[0] != replv1.GroupVersion.Group {
-			t.Errorf("work ClusterRole reaches beyond the replication API: %+v", rule)
+		if len(rule.APIGroups) != 1 || allowed[rule.APIGroups[0]] == nil {
+			t.Errorf("work ClusterRole reaches beyond the replication API and admission policies: %+v", rule)
+			continue
 		}
 		for _, res := range rule.Resources {
-			if res != "replicationsources" && res != "replicationdestinations" {
+			if !slices.Contains(allowed[rule.APIGroups[0]], res) {
 				t.Errorf("work ClusterRole grants %s", res)
 			}
 		}
@@ -289,6 +306,9 @@ func TestAgentClusterRoleWritesNothingNamespaced(t *testing.T) {
 		}
 	}
 	for _, rule := range r.clusterRoles[replv1.ReplicatorClusterRole].Rules {
+		if slices.Contains(rule.Resources, "secrets") {
+			t.Errorf("replicator ClusterRole grants %v on secrets (the TLS Secret is readable by name through the work's Role)", rule.Verbs)
+		}
 		for _, verb := range rule.Verbs {
 			if verb == "*" || verb == "list" || verb == "watch" || verb == "delete" && rule.Resources[0] == "persistentvolumeclaims" {
 				t.Errorf("replicator ClusterRole grants %s on %v", verb, rule.Resources)
@@ -312,6 +332,43 @@ func TestManifestsInvalidDeploymentConfig(t *testing.T) {
 	for _, want := range []string{"AddOnDeploymentConfig cluster1/broken", `key "bad key!"`, `operator "Maybe"`, `effect "Sometimes"`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+// The PV admission policy needs ValidatingAdmissionPolicy v1 (Kubernetes
+// 1.30); older spokes get the agent without it rather than a work that never applies.
+func TestPVAdmissionPolicyOnlyWhereSupported(t *testing.T) {
+	for version, want := range map[string]bool{"": true, "v1.30.0": true, "v1.35.8": true, "v1.29.9": false, "v1.28.2+k3s1": false} {
+		cluster := &clusterv1.ManagedCluster{ObjectMeta: metav1.ObjectMeta{Name: "cluster1"}}
+		cluster.Status.Version.Kubernetes = version
+		objs, err := renderFor(t, cluster, newAddon())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var policy *admissionv1.ValidatingAdmissionPolicy
+		var binding *admissionv1.ValidatingAdmissionPolicyBinding
+		for _, o := range objs {
+			switch o := o.(type) {
+			case *admissionv1.ValidatingAdmissionPolicy:
+				policy = o
+			case *admissionv1.ValidatingAdmissionPolicyBinding:
+				binding = o
+			}
+		}
+		if (policy != nil) != want || (binding != nil) != want {
+			t.Errorf("Kubernetes %q: policy %v binding %v, want both %v", version, policy != nil, binding != nil, want)
+			continue
+		}
+		if !want {
+			continue
+		}
+		if binding.Spec.PolicyName != policy.Name || !slices.Equal(binding.Spec.ValidationActions, []admissionv1.ValidationAction{admissionv1.Deny}) {
+			t.Errorf("binding %+v does not enforce policy %s", binding.Spec, policy.Name)
+		}
+		agent := "system:serviceaccount:" + DefaultInstallNamespace + ":" + replv1.AgentServiceAccount
+		if len(policy.Spec.MatchConditions) != 1 || !strings.Contains(policy.Spec.MatchConditions[0].Expression, `"`+agent+`"`) {
+			t.Errorf("policy does not match the agent %s only: %+v", agent, policy.Spec.MatchConditions)
 		}
 	}
 }

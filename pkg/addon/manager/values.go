@@ -7,15 +7,27 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/version"
 	"open-cluster-management.io/addon-framework/pkg/addonfactory"
 	addonv1beta1 "open-cluster-management.io/api/addon/v1beta1"
 	clusterv1 "open-cluster-management.io/api/cluster/v1"
 )
 
 func defaultValues(agentImage string) addonfactory.GetValuesFunc {
-	return func(*clusterv1.ManagedCluster, *addonv1beta1.ManagedClusterAddOn) (addonfactory.Values, error) {
-		return addonfactory.Values{"Image": agentImage}, nil
+	return func(cluster *clusterv1.ManagedCluster, _ *addonv1beta1.ManagedClusterAddOn) (addonfactory.Values, error) {
+		return addonfactory.Values{"Image": agentImage, "PVAdmissionPolicy": hasAdmissionPolicyV1(cluster)}, nil
 	}
+}
+
+// hasAdmissionPolicyV1: ValidatingAdmissionPolicy is GA from Kubernetes 1.30.
+// A cluster that has not reported its version yet is taken to be current
+// (the policy is then retried by the work agent, not silently left out).
+func hasAdmissionPolicyV1(cluster *clusterv1.ManagedCluster) bool {
+	v, err := version.ParseGeneric(cluster.Status.Version.Kubernetes)
+	if err != nil {
+		return true
+	}
+	return v.AtLeast(version.MajorMinor(1, 30))
 }
 
 // deploymentConfigValues turns an AddOnDeploymentConfig into template values.

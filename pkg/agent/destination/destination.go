@@ -98,7 +98,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if apierrors.IsForbidden(err) {
 		// Typically the hub's RoleBinding smig-<id>-replicator has not
 		// arrived (or was removed): say so and look again soon.
-		rd.Status.LastError = fmt.Sprintf("not allowed in namespace %s (is RoleBinding smig-%s-replicator to ClusterRole %s there?): %v",
+		rd.Status.LastError = fmt.Sprintf("not allowed in namespace %s (are the hub's RoleBindings smig-%[2]s-replicator to ClusterRole %[3]s and smig-%[2]s-tls-reader there?): %[4]v",
 			rd.Namespace, rd.Spec.MigrationID, replv1.ReplicatorClusterRole, err)
 		meta.SetStatusCondition(&rd.Status.Conditions, metav1.Condition{Type: replv1.ConditionReady, Status: metav1.ConditionFalse,
 			Reason: "Forbidden", Message: rd.Status.LastError})
@@ -255,11 +255,8 @@ func (r *Reconciler) volume(ctx context.Context, rd *replv1.ReplicationDestinati
 	}
 
 	// 2. The migration's TLS Secret (delivered by the hub's ManifestWork).
-	var secret corev1.Secret
-	if err := r.Reader.Get(ctx, types.NamespacedName{Namespace: ns, Name: rd.Spec.TLSSecretName}, &secret); apierrors.IsNotFound(err) {
-		return fmt.Sprintf("waiting for TLS Secret %s", rd.Spec.TLSSecretName), false, 2 * time.Second, nil
-	} else if err != nil {
-		return "", false, 0, err
+	if waiting, err := mover.WaitingForTLS(ctx, r.Reader, ns, rd.Spec.TLSSecretName); err != nil || waiting != "" {
+		return waiting, false, 2 * time.Second, err
 	}
 
 	// 3. Service exposing the receiver.

@@ -98,7 +98,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if apierrors.IsForbidden(err) {
 		// Typically the hub's RoleBinding smig-<id>-replicator has not
 		// arrived (or was removed): say so and look again soon.
-		rs.Status.LastError = fmt.Sprintf("not allowed in namespace %s (is RoleBinding smig-%s-replicator to ClusterRole %s there?): %v",
+		rs.Status.LastError = fmt.Sprintf("not allowed in namespace %s (are the hub's RoleBindings smig-%[2]s-replicator to ClusterRole %[3]s and smig-%[2]s-tls-reader there?): %[4]v",
 			rs.Namespace, rs.Spec.MigrationID, replv1.ReplicatorClusterRole, err)
 		meta.SetStatusCondition(&rs.Status.Conditions, metav1.Condition{Type: replv1.ConditionReady, Status: metav1.ConditionFalse,
 			Reason: "Forbidden", Message: rs.Status.LastError})
@@ -245,14 +245,13 @@ func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource)
 			note(fmt.Sprintf("waiting for the destination endpoint of PVC %s", v.PVCName))
 			continue
 		}
-		var secret corev1.Secret
-		if err := r.Reader.Get(ctx, types.NamespacedName{Namespace: rs.Namespace, Name: rs.Spec.TLSSecretName}, &secret); apierrors.IsNotFound(err) {
+		if waiting, err := mover.WaitingForTLS(ctx, r.Reader, rs.Namespace, rs.Spec.TLSSecretName); err != nil {
+			return 0, err
+		} else if waiting != "" {
 			phases[i] = replv1.SourcePending
-			note(fmt.Sprintf("waiting for TLS Secret %s", rs.Spec.TLSSecretName))
+			note(waiting)
 			wait(2 * time.Second)
 			continue
-		} else if err != nil {
-			return 0, err
 		}
 		finish := ""
 		if final {

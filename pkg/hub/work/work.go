@@ -58,6 +58,10 @@ func TLSSecretName(id string) string { return "smig-" + id + "-tls" }
 // RoleBindingName is the per-namespace RoleBinding granting the agent the replicator role.
 func RoleBindingName(id string) string { return "smig-" + id + "-replicator" }
 
+// SecretReaderName is the per-namespace Role (and its RoleBinding) letting
+// the agent read this migration's TLS Secret, and no other Secret.
+func SecretReaderName(id string) string { return "smig-" + id + "-tls-reader" }
+
 // ReplicationName is the name of the ReplicationSource/Destination in each app namespace.
 func ReplicationName(id string) string { return "smig-" + id }
 
@@ -137,20 +141,21 @@ func Destination(s DestinationSpec) (*workv1.ManifestWork, error) {
 			ObjectMeta: metav1.ObjectMeta{Name: ns},
 		})
 		orphan.OrphaningRules = append(orphan.OrphaningRules, workv1.OrphaningRule{Resource: "namespaces", Name: ns})
-		objs = append(objs, tlsSecret(s.ID, ns, s.Credentials), roleBinding(s.ID, ns, s.AgentNS),
-			&replv1.ReplicationDestination{
-				TypeMeta:   metav1.TypeMeta{APIVersion: replv1.GroupVersion.String(), Kind: "ReplicationDestination"},
-				ObjectMeta: metav1.ObjectMeta{Name: ReplicationName(s.ID), Namespace: ns},
-				Spec: replv1.ReplicationDestinationSpec{
-					MigrationID:        s.ID,
-					Volumes:            byNS[ns],
-					EndpointType:       s.EndpointType,
-					ServiceAnnotations: s.ServiceAnnotations,
-					TLSSecretName:      TLSSecretName(s.ID),
-					FinalSync:          s.FinalSync,
-					HubVerified:        s.HubVerified,
-				},
-			})
+		objs = append(objs, tlsSecret(s.ID, ns, s.Credentials))
+		objs = append(objs, agentRBAC(s.ID, ns, s.AgentNS)...)
+		objs = append(objs, &replv1.ReplicationDestination{
+			TypeMeta:   metav1.TypeMeta{APIVersion: replv1.GroupVersion.String(), Kind: "ReplicationDestination"},
+			ObjectMeta: metav1.ObjectMeta{Name: ReplicationName(s.ID), Namespace: ns},
+			Spec: replv1.ReplicationDestinationSpec{
+				MigrationID:        s.ID,
+				Volumes:            byNS[ns],
+				EndpointType:       s.EndpointType,
+				ServiceAnnotations: s.ServiceAnnotations,
+				TLSSecretName:      TLSSecretName(s.ID),
+				FinalSync:          s.FinalSync,
+				HubVerified:        s.HubVerified,
+			},
+		})
 	}
 	w.Spec.DeleteOption = &workv1.DeleteOption{
 		PropagationPolicy: workv1.DeletePropagationPolicyTypeSelectivelyOrphan,
@@ -173,7 +178,8 @@ func Source(s SourceSpec) (*workv1.ManifestWork, error) {
 	slices.Sort(namespaces)
 	var objs []runtime.Object
 	for _, ns := range namespaces {
-		objs = append(objs, tlsSecret(s.ID, ns, s.Credentials), roleBinding(s.ID, ns, s.AgentNS))
+		objs = append(objs, tlsSecret(s.ID, ns, s.Credentials))
+		objs = append(objs, agentRBAC(s.ID, ns, s.AgentNS)...)
 		if s.Endpoints != nil {
 			vols := byNS[ns]
 			dest := ""
@@ -323,12 +329,28 @@ func tlsSecret(id, ns string, p credentials.Pair) *corev1.Secret {
 	}
 }
 
-func roleBinding(id, ns, agentNS string) *rbacv1.RoleBinding {
-	return &rbacv1.RoleBinding{
-		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "RoleBinding"},
-		ObjectMeta: metav1.ObjectMeta{Name: RoleBindingName(id), Namespace: ns, Labels: map[string]string{replv1.MigrationIDLabel: id}},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: replv1.ReplicatorClusterRole},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: replv1.AgentServiceAccount, Namespace: agentNS}},
+// agentRBAC grants the agent, in one app namespace for this migration, the
+// replicator ClusterRole and `get` on the migration's TLS Secret by name.
+func agentRBAC(id, ns, agentNS string) []runtime.Object {
+	meta := func(name string) metav1.ObjectMeta {
+		return metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{replv1.MigrationIDLabel: id}}
+	}
+	agent := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: replv1.AgentServiceAccount, Namespace: agentNS}}
+	bindingKind := metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "RoleBinding"}
+	return []runtime.Object{
+		&rbacv1.RoleBinding{
+			TypeMeta: bindingKind, ObjectMeta: meta(RoleBindingName(id)), Subjects: agent,
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: replv1.ReplicatorClusterRole},
+		},
+		&rbacv1.Role{
+			TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "Role"},
+			ObjectMeta: meta(SecretReaderName(id)),
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}, ResourceNames: []string{TLSSecretName(id)}}},
+		},
+		&rbacv1.RoleBinding{
+			TypeMeta: bindingKind, ObjectMeta: meta(SecretReaderName(id)), Subjects: agent,
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: SecretReaderName(id)},
+		},
 	}
 }
 

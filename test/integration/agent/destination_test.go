@@ -362,7 +362,7 @@ var _ = Describe("Agent rights", func() {
 		Expect(k8s.Create(ctx, rd)).To(Succeed())
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rd), rd)).To(Succeed())
-			g.Expect(rd.Status.LastError).To(ContainSubstring("is RoleBinding smig-d3-replicator to ClusterRole stateful-migration-replicator there?"))
+			g.Expect(rd.Status.LastError).To(ContainSubstring("are the hub's RoleBindings smig-d3-replicator to ClusterRole stateful-migration-replicator and smig-d3-tls-reader there?"))
 		}).Should(Succeed())
 		Expect(apierrors.IsNotFound(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "data"}, &corev1.PersistentVolumeClaim{}))).To(BeTrue())
 

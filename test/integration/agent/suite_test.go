@@ -13,6 +13,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -165,7 +166,7 @@ func installAgentRBAC(ctx context.Context) rbacv1.Subject {
 		&addonv1beta1.ManagedClusterAddOn{ObjectMeta: metav1.ObjectMeta{Name: manager.AddonName, Namespace: clusterName}})
 	Expect(err).NotTo(HaveOccurred())
 	var sa rbacv1.Subject
-	var roles int
+	var roles, policies int
 	for _, o := range objs {
 		switch o := o.(type) {
 		case *corev1.ServiceAccount:
@@ -181,10 +182,19 @@ func installAgentRBAC(ctx context.Context) rbacv1.Subject {
 		case *rbacv1.ClusterRoleBinding:
 			_, err := kubeClient.RbacV1().ClusterRoleBindings().Create(ctx, o, metav1.CreateOptions{})
 			Expect(err).NotTo(HaveOccurred())
+		case *admissionv1.ValidatingAdmissionPolicy:
+			_, err := kubeClient.AdmissionregistrationV1().ValidatingAdmissionPolicies().Create(ctx, o, metav1.CreateOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			policies++
+		case *admissionv1.ValidatingAdmissionPolicyBinding:
+			_, err := kubeClient.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Create(ctx, o, metav1.CreateOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			policies++
 		case *apiextensionsv1.CustomResourceDefinition:
 			// Installed by envtest from the same files.
 		}
 	}
+	Expect(policies).To(Equal(2)) // the PV admission policy and its binding
 	Expect(roles).To(Equal(3)) // agent, replicator, and the work agent's aggregated role
 	Expect(sa.Name).To(Equal(replv1.AgentServiceAccount))
 	return sa
@@ -203,11 +213,25 @@ func appNamespace(ctx context.Context, name string) {
 	Expect(err).NotTo(HaveOccurred())
 }
 
+// tlsSecret creates a migration's TLS Secret and, as the hub's ManifestWork
+// does, a Role letting the agent read that Secret by name (and no other).
 func tlsSecret(ctx context.Context, ns, name string) {
 	_, err := kubeClient.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Type:       corev1.SecretTypeTLS,
 		Data:       map[string][]byte{"ca.crt": []byte("ca"), "tls.crt": []byte("crt"), "tls.key": []byte("key")},
+	}, metav1.CreateOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	reader := name + "-reader"
+	_, err = kubeClient.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: reader, Namespace: ns},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}, ResourceNames: []string{name}}},
+	}, metav1.CreateOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	_, err = kubeClient.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: reader, Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: reader},
+		Subjects:   []rbacv1.Subject{agentSA},
 	}, metav1.CreateOptions{})
 	Expect(err).NotTo(HaveOccurred())
 }

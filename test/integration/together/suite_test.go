@@ -15,6 +15,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -239,7 +240,8 @@ func installAgentRBAC(ctx context.Context, s *spoke) rbacv1.Subject {
 			Expect(o.Namespace).To(Equal(manager.DefaultInstallNamespace))
 			Expect(s.k8s.Create(ctx, o)).To(Succeed())
 			sa = rbacv1.Subject{Kind: "ServiceAccount", Name: o.Name, Namespace: o.Namespace}
-		case *rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding, *rbacv1.Role, *rbacv1.RoleBinding:
+		case *rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding, *rbacv1.Role, *rbacv1.RoleBinding,
+			*admissionv1.ValidatingAdmissionPolicy, *admissionv1.ValidatingAdmissionPolicyBinding:
 			obj := o.(client.Object)
 			Eventually(func() error { return client.IgnoreAlreadyExists(s.k8s.Create(ctx, obj)) }, timeout, interval).Should(Succeed())
 		}
