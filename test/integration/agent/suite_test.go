@@ -195,7 +195,7 @@ func installAgentRBAC(ctx context.Context) rbacv1.Subject {
 		}
 	}
 	Expect(policies).To(Equal(2)) // the PV admission policy and its binding
-	Expect(roles).To(Equal(3)) // agent, replicator, and the work agent's aggregated role
+	Expect(roles).To(Equal(3))    // agent, replicator, and the work agent's aggregated role
 	Expect(sa.Name).To(Equal(replv1.AgentServiceAccount))
 	return sa
 }
