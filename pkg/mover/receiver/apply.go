@@ -148,6 +148,9 @@ func (s *session) checkFile(m *wire.File) error {
 	if s.block {
 		return errBlockOp
 	}
+	if m.Entry.Size > wire.ChunkSize {
+		return fmt.Errorf("protocol error: %q sent whole with %d bytes (at most %d)", m.Entry.Path, m.Entry.Size, wire.ChunkSize)
+	}
 	if int64(len(m.Data)) != m.Entry.Size {
 		return fmt.Errorf("protocol error: %q carries %d bytes for size %d", m.Entry.Path, len(m.Data), m.Entry.Size)
 	}
@@ -215,7 +218,7 @@ func (s *session) begin(m *wire.File) error {
 	e := m.Entry
 	var f *os.File
 	var err error
-	var blocks []tree.Hash
+	var sums *fileSums
 	if m.InPlace {
 		if f, err = s.r.root.OpenRW(e.Path); err != nil {
 			return classify(err, "opening "+e.Path)
@@ -223,45 +226,23 @@ func (s *session) begin(m *wire.File) error {
 		var st unix.Stat_t
 		if unix.Fstat(int(f.Fd()), &st) == nil {
 			if b, ok := s.r.cache.Get(st.Ino, tree.KeyOf(&st)); ok {
-				blocks = resize(append([]tree.Hash(nil), b...), st.Size, e.Size)
+				sums = newSums(append([]tree.Hash(nil), b...), st.Size, e.Size)
 			}
 		}
 	} else {
 		if f, err = s.r.root.Create(e.Path); err != nil {
 			return classify(err, "creating "+e.Path)
 		}
-		blocks = resize(nil, 0, e.Size)
+		sums = newSums(nil, 0, e.Size)
 	}
 	// Sizing first leaves unsent ranges as holes, as they are at the source.
 	if err := f.Truncate(e.Size); err != nil {
 		f.Close()
 		return classify(err, "sizing "+e.Path)
 	}
-	s.files[m.ID] = &openFile{f: f, e: e, blocks: blocks, fresh: !m.InPlace && !s.r.defaultACL.Load()}
+	s.files[m.ID] = &openFile{f: f, e: e, sums: sums, fresh: !m.InPlace && !s.r.defaultACL.Load()}
 	return nil
 }
-
-// resize fits a sum list to a new size; new or cut blocks read as zeros
-// until data for them arrives.
-func resize(b []tree.Hash, oldSize, size int64) []tree.Hash {
-	n := int((size + tree.BlockSize - 1) / tree.BlockSize)
-	if len(b) > n {
-		b = b[:n]
-	}
-	if oldSize%tree.BlockSize != 0 && len(b) > 0 && oldSize < size {
-		b = b[:len(b)-1] // the old partial tail no longer matches
-	}
-	for len(b) < n {
-		i := int64(len(b))
-		b = append(b, zeroSumLen(min(int64(tree.BlockSize), size-i*tree.BlockSize)))
-	}
-	if n > 0 && size%tree.BlockSize != 0 && size < oldSize {
-		b[n-1] = tree.Hash{} // truncated tail: unknown until resent
-	}
-	return b
-}
-
-func zeroSumLen(n int64) tree.Hash { return tree.BlockSum(make([]byte, n)) }
 
 func (s *session) open(id uint64) (*openFile, error) {
 	of, ok := s.files[id]
@@ -276,8 +257,8 @@ func (s *session) data(m *wire.Data) error {
 	if err != nil {
 		return err
 	}
-	end := m.Off + int64(len(m.Data))
-	if end > of.e.Size {
+	// Off and len are bounded (wire.MaxFileSize, the frame size): no overflow.
+	if m.Off+int64(len(m.Data)) > of.e.Size {
 		return fmt.Errorf("protocol error: write past end of %q", of.e.Path)
 	}
 	if _, err := of.f.WriteAt(m.Data, m.Off); err != nil {
@@ -294,15 +275,15 @@ func (s *session) data(m *wire.Data) error {
 // track updates the block sums for block-aligned writes and gives up on
 // the cache for anything else (verification then rereads the file).
 func (s *session) track(of *openFile, off int64, p []byte) {
-	if of.blocks == nil {
+	if of.sums == nil {
 		return
 	}
 	if off%tree.BlockSize != 0 || (len(p)%tree.BlockSize != 0 && off+int64(len(p)) != of.e.Size) {
-		of.blocks = nil
+		of.sums = nil
 		return
 	}
 	for i := 0; i < len(p); i += tree.BlockSize {
-		of.blocks[(off+int64(i))/tree.BlockSize] = tree.BlockSum(p[i:min(i+tree.BlockSize, len(p))])
+		of.sums.set(int((off+int64(i))/tree.BlockSize), tree.BlockSum(p[i:min(i+tree.BlockSize, len(p))]))
 	}
 }
 
@@ -311,22 +292,35 @@ func (s *session) punch(m *wire.Data) error {
 	if err != nil {
 		return err
 	}
-	if m.Off+m.Len > of.e.Size {
-		return fmt.Errorf("protocol error: punch past end of %q", of.e.Path)
+	// Off and Len are each at most wire.MaxFileSize: the sum cannot overflow.
+	if m.Len == 0 || m.Off+m.Len > of.e.Size {
+		return fmt.Errorf("protocol error: punch [%d, +%d) outside %q (%d bytes)", m.Off, m.Len, of.e.Path, of.e.Size)
 	}
 	const mode = unix.FALLOC_FL_PUNCH_HOLE | unix.FALLOC_FL_KEEP_SIZE
 	if err := unix.Fallocate(int(of.f.Fd()), mode, m.Off, m.Len); err != nil {
 		// No hole support: write zeros, content stays right.
-		if _, err := of.f.WriteAt(make([]byte, m.Len), m.Off); err != nil {
+		if err := zeroFill(of.f, m.Off, m.Len); err != nil {
 			return classify(err, "zeroing "+of.e.Path)
 		}
 	}
-	if of.blocks != nil && m.Off%tree.BlockSize == 0 {
-		for o := m.Off; o < m.Off+m.Len; o += tree.BlockSize {
-			of.blocks[o/tree.BlockSize] = zeroSumLen(min(int64(tree.BlockSize), of.e.Size-o))
-		}
+	if of.sums != nil && m.Off%tree.BlockSize == 0 && (m.Len%tree.BlockSize == 0 || m.Off+m.Len == of.e.Size) {
+		of.sums.zero(int(m.Off/tree.BlockSize), int(blocks(m.Len)))
 	} else {
-		of.blocks = nil
+		of.sums = nil
+	}
+	return nil
+}
+
+var zeros = make([]byte, wire.ChunkSize)
+
+// zeroFill writes n zero bytes at off, a chunk at a time.
+func zeroFill(f *os.File, off, n int64) error {
+	for n > 0 {
+		k := min(n, int64(len(zeros)))
+		if _, err := f.WriteAt(zeros[:k], off); err != nil {
+			return err
+		}
+		off, n = off+k, n-k
 	}
 	return nil
 }
@@ -341,14 +335,12 @@ func (s *session) end(id uint64) error {
 		return nil
 	}
 	defer of.f.Close()
-	for _, b := range of.blocks {
-		if b == (tree.Hash{}) {
-			of.blocks = nil
-			break
-		}
+	var sums []tree.Hash
+	if of.sums != nil {
+		sums = of.sums.list()
 	}
 	s.r.Tracker.AddCopied(0, 1)
-	return s.finish(int(of.f.Fd()), &of.e, of.blocks, false, of.fresh)
+	return s.finish(int(of.f.Fd()), &of.e, sums, false, of.fresh)
 }
 
 func (s *session) hashes(m *wire.HashReq) error {
@@ -362,7 +354,7 @@ func (s *session) hashes(m *wire.HashReq) error {
 	}
 	if err != nil {
 		resp.Err = err.Error()
-		return s.w.Send(wire.THashes, &resp)
+		return s.w.SendHashes(&resp)
 	}
 	if s.block {
 		resp.Blocks, err = s.blockHashes()
@@ -383,5 +375,5 @@ func (s *session) hashes(m *wire.HashReq) error {
 	if err != nil {
 		resp.Err = err.Error()
 	}
-	return s.w.Send(wire.THashes, &resp)
+	return s.w.SendHashes(&resp)
 }

@@ -87,10 +87,10 @@ func (s *session) flushNow() {
 }
 
 type openFile struct {
-	f      *os.File
-	e      tree.Entry
-	blocks []tree.Hash // nil when the cache cannot be maintained
-	fresh  bool        // created by us for this transfer (not updated in place)
+	f     *os.File
+	e     tree.Entry
+	sums  *fileSums // nil when the cache cannot be maintained
+	fresh bool      // created by us for this transfer (not updated in place)
 }
 
 // ServeConn runs one sender session on rw. It returns nil once the sender
@@ -105,6 +105,7 @@ func (r *Receiver) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 	defer close(stop)
 	go func() {
 		rd := wire.NewReader(rw)
+		rd.Limit(maxFrame)
 		for {
 			f, err := rd.Next()
 			if err != nil {
@@ -128,13 +129,19 @@ func (r *Receiver) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 	defer files.close()
 	first := true
 	for fr := range frames {
-		m, err := wire.Decode(wire.Frame{Type: fr.t, Payload: *fr.buf})
-		if err == nil {
-			if first && fr.t != wire.THello {
-				err = errors.New("protocol error: session must start with Hello")
-			}
-			first = false
+		// The type is checked before the body is decoded: a frame the
+		// sender never sends costs nothing.
+		var m wire.Msg
+		var err error
+		switch {
+		case !fromSender(fr.t):
+			err = fmt.Errorf("protocol error: unexpected frame type %d from sender", fr.t)
+		case first != (fr.t == wire.THello):
+			err = errors.New("protocol error: session must start with Hello, once")
+		default:
+			m, err = wire.Decode(wire.Frame{Type: fr.t, Payload: *fr.buf})
 		}
+		first = false
 		var done bool
 		if err == nil && fr.t == wire.TFile {
 			if err = s.checkFile(m.(*wire.File)); err == nil {
@@ -200,6 +207,21 @@ func (s *session) refuse(err error, frames <-chan frame) {
 
 // refuseLinger bounds how long refuse waits for the sender to hang up.
 const refuseLinger = 2 * time.Second
+
+// maxFrame bounds what the receiver reads in one frame: the largest a sender
+// sends is a whole small file with its path and attributes.
+const maxFrame = wire.ChunkSize + wire.MaxXattrBytes + 64<<10
+
+// fromSender reports the frame types a sender sends.
+func fromSender(t wire.Type) bool {
+	switch t {
+	case wire.THello, wire.TIndexReq, wire.TMkdir, wire.TSymlink, wire.TNode, wire.TLink, wire.TMeta,
+		wire.TDelete, wire.TRename, wire.TFile, wire.TBegin, wire.TData, wire.TPunch, wire.TEnd,
+		wire.THashReq, wire.TSync, wire.TVerifyReq, wire.TDone:
+		return true
+	}
+	return false
+}
 
 // streams reports the large-file frames, which touch only their own file
 // (one path is sent once per pass) and so need not wait for queued files.

@@ -34,7 +34,7 @@ func (s *Sender) blockSession(ctx context.Context, k *conn) (*Result, error) {
 	b.size = size
 	s.t.Update(func(p *progress.Progress) { p.BytesTotal = size; p.FilesTotal = 1 })
 	if b.known == nil {
-		h, err := k.hashReq(".")
+		h, err := k.hashReq(".", max(size, b.destSize)) // the receiver hashes its whole device
 		if err != nil {
 			return nil, err
 		}

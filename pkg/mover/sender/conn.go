@@ -25,7 +25,7 @@ type conn struct {
 	nextID atomic.Uint64
 
 	mu      sync.Mutex
-	hashes  map[uint64]chan *wire.Hashes
+	hashes  map[uint64]*hashWait
 	acks    chan *wire.Ack
 	index   chan []tree.Entry // nil slice = end
 	records chan []tree.Record
@@ -36,7 +36,7 @@ type conn struct {
 }
 
 func newConn(c net.Conn, compress bool) *conn {
-	k := &conn{c: c, w: wire.NewWriter(c, compress), hashes: map[uint64]chan *wire.Hashes{},
+	k := &conn{c: c, w: wire.NewWriter(c, compress), hashes: map[uint64]*hashWait{},
 		acks: make(chan *wire.Ack, 4), index: make(chan []tree.Entry, 16),
 		records: make(chan []tree.Record, 16), verify: make(chan *wire.VerifyResp, 1),
 		hello: make(chan *wire.HelloAck, 1), dead: make(chan struct{})}
@@ -85,13 +85,9 @@ func (k *conn) readLoop() {
 		case wire.TIndexEnd:
 			k.deliverIndex(nil)
 		case wire.THashes:
-			h := m.(*wire.Hashes)
-			k.mu.Lock()
-			ch := k.hashes[h.ID]
-			delete(k.hashes, h.ID)
-			k.mu.Unlock()
-			if ch != nil {
-				ch <- h
+			if err := k.deliverHashes(m.(*wire.Hashes)); err != nil {
+				k.fail(err)
+				return
 			}
 		case wire.TSyncAck:
 			select {
@@ -149,11 +145,47 @@ func (k *conn) sent() int64 {
 func (k *conn) id() uint64 { return k.nextID.Add(1) }
 
 // hashReq fetches the receiver's block sums for p.
-func (k *conn) hashReq(p string) (*wire.Hashes, error) {
+// hashWait collects the frames of one answer; max bounds the sums taken.
+type hashWait struct {
+	ch  chan *wire.Hashes
+	got *wire.Hashes
+	max int64
+}
+
+// deliverHashes adds one Hashes frame to its answer and hands the answer
+// over with its last frame.
+func (k *conn) deliverHashes(h *wire.Hashes) error {
+	k.mu.Lock()
+	hw := k.hashes[h.ID]
+	if hw != nil && !h.More {
+		delete(k.hashes, h.ID)
+	}
+	k.mu.Unlock()
+	if hw == nil {
+		return fmt.Errorf("protocol error: hashes for unknown request %d", h.ID)
+	}
+	if hw.got == nil {
+		hw.got = &wire.Hashes{ID: h.ID, Size: h.Size, Err: h.Err}
+	}
+	if int64(len(hw.got.Blocks)+len(h.Blocks)) > hw.max {
+		// Not the file we expected (it grew): the caller copies it whole.
+		hw.got.Blocks, hw.got.Err = nil, fmt.Sprintf("receiver holds more than %d blocks", hw.max)
+	} else if hw.got.Err == "" {
+		hw.got.Blocks = append(hw.got.Blocks, h.Blocks...)
+	}
+	if !h.More {
+		hw.ch <- hw.got
+	}
+	return nil
+}
+
+// hashReq asks for the sums of p, expected to hold size bytes: the sums of
+// a larger file are not kept (the answer says so in Err).
+func (k *conn) hashReq(p string, size int64) (*wire.Hashes, error) {
 	id := k.id()
 	ch := make(chan *wire.Hashes, 1)
 	k.mu.Lock()
-	k.hashes[id] = ch
+	k.hashes[id] = &hashWait{ch: ch, max: (size + tree.BlockSize - 1) / tree.BlockSize}
 	k.mu.Unlock()
 	if err := k.send(wire.THashReq, &wire.HashReq{ID: id, Path: p}, true); err != nil {
 		return nil, err

@@ -68,7 +68,7 @@ func (x *xfer) send(e, old *tree.Entry, oldBlocks []tree.Hash) (xferResult, erro
 
 	inPlace := old != nil && old.Kind == tree.KindFile && old.LinkTo == "" && size >= DeltaMin
 	if inPlace && oldBlocks == nil {
-		h, err := x.k.hashReq(e.Path)
+		h, err := x.k.hashReq(e.Path, old.Size)
 		if err != nil {
 			return r, err
 		}
@@ -97,7 +97,7 @@ func (x *xfer) send(e, old *tree.Entry, oldBlocks []tree.Hash) (xferResult, erro
 	// file's last change, would leave the key as it is. Send it again.
 	k := tree.KeyOf(&st0)
 	r.stable = k == tree.KeyOf(&st1) && k.Ctime == e.Ctime && !tree.Racy(k, taken, x.s.cache.Window())
-	if r.stable {
+	if r.stable && (r.blocks != nil || size == 0) {
 		x.s.cache.Put(st0.Ino, k, r.blocks, taken)
 	}
 	return r, nil
@@ -127,11 +127,18 @@ func (x *xfer) large(f *os.File, r *xferResult, inPlace bool, old []tree.Hash) e
 	if err := x.k.send(wire.TBegin, &wire.File{ID: id, Entry: r.entry, InPlace: inPlace}, false); err != nil {
 		return err
 	}
-	var ext [][2]int64
+	var holes *tree.Holes
 	if r.entry.Sparse {
-		ext = tree.Extents(int(f.Fd()), size)
+		holes = tree.NewHoles(tree.Extents(int(f.Fd()), size))
 	}
-	blocks := make([]tree.Hash, 0, (size+tree.BlockSize-1)/tree.BlockSize)
+	// Sums of a file too large to keep them for are not kept: its next
+	// change is sent whole.
+	n := (size + tree.BlockSize - 1) / tree.BlockSize
+	keep := n <= tree.MaxTrackedBlocks
+	var blocks []tree.Hash
+	if keep {
+		blocks = make([]tree.Hash, 0, n)
+	}
 	var copied int64
 	// run accumulates adjacent changed blocks into one Data frame.
 	runOff, runLen := int64(0), 0
@@ -157,14 +164,16 @@ func (x *xfer) large(f *os.File, r *xferResult, inPlace bool, old []tree.Hash) e
 		for b := int64(0); b < clen; b += tree.BlockSize {
 			bo, bl := off+b, min(int64(tree.BlockSize), clen-b)
 			i := int(bo / tree.BlockSize)
-			hole := ext != nil && inHole(ext, bo, bo+bl)
+			hole := holes != nil && holes.In(bo, bo+bl)
 			var sum tree.Hash
 			if hole {
-				sum = zeroSum(bl)
+				sum = tree.ZeroSum(int(bl))
 			} else {
 				sum = tree.BlockSum(x.buf[b : b+bl])
 			}
-			blocks = append(blocks, sum)
+			if keep {
+				blocks = append(blocks, sum)
+			}
 			same := old != nil && i < len(old) && old[i] == sum
 			if same || (hole && !inPlace) {
 				if err := flush(); err != nil {
@@ -197,25 +206,4 @@ func (x *xfer) large(f *os.File, r *xferResult, inPlace bool, old []tree.Hash) e
 	r.whole = !inPlace
 	x.s.t.AddCopied(copied, 1)
 	return nil
-}
-
-func inHole(ext [][2]int64, off, end int64) bool {
-	for _, x := range ext {
-		if x[0] < end && x[1] > off {
-			return false
-		}
-	}
-	return true
-}
-
-var (
-	zeroBuf  = make([]byte, tree.BlockSize)
-	zeroFull = tree.BlockSum(zeroBuf)
-)
-
-func zeroSum(n int64) tree.Hash {
-	if n == tree.BlockSize {
-		return zeroFull
-	}
-	return tree.BlockSum(zeroBuf[:n])
 }

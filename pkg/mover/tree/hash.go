@@ -3,6 +3,7 @@ package tree
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"io"
 	"os"
 	"sync"
@@ -19,7 +20,14 @@ const BlockSize = 64 << 10
 // Hash is a SHA-256 sum; SHA-256 runs in hardware on current x86 and arm64.
 type Hash = [32]byte
 
+// MaxTrackedBlocks bounds the sums kept for one file (256 GiB at 64 KiB,
+// 128 MiB of sums): a larger file is hashed whenever it is needed instead.
+const MaxTrackedBlocks = 1 << 22
+
 var zeroSums sync.Map // length -> Hash of that many zero bytes
+
+// ZeroSum is the sum of a block of n zero bytes (a hole), computed once.
+func ZeroSum(n int) Hash { return zeroSum(n) }
 
 func zeroSum(n int) Hash {
 	if h, ok := zeroSums.Load(n); ok {
@@ -52,15 +60,27 @@ func Extents(fd int, size int64) [][2]int64 {
 	return out
 }
 
-// inHole reports whether [off, end) lies wholly outside the data extents.
-func inHole(ext [][2]int64, off, end int64) bool {
-	for _, x := range ext {
-		if x[0] < end && x[1] > off {
-			return false
-		}
-	}
-	return true
+// Holes answers, for ranges asked in increasing order, whether a range lies
+// wholly outside the data extents; a file of many extents costs one pass.
+type Holes struct {
+	ext [][2]int64
+	i   int
 }
+
+// NewHoles walks ext (from Extents).
+func NewHoles(ext [][2]int64) *Holes { return &Holes{ext: ext} }
+
+// In reports whether [off, end) is a hole; off never decreases between calls.
+func (h *Holes) In(off, end int64) bool {
+	for h.i < len(h.ext) && h.ext[h.i][1] <= off {
+		h.i++
+	}
+	return h.i == len(h.ext) || h.ext[h.i][0] >= end
+}
+
+// ErrTooManyBlocks refuses a sum list for a file of more than
+// MaxTrackedBlocks blocks; FileSum hashes such a file without one.
+var ErrTooManyBlocks = errors.New("file too large to keep block sums for")
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, BlockSize); return &b }}
 
@@ -68,31 +88,48 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, BlockSize); return &
 // shrinks while being read yields hashes of what was read; callers compare
 // stat before and after to notice.
 func HashBlocks(f *os.File, size int64, sparse bool) ([]Hash, error) {
-	var ext [][2]int64
+	n := (size + BlockSize - 1) / BlockSize
+	if n > MaxTrackedBlocks {
+		return nil, ErrTooManyBlocks
+	}
+	out := make([]Hash, 0, n)
+	err := eachBlock(f, size, sparse, func(h Hash) { out = append(out, h) })
+	return out, err
+}
+
+// FileSum is ContentSum(HashBlocks(...)) in constant memory.
+func FileSum(f *os.File, size int64, sparse bool) (Hash, error) {
+	h := sha256.New()
+	err := eachBlock(f, size, sparse, func(b Hash) { h.Write(b[:]) })
+	var s Hash
+	h.Sum(s[:0])
+	return s, err
+}
+
+func eachBlock(f *os.File, size int64, sparse bool, each func(Hash)) error {
+	var holes *Holes
 	if sparse {
-		ext = Extents(int(f.Fd()), size)
+		holes = NewHoles(Extents(int(f.Fd()), size))
 	}
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
-	n := (size + BlockSize - 1) / BlockSize
-	out := make([]Hash, 0, n)
 	for off := int64(0); off < size; off += BlockSize {
 		l := min(int64(BlockSize), size-off)
-		if sparse && inHole(ext, off, off+l) {
-			out = append(out, zeroSum(int(l)))
+		if sparse && holes.In(off, off+l) {
+			each(zeroSum(int(l)))
 			continue
 		}
 		k, err := f.ReadAt(buf[:l], off)
 		if err != nil && err != io.EOF {
-			return nil, err
+			return err
 		}
-		out = append(out, sha256.Sum256(buf[:k]))
+		each(sha256.Sum256(buf[:k]))
 		if k < int(l) {
 			break
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // BlockSum hashes one block's data.

@@ -111,6 +111,9 @@ func contentSum(root string, e *Entry, cache *SumCache, full bool) (Hash, error)
 			return ContentSum(b), nil
 		}
 	}
+	if (st.Size+BlockSize-1)/BlockSize > MaxTrackedBlocks {
+		return FileSum(f, st.Size, e.Sparse) // too large to cache sums for
+	}
 	b, err := HashBlocks(f, st.Size, e.Sparse)
 	if err != nil {
 		return Hash{}, fmt.Errorf("verify %s: %w", e.Path, err)

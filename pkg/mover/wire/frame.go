@@ -17,6 +17,14 @@ const MaxPayload = 8 << 20
 // ChunkSize is the largest file data carried by one frame.
 const ChunkSize = 256 << 10
 
+// MaxFileSize bounds a declared file size and every offset (ext4's own
+// limit with 4 KiB blocks); with it no offset arithmetic can overflow.
+const MaxFileSize = 16 << 40
+
+// MaxBatch bounds the entries or records of one frame (senders use 2,000
+// and 20,000).
+const MaxBatch = 1 << 16
+
 const headerLen = 5
 
 // flagCompressed marks a zstd-compressed payload in the type byte.
@@ -37,14 +45,19 @@ type Reader struct {
 	hdr [headerLen]byte
 	buf []byte
 	dec decompressor
+	max uint32
 	// N counts the bytes consumed from the stream, for progress.
 	N int64
 }
 
-// NewReader returns a Reader on r.
+// NewReader returns a Reader on r taking frames of up to MaxPayload.
 func NewReader(r io.Reader) *Reader {
-	return &Reader{r: bufio.NewReaderSize(r, 256<<10)}
+	return &Reader{r: bufio.NewReaderSize(r, 256<<10), max: MaxPayload}
 }
+
+// Limit lowers the largest frame (compressed or not) this reader takes,
+// for a side whose peer never sends large ones.
+func (r *Reader) Limit(n int) { r.max = uint32(min(n, MaxPayload)) }
 
 // Next reads one frame. The payload is only valid until the next call.
 func (r *Reader) Next() (Frame, error) {
@@ -55,7 +68,7 @@ func (r *Reader) Next() (Frame, error) {
 		return Frame{}, err
 	}
 	n := binary.BigEndian.Uint32(r.hdr[1:])
-	if n > MaxPayload {
+	if n > r.max {
 		return Frame{}, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n)
 	}
 	if cap(r.buf) < int(n) {
@@ -74,6 +87,9 @@ func (r *Reader) Next() (Frame, error) {
 		out, err := r.dec.decode(buf)
 		if err != nil {
 			return Frame{}, err
+		}
+		if len(out) > int(r.max) {
+			return Frame{}, fmt.Errorf("%w: %d bytes decompressed", ErrFrameTooLarge, len(out))
 		}
 		buf = out
 		t &^= flagCompressed

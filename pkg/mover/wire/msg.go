@@ -80,7 +80,7 @@ func GetEntry(d *Dec) tree.Entry {
 		}
 		x.Xattrs = append(x.Xattrs, a)
 	}
-	if d.Err == nil && (x.Kind < tree.KindFile || x.Kind > tree.KindMax || x.Size < 0) {
+	if d.Err == nil && (x.Kind < tree.KindFile || x.Kind > tree.KindMax || x.Size < 0 || x.Size > MaxFileSize) {
 		d.fail("entry")
 	}
 	return x
@@ -142,14 +142,16 @@ func EncodeEntries(e *Enc, xs []tree.Entry) {
 	}
 }
 
-// DecodeEntries decodes a batch of entries.
+// DecodeEntries decodes a batch of entries. The count is bounded, and
+// memory grows with the entries actually decoded, not with the count
+// the peer declared.
 func DecodeEntries(d *Dec) ([]tree.Entry, error) {
 	n := d.U()
-	if n > uint64(len(d.B)) { // each entry takes more than one byte
+	if n > MaxBatch || n > uint64(len(d.B)) { // each entry takes more than one byte
 		d.fail("entry count")
 		return nil, d.Err
 	}
-	xs := make([]tree.Entry, 0, n)
+	xs := make([]tree.Entry, 0, min(n, 256))
 	for i := uint64(0); i < n && d.Err == nil; i++ {
 		xs = append(xs, GetEntry(d))
 	}
@@ -213,7 +215,8 @@ func (m *Data) Decode(d *Dec) error {
 	m.Off = d.I()
 	m.Len = d.I()
 	m.Data = d.Bytes()
-	if d.Err == nil && (m.Off < 0 || m.Len < 0 || m.Off > 1<<62 || m.Len > 1<<62) {
+	// Both bounded by MaxFileSize, so Off+Len cannot overflow.
+	if d.Err == nil && (m.Off < 0 || m.Len < 0 || m.Off > MaxFileSize || m.Len > MaxFileSize) {
 		d.fail("range")
 	}
 	return d.Done()
@@ -238,13 +241,19 @@ func (m *HashReq) Decode(d *Dec) error {
 	return d.Done()
 }
 
-// Hashes answers HashReq.
+// Hashes answers HashReq, in frames of at most HashBatch sums: a file or
+// device of more than 16 GiB has more sums than one frame carries. All but
+// the last frame of an answer say More.
 type Hashes struct {
 	ID     uint64
 	Size   int64
 	Blocks []Hash
 	Err    string
+	More   bool
 }
+
+// HashBatch is the most sums one Hashes frame carries (2 MiB).
+const HashBatch = 1 << 16
 
 func (m *Hashes) Encode(e *Enc) {
 	e.U(m.ID)
@@ -254,13 +263,14 @@ func (m *Hashes) Encode(e *Enc) {
 		e.B = append(e.B, m.Blocks[i][:]...)
 	}
 	e.Str(m.Err)
+	e.Bool(m.More)
 }
 
 func (m *Hashes) Decode(d *Dec) error {
 	m.ID = d.U()
 	m.Size = d.I()
 	n := d.U()
-	if d.Err == nil && n > uint64(len(d.B)/32) {
+	if d.Err == nil && (n > HashBatch || n > uint64(len(d.B)/32)) {
 		d.fail("hash count")
 	}
 	if d.Err == nil {
@@ -271,7 +281,21 @@ func (m *Hashes) Decode(d *Dec) error {
 		}
 	}
 	m.Err = d.Str()
+	m.More = d.Bool()
 	return d.Done()
+}
+
+// SendHashes writes an answer as Hashes frames of at most HashBatch sums.
+func (w *Writer) SendHashes(m *Hashes) error {
+	rest := m.Blocks
+	for {
+		part := *m
+		part.Blocks, part.More = rest[:min(len(rest), HashBatch)], len(rest) > HashBatch
+		rest = rest[len(part.Blocks):]
+		if err := w.Send(THashes, &part); err != nil || !part.More {
+			return err
+		}
+	}
 }
 
 // Sync is a barrier: the receiver answers once everything before it is
@@ -340,7 +364,7 @@ func EncodeRecords(e *Enc, rs []Record) {
 // DecodeRecords decodes a batch of records.
 func DecodeRecords(d *Dec) ([]Record, error) {
 	n := d.U()
-	if d.Err == nil && n > uint64(len(d.B)/33) {
+	if d.Err == nil && (n > MaxBatch || n > uint64(len(d.B)/33)) {
 		d.fail("record count")
 	}
 	var rs []Record

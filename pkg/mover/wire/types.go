@@ -37,7 +37,7 @@ const (
 func (t Type) valid() bool { return t >= THello && t < typeEnd }
 
 // Version is the protocol version; peers must match exactly.
-const Version = 3
+const Version = 4
 
 // Volume modes carried in Hello.
 const (

@@ -1,0 +1,129 @@
+package integration_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stateful-migration/stateful-migration/pkg/mover/tree"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/wire"
+)
+
+// allocDuring returns the bytes the process allocated while fn ran.
+func allocDuring(fn func()) uint64 {
+	var a, b runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&a)
+	fn()
+	runtime.ReadMemStats(&b)
+	return b.TotalAlloc - a.TotalAlloc
+}
+
+// Each declared size, offset and count from an authenticated but hostile
+// sender is checked before it costs anything: an error, never a panic, and
+// nothing of a size the sender merely declared.
+func TestHostileSizesAndOffsets(t *testing.T) {
+	dst := t.TempDir()
+	begin := func(w *wire.Writer, size int64) {
+		w.Send(wire.TBegin, &wire.File{ID: 1, Entry: tree.Entry{Path: "f", Kind: tree.KindFile, Mode: 0644, Size: size}})
+	}
+	cases := map[string]struct {
+		frames func(w *wire.Writer)
+		want   string
+	}{
+		// Off+Len overflowed int64 and the zero-fill fallback panicked.
+		"punch overflow": {func(w *wire.Writer) {
+			begin(w, 10)
+			w.Send(wire.TPunch, &wire.Data{ID: 1, Off: 1 << 62, Len: 1 << 62})
+		}, "bad range"},
+		"punch past end": {func(w *wire.Writer) {
+			begin(w, 10)
+			w.Send(wire.TPunch, &wire.Data{ID: 1, Off: 4, Len: wire.MaxFileSize})
+		}, "outside"},
+		"empty punch": {func(w *wire.Writer) {
+			begin(w, 10)
+			w.Send(wire.TPunch, &wire.Data{ID: 1, Off: 0, Len: 0})
+		}, "outside"},
+		"size beyond any filesystem": {func(w *wire.Writer) { begin(w, 1<<50) }, "bad entry"},
+		"whole file larger than a chunk": {func(w *wire.Writer) {
+			w.Send(wire.TFile, fileMsg("big", make([]byte, wire.ChunkSize+1)))
+		}, "sent whole"},
+		"frame the sender never sends": {func(w *wire.Writer) {
+			w.Send(wire.TIndexChunk, &wire.Entries{List: []tree.Entry{{Path: "x", Kind: tree.KindFile}}})
+		}, "unexpected frame type"},
+		"huge frame of a foreign type": {func(w *wire.Writer) {
+			w.Write(wire.TIndexChunk, make([]byte, wire.MaxPayload))
+		}, "exceeds maximum size"},
+		"second hello": {func(w *wire.Writer) {
+			w.Send(wire.THello, &wire.Hello{Version: wire.Version})
+		}, "Hello, once"},
+	}
+	for name, c := range cases {
+		var err error
+		alloc := allocDuring(func() { err = hostile(t, dst, false, c.frames) })
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want an error with %q", name, err, c.want)
+		}
+		if alloc > 64<<20 {
+			t.Errorf("%s: the session allocated %d MiB", name, alloc>>20)
+		}
+	}
+}
+
+// A large declared size costs O(1): sizing leaves holes, and the block sums
+// of a fresh file are only kept for blocks that data arrived for. (Hashing
+// a zero buffer per declared block took 1.2 s and 1 GiB per GiB declared.)
+func TestDeclaredSizeCostsNothing(t *testing.T) {
+	dst := t.TempDir()
+	const size = 1 << 40 // 1 TiB, all holes but one block
+	start := time.Now()
+	var err error
+	alloc := allocDuring(func() {
+		err = hostile(t, dst, false, func(w *wire.Writer) {
+			w.Send(wire.TBegin, &wire.File{ID: 1, Entry: tree.Entry{Path: "sparse", Kind: tree.KindFile, Mode: 0644, Size: size}})
+			w.Send(wire.TData, &wire.Data{ID: 1, Off: size - tree.BlockSize, Data: bytes.Repeat([]byte("z"), tree.BlockSize)})
+			w.Send(wire.TEnd, &wire.ID{ID: 1})
+			w.Send(wire.TBegin, &wire.File{ID: 2, Entry: tree.Entry{Path: "big", Kind: tree.KindFile, Mode: 0644, Size: 8 << 30}})
+			w.Send(wire.TData, &wire.Data{ID: 2, Off: 0, Data: bytes.Repeat([]byte("y"), tree.BlockSize)})
+			w.Send(wire.TEnd, &wire.ID{ID: 2})
+		})
+	})
+	took := time.Since(start)
+	// The stream ends without a verified final sync: that is the only error.
+	if err == nil || !strings.Contains(err.Error(), "closed the stream") {
+		t.Fatalf("session: %v", err)
+	}
+	if took > 2*time.Second || alloc > 64<<20 {
+		t.Errorf("1 TiB and 8 GiB declared cost %v and %d MiB", took, alloc>>20)
+	}
+	for name, want := range map[string]int64{"sparse": size, "big": 8 << 30} {
+		st, err := os.Stat(filepath.Join(dst, name))
+		if err != nil || st.Size() != want {
+			t.Fatalf("%s: %v size %d, want %d", name, err, st.Size(), want)
+		}
+		if used := st.Sys().(*syscall.Stat_t).Blocks * 512; used > 1<<20 {
+			t.Errorf("%s occupies %d bytes on disk: holes were written", name, used)
+		}
+	}
+}
+
+// DecodeEntries allocated one entry per payload byte before decoding any:
+// an 8 MiB frame cost 896 MiB.
+func TestEntryBatchAllocationBounded(t *testing.T) {
+	var e wire.Enc
+	e.U(wire.MaxPayload - 16) // the count a peer declares
+	e.B = append(e.B, make([]byte, wire.MaxPayload-16-len(e.B))...)
+	var err error
+	alloc := allocDuring(func() { _, err = wire.Decode(wire.Frame{Type: wire.TIndexChunk, Payload: e.B}) })
+	if err == nil {
+		t.Fatal("a batch of garbage entries decoded")
+	}
+	if alloc > 16<<20 {
+		t.Errorf("decoding one 8 MiB frame allocated %d MiB", alloc>>20)
+	}
+}
