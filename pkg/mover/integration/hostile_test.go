@@ -2,6 +2,8 @@ package integration_test
 
 import (
 	"bytes"
+	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stateful-migration/stateful-migration/pkg/mover/sender"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/tree"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/wire"
 )
@@ -126,4 +129,41 @@ func TestEntryBatchAllocationBounded(t *testing.T) {
 	if alloc > 16<<20 {
 		t.Errorf("decoding one 8 MiB frame allocated %d MiB", alloc>>20)
 	}
+}
+
+// Connections that never finish their TLS handshake are bounded: beyond 16
+// the oldest is closed, and a sender still gets through among them.
+func TestIdleHandshakesBounded(t *testing.T) {
+	c := makeCreds(t)
+	src, dst := t.TempDir(), t.TempDir()
+	writeRandom(t, filepath.Join(src, "data"), 1<<20, 1)
+	r := startReceiver(t, c, dst, false)
+	const idle = 64
+	var conns []net.Conn
+	for range idle {
+		conn, err := net.Dial("tcp", r.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conns = append(conns, conn)
+	}
+	deadline := time.Now().Add(time.Second) // the handshake timeout is 15 s
+	closed := 0
+	for _, conn := range conns {
+		conn.SetReadDeadline(deadline)
+		if _, err := conn.Read(make([]byte, 1)); err != nil && !os.IsTimeout(err) {
+			closed++
+		}
+	}
+	if closed < idle-16 {
+		t.Errorf("%d of %d idle connections closed within a second; at most 16 may wait", closed, idle)
+	}
+	if _, err := sender.Run(context.Background(), sendOpts(c, src, r.addr)); err != nil {
+		t.Fatalf("sender among idle connections: %v", err)
+	}
+	if err := r.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	assertSame(t, src, dst)
 }

@@ -130,8 +130,10 @@ func (r *Receiver) Serve(ctx context.Context) error {
 	go func() { <-ctx.Done(); ln.Close() }()
 
 	result := make(chan error, 1)
+	var pending handshakes
 	var sessions sync.WaitGroup
 	defer sessions.Wait()
+	defer pending.closeAll() // before waiting: a stalled handshake would hold it 15 s
 	for {
 		raw, err := ln.Accept()
 		if err != nil {
@@ -147,9 +149,11 @@ func (r *Receiver) Serve(ctx context.Context) error {
 			return fmt.Errorf("accept: %w", err)
 		}
 		sessions.Add(1)
+		pending.start(raw)
 		go func() {
 			defer sessions.Done()
 			conn, err := transport.Accept(ctx, raw, cfg)
+			pending.done(raw)
 			if err != nil {
 				r.logf("%v", err)
 				return
