@@ -168,7 +168,8 @@ func Pod(s PodSpec) *corev1.Pod {
 	if s.Block {
 		c.VolumeDevices = []corev1.VolumeDevice{{Name: dataVolume, DevicePath: blockDevice}}
 	} else {
-		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: dataVolume, MountPath: dataMount})
+		// The sender only reads: its mount of the app's volume is read-only.
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: dataVolume, MountPath: dataMount, ReadOnly: s.Role == RoleSender})
 	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{

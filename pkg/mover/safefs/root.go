@@ -6,38 +6,39 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stateful-migration/stateful-migration/pkg/mover/beneath"
 )
 
 // Root is a directory that confines every operation.
 type Root struct {
 	Path   string
-	fd     int
-	noOA2  atomic.Bool // kernel lacks openat2: walk components instead
-	mu     sync.Mutex  // guards dirs; parallel file writers remove entries too
+	b      *beneath.Root
+	fd     int        // b's handle
+	mu     sync.Mutex // guards dirs; parallel file writers remove entries too
 	dirs   map[string]int
 	maxDir int
 }
 
 // Open opens dir as a confinement root.
 func Open(dir string) (*Root, error) {
-	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	b, err := beneath.New(dir)
 	if err != nil {
-		return nil, fmt.Errorf("open destination %s: %w", dir, err)
+		return nil, fmt.Errorf("destination: %w", err)
 	}
-	return &Root{Path: dir, fd: fd, dirs: map[string]int{}, maxDir: 256}, nil
+	return &Root{Path: dir, b: b, fd: b.FD(), dirs: map[string]int{}, maxDir: 256}, nil
 }
 
 // ForceWalk disables openat2, to test the fallback.
-func (r *Root) ForceWalk() { r.noOA2.Store(true) }
+func (r *Root) ForceWalk() { r.b.ForceWalk() }
 
 // Close releases the root and cached directories.
 func (r *Root) Close() error {
 	r.Forget()
-	return unix.Close(r.fd)
+	return r.b.Close()
 }
 
 // Forget drops cached directory handles; call after moving or removing dirs.
@@ -90,27 +91,7 @@ func (r *Root) OpenDir(p string) (int, error) {
 }
 
 func (r *Root) resolve(p string) (int, error) {
-	const flags = unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC
-	if !r.noOA2.Load() {
-		fd, err := unix.Openat2(r.fd, p, &unix.OpenHow{Flags: flags,
-			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS})
-		if err != unix.ENOSYS && err != unix.EPERM { // EPERM: seccomp filters
-			return fd, err
-		}
-		r.noOA2.Store(true)
-	}
-	cur := r.fd
-	for _, c := range strings.Split(p, "/") {
-		fd, err := unix.Openat(cur, c, flags|unix.O_NOFOLLOW, 0)
-		if cur != r.fd {
-			unix.Close(cur)
-		}
-		if err != nil {
-			return -1, err
-		}
-		cur = fd
-	}
-	return cur, nil
+	return r.b.Open(p, unix.O_PATH|unix.O_DIRECTORY)
 }
 
 // trim bounds the cache; only called where no cached handle is in use.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stateful-migration/stateful-migration/pkg/mover/beneath"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/progress"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/transport"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/tree"
@@ -89,6 +90,8 @@ type Sender struct {
 	lastScan []tree.Entry
 	w        *watcher
 	blk      *blockState
+	// root resolves every source path beneath the volume (package beneath).
+	root *beneath.Root
 }
 
 // Run replicates until done: one pass plus final sync without Continuous,
@@ -135,6 +138,12 @@ func (s *Sender) run(ctx context.Context) (*Result, error) {
 		if st, err := os.Stat(s.o.Dir); err != nil || !st.IsDir() {
 			return nil, fmt.Errorf("source %q must be an existing directory", s.o.Dir)
 		}
+		root, err := beneath.New(s.o.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("source volume: %w", err)
+		}
+		defer root.Close()
+		s.root = root
 		if s.o.Continuous {
 			w, err := newWatcher(s.o.Dir)
 			if err != nil {

@@ -42,9 +42,11 @@ func (x *xfer) send(e, old *tree.Entry, oldBlocks []tree.Hash) (xferResult, erro
 	var r xferResult
 	p := tree.Join(x.s.o.Dir, e.Path)
 	taken := time.Now()
-	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	fd, err := x.s.root.Open(e.Path, unix.O_RDONLY|unix.O_NONBLOCK)
 	if err != nil {
-		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+		// A component swapped for a symlink (ELOOP, EXDEV) is never
+		// followed: the path has changed, and the next pass sees how.
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EXDEV) {
 			r.vanished = true
 			return r, nil
 		}

@@ -1,6 +1,8 @@
 package tree
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -43,5 +45,30 @@ func TestSumCacheNeverReturnsRacySums(t *testing.T) {
 	}
 	if _, ok := c.Get(1, StatKey{Size: 2}); ok {
 		t.Fatal("sums returned for another key")
+	}
+}
+
+// A rescan of one directory (the continuous sender rescans what inotify
+// marked) resolves it beneath the root: a symlink swapped in on the way is
+// not followed, so nothing outside the volume is listed or sent.
+func TestScanStaysBeneathRoot(t *testing.T) {
+	base := t.TempDir()
+	root, outside := filepath.Join(base, "vol"), filepath.Join(base, "outside")
+	for _, d := range []string{root, filepath.Join(outside, "sub")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(outside, "sub", "tls.key"), []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(root, "link")); err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []string{"link/sub", "link/sub/tls.key", "../outside/sub"} {
+		es, err := Scan(root, sub)
+		if err != nil || len(es) != 0 {
+			t.Errorf("Scan(%q) listed %d entries outside the root (%v)", sub, len(es), err)
+		}
 	}
 }

@@ -6,9 +6,12 @@ import (
 	"os"
 	"path"
 	"sort"
+	"strconv"
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stateful-migration/stateful-migration/pkg/mover/beneath"
 )
 
 // ScanWorkers is how many directories are read at once; directory reads
@@ -18,9 +21,28 @@ var ScanWorkers = 8
 // Scan lists root's subtree at sub ("." for everything), sorted by path.
 // Entries that vanish while scanning are skipped: the live tree moves on and
 // the next pass catches up. Sockets are skipped (see Kind).
+//
+// Every path is resolved beneath root (package beneath): a directory the app
+// swaps for a symlink mid-scan is skipped, never followed out of the volume.
 func Scan(root, sub string) ([]Entry, error) {
+	b, err := beneath.New(root)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	dir, name := path.Split(sub)
+	dfd, xdir := unix.AT_FDCWD, root
+	if sub == "." {
+		name = root
+	} else {
+		if dfd, err = b.Open(path.Clean("./"+dir), unix.O_PATH|unix.O_DIRECTORY); err != nil {
+			return nil, nil // vanished or no longer a directory
+		}
+		defer unix.Close(dfd)
+		xdir = fdPath(dfd, join(root, dir))
+	}
 	var st unix.Stat_t
-	if err := unix.Lstat(join(root, sub), &st); err != nil {
+	if err := unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return nil, nil
 		}
@@ -31,22 +53,25 @@ func Scan(root, sub string) ([]Entry, error) {
 		return nil, nil
 	}
 	if first.Kind == KindSymlink {
-		first.Target, _ = readlink(join(root, sub))
+		first.Target, _ = readlinkat(dfd, name)
 	}
 	out := []Entry{first}
 	if first.Kind == KindFile && first.Size > 0 && isSparseCandidate(&st) {
-		out[0].Sparse = hasHole(join(root, sub), st.Size)
+		out[0].Sparse = hasHoleAt(dfd, name, st.Size)
 	}
 	if first.Kind != KindSymlink {
-		var err error
-		if out[0].Xattrs, err = ReadXattrs(join(root, sub)); err != nil {
+		x := join(root, sub)
+		if sub != "." {
+			x = xdir + "/" + name
+		}
+		if out[0].Xattrs, err = ReadXattrs(x); err != nil {
 			return nil, &os.PathError{Op: "listxattr", Path: join(root, sub), Err: err}
 		}
 	}
 	if first.Kind != KindDir {
 		return out, nil
 	}
-	s := &scanner{root: root, work: make(chan string, 1024)}
+	s := &scanner{root: root, b: b, work: make(chan string, 1024)}
 	s.pending.Add(1)
 	s.work <- sub
 	var wg sync.WaitGroup
@@ -66,6 +91,7 @@ func Scan(root, sub string) ([]Entry, error) {
 
 type scanner struct {
 	root    string
+	b       *beneath.Root
 	work    chan string
 	pending sync.WaitGroup
 	mu      sync.Mutex
@@ -98,15 +124,16 @@ func (s *scanner) loop() {
 
 func (s *scanner) readDir(dir string) ([]Entry, []string, error) {
 	full := join(s.root, dir)
-	fd, err := unix.Open(full, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := s.b.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
-		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
-			return nil, nil, nil
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {
+			return nil, nil, nil // vanished, or now a symlink: the next pass sees it
 		}
 		return nil, nil, &os.PathError{Op: "open", Path: full, Err: err}
 	}
 	f := os.NewFile(uintptr(fd), full)
 	defer f.Close()
+	xdir := fdPath(fd, full)
 	var ents []Entry
 	var subdirs []string
 	for {
@@ -137,7 +164,7 @@ func (s *scanner) readDir(dir string) ([]Entry, []string, error) {
 				}
 			}
 			if e.Kind != KindSymlink {
-				if e.Xattrs, err = ReadXattrs(full + "/" + n); err != nil {
+				if e.Xattrs, err = ReadXattrs(xdir + "/" + n); err != nil {
 					return nil, nil, &os.PathError{Op: "listxattr", Path: full + "/" + n, Err: err}
 				}
 			}
@@ -178,17 +205,20 @@ func FromStat(p string, st *unix.Stat_t) (Entry, bool) {
 
 func isSparseCandidate(st *unix.Stat_t) bool { return st.Blocks*512 < st.Size }
 
-// hasHole asks the filesystem whether the file has a hole before EOF.
-func hasHole(p string, size int64) bool {
-	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return false
+// fdPath names the entries of the open directory dfd for the path-only
+// system calls (extended attributes): through /proc the path stays the
+// directory already opened, even if the app renames it or swaps a symlink
+// in; without /proc, its path.
+func fdPath(dfd int, dir string) string {
+	if procFD {
+		return "/proc/self/fd/" + strconv.Itoa(dfd)
 	}
-	defer unix.Close(fd)
-	off, err := unix.Seek(fd, 0, unix.SEEK_HOLE)
-	return err == nil && off < size
+	return dir
 }
 
+var procFD = func() bool { _, err := os.Stat("/proc/self/fd"); return err == nil }()
+
+// hasHoleAt asks the filesystem whether the file has a hole before EOF.
 func hasHoleAt(dfd int, name string, size int64) bool {
 	fd, err := unix.Openat(dfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
@@ -198,8 +228,6 @@ func hasHoleAt(dfd int, name string, size int64) bool {
 	off, err := unix.Seek(fd, 0, unix.SEEK_HOLE)
 	return err == nil && off < size
 }
-
-func readlink(p string) (string, error) { return readlinkat(unix.AT_FDCWD, p) }
 
 func readlinkat(dfd int, name string) (string, error) {
 	for n := 256; n <= 1<<16; n *= 4 {

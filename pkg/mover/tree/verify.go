@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stateful-migration/stateful-migration/pkg/mover/beneath"
 )
 
 // VerifyWorkers bounds parallel hashing during verification.
@@ -26,6 +28,11 @@ func Verify(root string, cache *SumCache, full, owners bool) (Hash, []Record, er
 
 // VerifyEntries is Verify on an existing sorted, link-grouped scan.
 func VerifyEntries(root string, es []Entry, cache *SumCache, full, owners bool) (Hash, []Record, error) {
+	b, err := beneath.New(root)
+	if err != nil {
+		return Hash{}, nil, err
+	}
+	defer b.Close()
 	sums := make([]Hash, len(es))
 	var firstErr error
 	var mu sync.Mutex
@@ -36,7 +43,7 @@ func VerifyEntries(root string, es []Entry, cache *SumCache, full, owners bool) 
 		go func() {
 			defer wg.Done()
 			for i := range idx {
-				s, err := contentSum(root, &es[i], cache, full)
+				s, err := contentSum(b, &es[i], cache, full)
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {
@@ -71,6 +78,11 @@ func VerifyEntries(root string, es []Entry, cache *SumCache, full, owners bool) 
 // downtime. Sums are kept only for files unchanged while read, and never
 // racily (see SumCache).
 func Warm(root string, es []Entry, cache *SumCache, stop <-chan struct{}) {
+	b, err := beneath.New(root)
+	if err != nil {
+		return
+	}
+	defer b.Close()
 	for i := range es {
 		e := &es[i]
 		if e.Kind != KindFile || e.LinkTo != "" {
@@ -81,21 +93,21 @@ func Warm(root string, es []Entry, cache *SumCache, stop <-chan struct{}) {
 			return
 		default:
 		}
-		contentSum(root, e, cache, false)
+		contentSum(b, e, cache, false)
 	}
 }
 
-func contentSum(root string, e *Entry, cache *SumCache, full bool) (Hash, error) {
+func contentSum(b *beneath.Root, e *Entry, cache *SumCache, full bool) (Hash, error) {
 	// The scan that produced e already has the stat key: a cache hit costs
 	// no system call at all.
 	if !full && cache != nil && e.Ino != 0 {
-		if b, ok := cache.Get(e.Ino, StatKey{Size: e.Size, Mtime: e.Mtime, Ctime: e.Ctime}); ok {
-			return ContentSum(b), nil
+		if sums, ok := cache.Get(e.Ino, StatKey{Size: e.Size, Mtime: e.Mtime, Ctime: e.Ctime}); ok {
+			return ContentSum(sums), nil
 		}
 	}
-	p := join(root, e.Path)
+	p := join(b.Path, e.Path)
 	taken := time.Now()
-	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	fd, err := b.Open(e.Path, unix.O_RDONLY|unix.O_NONBLOCK)
 	if err != nil {
 		return Hash{}, fmt.Errorf("verify %s: %w", e.Path, err)
 	}
@@ -107,22 +119,22 @@ func contentSum(root string, e *Entry, cache *SumCache, full bool) (Hash, error)
 	}
 	k := KeyOf(&st)
 	if !full && cache != nil {
-		if b, ok := cache.Get(st.Ino, k); ok {
-			return ContentSum(b), nil
+		if sums, ok := cache.Get(st.Ino, k); ok {
+			return ContentSum(sums), nil
 		}
 	}
 	if (st.Size+BlockSize-1)/BlockSize > MaxTrackedBlocks {
 		return FileSum(f, st.Size, e.Sparse) // too large to cache sums for
 	}
-	b, err := HashBlocks(f, st.Size, e.Sparse)
+	sums, err := HashBlocks(f, st.Size, e.Sparse)
 	if err != nil {
 		return Hash{}, fmt.Errorf("verify %s: %w", e.Path, err)
 	}
 	if cache != nil {
 		var st1 unix.Stat_t
 		if unix.Fstat(fd, &st1) == nil && KeyOf(&st1) == k {
-			cache.Put(st.Ino, k, b, taken)
+			cache.Put(st.Ino, k, sums, taken)
 		}
 	}
-	return ContentSum(b), nil
+	return ContentSum(sums), nil
 }

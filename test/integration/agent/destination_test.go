@@ -86,6 +86,7 @@ var _ = Describe("ReplicationDestination", func() {
 			corev1.Capability("DAC_OVERRIDE"), corev1.Capability("FSETID"), corev1.Capability("MKNOD")))
 		Expect(*c.SecurityContext.AllowPrivilegeEscalation).To(BeFalse())
 		Expect(*c.SecurityContext.ReadOnlyRootFilesystem).To(BeTrue())
+		Expect(c.VolumeMounts).To(ContainElement(And(HaveField("MountPath", "/data"), HaveField("ReadOnly", false))), "the receiver writes its volume")
 		Expect(*pod.Spec.AutomountServiceAccountToken).To(BeFalse())
 		Expect(pod.Spec.Volumes[0].PersistentVolumeClaim.ClaimName).To(Equal("data-db-0"))
 		Expect(pod.Spec.Volumes[1].Secret.SecretName).To(Equal("smig-d1-tls"))

@@ -113,6 +113,7 @@ var _ = Describe("ReplicationSource", func() {
 			"--server-name", "stateful-migration-receiver", "--continuous", "--finish-file", "/control/finish", "--compress", "--bwlimit", "10M"}))
 		Expect(sender.Annotations).NotTo(HaveKey(replv1.FinishAnnotation), "not asked to finish yet")
 		Expect(sender.Spec.Containers[0].VolumeMounts).To(ContainElement(And(HaveField("MountPath", "/control"), HaveField("ReadOnly", true))))
+		Expect(sender.Spec.Containers[0].VolumeMounts).To(ContainElement(And(HaveField("MountPath", "/data"), HaveField("ReadOnly", true))), "the sender only reads the app's volume")
 		Expect(sender.Spec.Volumes).To(ContainElement(HaveField("DownwardAPI.Items", ConsistOf(HaveField("FieldRef.FieldPath",
 			"metadata.annotations['"+replv1.FinishAnnotation+"']")))))
 		Expect(sender.Spec.Containers[0].SecurityContext.Capabilities.Add).To(ConsistOf(corev1.Capability("DAC_READ_SEARCH")))
