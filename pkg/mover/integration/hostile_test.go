@@ -167,3 +167,36 @@ func TestIdleHandshakesBounded(t *testing.T) {
 	}
 	assertSame(t, src, dst)
 }
+
+// Block sums are what a receiver keeps per byte written: with a peer free
+// to declare 256 GiB files and write one block at their end, they are
+// bounded by the volume's size (its blocks), not by what is declared.
+func TestSumsBoundedByTheVolume(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	dst := t.TempDir()
+	must(t, syscall.Mount("tmpfs", dst, "tmpfs", 0, "size=64m"))
+	t.Cleanup(func() { syscall.Unmount(dst, syscall.MNT_DETACH) })
+	const files, size = 16, int64(tree.MaxTrackedBlocks) * tree.BlockSize // 256 GiB each
+	var err error
+	alloc := allocDuring(func() {
+		err = hostile(t, dst, false, func(w *wire.Writer) {
+			for i := range uint64(files) {
+				w.Send(wire.TBegin, &wire.File{ID: i + 1, Entry: tree.Entry{Path: "f" + string(rune('a'+i)), Kind: tree.KindFile, Mode: 0644, Size: size}})
+				w.Send(wire.TData, &wire.Data{ID: i + 1, Off: size - tree.BlockSize, Data: make([]byte, tree.BlockSize)})
+			}
+			for i := range uint64(files) {
+				w.Send(wire.TEnd, &wire.ID{ID: i + 1})
+			}
+		})
+	})
+	if err == nil || !strings.Contains(err.Error(), "closed the stream") {
+		t.Fatalf("session: %v", err)
+	}
+	t.Logf("allocated %d MiB", alloc>>20)
+	// Unbounded, each file would have kept 4 Mi sums (128 MiB).
+	if alloc > 256<<20 {
+		t.Errorf("%d files of 256 GiB declared on a 64 MiB volume cost %d MiB", files, alloc>>20)
+	}
+}

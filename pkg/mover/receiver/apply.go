@@ -219,28 +219,40 @@ func (s *session) begin(m *wire.File) error {
 	var f *os.File
 	var err error
 	var sums *fileSums
+	// Sums are kept within the receiver's budget; a file past it is
+	// hashed again at verification instead.
+	n := blocks(e.Size)
+	track := n <= tree.MaxTrackedBlocks && s.r.reserveSums(n)
+	if !track {
+		n = 0
+	}
 	if m.InPlace {
 		if f, err = s.r.root.OpenRW(e.Path); err != nil {
+			s.r.sumBudget.Add(n)
 			return classify(err, "opening "+e.Path)
 		}
 		var st unix.Stat_t
 		if unix.Fstat(int(f.Fd()), &st) == nil {
-			if b, ok := s.r.cache.Get(st.Ino, tree.KeyOf(&st)); ok {
+			if b, ok := s.r.cache.Get(st.Ino, tree.KeyOf(&st)); ok && track {
 				sums = newSums(append([]tree.Hash(nil), b...), st.Size, e.Size)
 			}
 		}
 	} else {
 		if f, err = s.r.root.Create(e.Path); err != nil {
+			s.r.sumBudget.Add(n)
 			return classify(err, "creating "+e.Path)
 		}
-		sums = newSums(nil, 0, e.Size)
+		if track {
+			sums = newSums(nil, 0, e.Size)
+		}
 	}
 	// Sizing first leaves unsent ranges as holes, as they are at the source.
 	if err := f.Truncate(e.Size); err != nil {
 		f.Close()
+		s.r.sumBudget.Add(n)
 		return classify(err, "sizing "+e.Path)
 	}
-	s.files[m.ID] = &openFile{f: f, e: e, sums: sums, fresh: !m.InPlace && !s.r.defaultACL.Load()}
+	s.files[m.ID] = &openFile{f: f, e: e, sums: sums, budget: n, fresh: !m.InPlace && !s.r.defaultACL.Load()}
 	return nil
 }
 
@@ -331,6 +343,7 @@ func (s *session) end(id uint64) error {
 		return err
 	}
 	delete(s.files, id)
+	s.r.sumBudget.Add(of.budget)
 	if s.block {
 		return nil
 	}

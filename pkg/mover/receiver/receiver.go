@@ -60,6 +60,10 @@ type Receiver struct {
 	warmOnce sync.Once
 	warmStop chan struct{}
 	warmEnd  sync.Once
+	// sumBudget is how many block sums the files being written may keep
+	// together, like the cache: the volume's size in blocks. Memory for
+	// sums is then at most twice volume/2048, whatever sizes a peer declares.
+	sumBudget atomic.Int64
 }
 
 func (r *Receiver) stopWarm() { r.warmEnd.Do(func() { close(r.warmStop) }) }
@@ -76,8 +80,28 @@ func New(opts Options) (*Receiver, error) {
 		if r.root, err = safefs.Open(opts.Dir); err != nil {
 			return nil, err
 		}
+		var fs unix.Statfs_t
+		if err := unix.Statfs(opts.Dir, &fs); err != nil {
+			return nil, fmt.Errorf("destination %q: %w", opts.Dir, err)
+		}
+		budget := int64(fs.Blocks)*fs.Bsize/tree.BlockSize + minSumBudget
+		r.cache.SetLimit(budget)
+		r.sumBudget.Store(budget)
 	}
 	return r, nil
+}
+
+// minSumBudget keeps sums for 64 GiB of files even on a small or
+// unusual filesystem (tmpfs, ramfs report little or nothing): 16 MiB.
+const minSumBudget = 1 << 20
+
+// reserveSums takes n block sums from the budget of files being written.
+func (r *Receiver) reserveSums(n int64) bool {
+	if r.sumBudget.Add(-n) < 0 {
+		r.sumBudget.Add(n)
+		return false
+	}
+	return true
 }
 
 // Close releases the root.

@@ -87,10 +87,11 @@ func (s *session) flushNow() {
 }
 
 type openFile struct {
-	f     *os.File
-	e     tree.Entry
-	sums  *fileSums // nil when the cache cannot be maintained
-	fresh bool      // created by us for this transfer (not updated in place)
+	f      *os.File
+	e      tree.Entry
+	sums   *fileSums // nil when the cache cannot be maintained
+	budget int64     // block sums reserved for it (Receiver.sumBudget)
+	fresh  bool      // created by us for this transfer (not updated in place)
 }
 
 // ServeConn runs one sender session on rw. It returns nil once the sender
@@ -231,6 +232,7 @@ func streams(t wire.Type) bool {
 
 func (s *session) closeAll() {
 	for id, of := range s.files {
+		s.r.sumBudget.Add(of.budget)
 		if of.f != s.dev {
 			of.f.Close()
 		}

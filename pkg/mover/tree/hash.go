@@ -174,6 +174,17 @@ type SumCache struct {
 	mu     sync.Mutex
 	m      map[uint64]cached
 	window time.Duration
+	limit  int64 // sums held at most (0: no limit)
+	held   int64
+}
+
+// SetLimit bounds the sums held: past it, Put keeps nothing and those
+// files are hashed again when needed. A receiver sets it to its volume's
+// size in blocks, which is what an honest peer's files can fill.
+func (c *SumCache) SetLimit(blocks int64) {
+	c.mu.Lock()
+	c.limit = blocks
+	c.mu.Unlock()
 }
 
 // NewSumCache returns an empty cache trusting sums taken at least window
@@ -205,8 +216,20 @@ func (c *SumCache) Get(ino uint64, k StatKey) ([]Hash, bool) {
 // them exactly (the receiver): no read could have raced.
 func (c *SumCache) Put(ino uint64, k StatKey, blocks []Hash, taken time.Time) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.drop(ino)
+	if c.limit > 0 && c.held+int64(len(blocks)) > c.limit {
+		return
+	}
 	c.m[ino] = cached{k, blocks, Racy(k, taken, c.window)}
-	c.mu.Unlock()
+	c.held += int64(len(blocks))
+}
+
+func (c *SumCache) drop(ino uint64) {
+	if v, ok := c.m[ino]; ok {
+		c.held -= int64(len(v.blocks))
+		delete(c.m, ino)
+	}
 }
 
 // Rekey updates the key after a metadata-only change made by us.
@@ -222,7 +245,7 @@ func (c *SumCache) Rekey(ino uint64, old, k StatKey) {
 // Drop forgets ino.
 func (c *SumCache) Drop(ino uint64) {
 	c.mu.Lock()
-	delete(c.m, ino)
+	c.drop(ino)
 	c.mu.Unlock()
 }
 
@@ -261,10 +284,10 @@ func RecordOf(e *Entry, content Hash, owners bool) Record {
 		b = append(b, 'L')
 		b = append(b, e.LinkTo...)
 	case e.Kind == KindFile:
+		// Not whether the file has holes: a destination filesystem without
+		// them (ramfs, some network filesystems) holds written zeros, which
+		// read the same.
 		b = binary.AppendVarint(b, e.Size)
-		if e.Sparse {
-			b = append(b, 'S')
-		}
 		b = append(b, content[:]...)
 	}
 	return Record{Path: e.Path, Sum: sha256.Sum256(b)}
