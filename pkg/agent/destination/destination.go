@@ -584,7 +584,8 @@ func (r *Reconciler) ensureReceiver(ctx context.Context, rd *replv1.ReplicationD
 	want := mover.Pod(mover.PodSpec{
 		Namespace: rd.Namespace, Name: name, Image: image, MigrationID: rd.Spec.MigrationID,
 		Role: mover.RoleReceiver, PVCName: v.PVCName, Block: block, TLSSecret: rd.Spec.TLSSecretName,
-		Args: mover.ReceiverArgs(block, rd.Namespace+"/"+v.PVCName),
+		Args:      mover.ReceiverArgs(block, rd.Namespace+"/"+v.PVCName),
+		Resources: rd.Spec.MoverResources, Capacity: v.Capacity,
 	})
 	if err := controllerutil.SetControllerReference(rd, want, r.Client.Scheme()); err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -105,5 +106,32 @@ func TestExited(t *testing.T) {
 		if got := Exited(tc.p); got != tc.want {
 			t.Errorf("%s: Exited = %v, want %v", name, got, tc.want)
 		}
+	}
+}
+
+// The policy's resources win; what they leave unset is derived from the
+// volume's size, and a limit never ends below the request.
+func TestResources(t *testing.T) {
+	gi := func(n int64) resource.Quantity { return *resource.NewQuantity(n<<30, resource.BinarySI) }
+	r := Resources(nil, gi(100))
+	if got := r.Limits.Memory().String(); got != "7424Mi" {
+		t.Errorf("100 GiB volume: memory limit %s, want 7424Mi", got)
+	}
+	if r.Requests.Memory().String() != defaultMemory || r.Requests.Cpu().String() != defaultCPU {
+		t.Errorf("requests %v", r.Requests)
+	}
+	asked := &corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("2Gi")},
+		Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")},
+	}
+	r = Resources(asked, gi(1))
+	if r.Limits.Memory().String() != "2Gi" || r.Limits.Cpu().String() != "2" || r.Requests.Memory().String() != "2Gi" {
+		t.Errorf("asked %v, got %+v", asked, r)
+	}
+	if asked.Limits.Memory().Value() != 0 {
+		t.Error("the policy's resources were modified")
+	}
+	if r := Resources(&corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("300Mi")}}, gi(1000)); r.Limits.Memory().String() != "300Mi" {
+		t.Errorf("an asked limit was replaced: %v", r.Limits)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -466,12 +467,17 @@ func (r *Reconciler) image(rs *replv1.ReplicationSource) string {
 	return r.Image
 }
 
-func (r *Reconciler) block(ctx context.Context, rs *replv1.ReplicationSource, pvcName string) (bool, error) {
+// volume returns whether the PVC is a block volume, and its size.
+func (r *Reconciler) volume(ctx context.Context, rs *replv1.ReplicationSource, pvcName string) (bool, resource.Quantity, error) {
 	var pvc corev1.PersistentVolumeClaim
 	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: rs.Namespace, Name: pvcName}, &pvc); err != nil {
-		return false, err
+		return false, resource.Quantity{}, err
 	}
-	return pvc.Spec.VolumeMode != nil && *pvc.Spec.VolumeMode == corev1.PersistentVolumeBlock, nil
+	size, ok := pvc.Status.Capacity[corev1.ResourceStorage]
+	if !ok {
+		size = pvc.Spec.Resources.Requests[corev1.ResourceStorage]
+	}
+	return pvc.Spec.VolumeMode != nil && *pvc.Spec.VolumeMode == corev1.PersistentVolumeBlock, size, nil
 }
 
 func serverName(rs *replv1.ReplicationSource) string {
@@ -548,7 +554,7 @@ func (r *Reconciler) ensureSender(ctx context.Context, rs *replv1.ReplicationSou
 	if !gone {
 		return nil, nil // the old one is still terminating
 	}
-	block, err := r.block(ctx, rs, pvcName)
+	block, size, err := r.volume(ctx, rs, pvcName)
 	if err != nil {
 		return nil, err
 	}
@@ -556,6 +562,7 @@ func (r *Reconciler) ensureSender(ctx context.Context, rs *replv1.ReplicationSou
 		Namespace: rs.Namespace, Name: mover.PodName(rs.Spec.MigrationID, mover.RoleSender, pvcName),
 		Image: r.image(rs), MigrationID: rs.Spec.MigrationID, Role: mover.RoleSender, PVCName: pvcName,
 		Block: block, TLSSecret: rs.Spec.TLSSecretName, Node: node, Tolerations: tolerations, Finish: finish,
+		Resources: rs.Spec.MoverResources, Capacity: size,
 		Args: mover.SenderArgs(block, rs.Namespace+"/"+pvcName, dest, serverName(rs), rs.Spec.Compress, rs.Spec.FullVerify, rs.Spec.BandwidthLimit),
 	})
 	if err := controllerutil.SetControllerReference(rs, want, r.Client.Scheme()); err != nil {

@@ -67,7 +67,8 @@ func destinationEndpoints(dst *progress.Report, refs []work.VolumeRef) (map[stri
 }
 
 func (r *Reconciler) common(s *state, cluster, agentNS string, pair credentials.Pair) work.Common {
-	return work.Common{Migration: s.m, ID: s.id, Cluster: cluster, AgentNS: agentNS, Credentials: pair}
+	return work.Common{Migration: s.m, ID: s.id, Cluster: cluster, AgentNS: agentNS, Credentials: pair,
+		MoverResources: s.policy.Spec.MoverResources}
 }
 
 // ensureSourceWork writes the source work; endpoints nil means probes only.

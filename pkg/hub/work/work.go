@@ -91,6 +91,8 @@ type Common struct {
 	Cluster     string
 	AgentNS     string
 	Credentials credentials.Pair
+	// MoverResources of the mover pods (the policy's; nil: derived by the agent).
+	MoverResources *corev1.ResourceRequirements
 }
 
 // DestinationSpec describes the destination work.
@@ -154,6 +156,7 @@ func Destination(s DestinationSpec) (*workv1.ManifestWork, error) {
 				TLSSecretName:      TLSSecretName(s.ID),
 				FinalSync:          s.FinalSync,
 				HubVerified:        s.HubVerified,
+				MoverResources:     s.MoverResources,
 			},
 		})
 	}
@@ -200,6 +203,7 @@ func Source(s SourceSpec) (*workv1.ManifestWork, error) {
 					ReleaseSource:    s.ReleaseSource,
 					FullVerify:       s.FullVerify,
 					HubVerified:      s.HubVerified,
+					MoverResources:   s.MoverResources,
 				},
 			})
 		}

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -54,10 +56,13 @@ type Progress struct {
 	// stopped), so it rescanned and rehashed the whole volume.
 	FinalSyncCold bool `json:"finalSyncCold,omitempty"`
 	// Repairs counts verification differences repaired by resending.
-	Repairs   int64  `json:"repairs,omitempty"`
-	LastError string `json:"lastError,omitempty"`
-	Digest    string `json:"digest,omitempty"`
-	Verified  bool   `json:"verified"`
+	Repairs int64 `json:"repairs,omitempty"`
+	// PeakRSSBytes is the process's peak resident memory so far (VmHWM):
+	// what the mover pod's memory limit must leave room for.
+	PeakRSSBytes int64  `json:"peakRSSBytes,omitempty"`
+	LastError    string `json:"lastError,omitempty"`
+	Digest       string `json:"digest,omitempty"`
+	Verified     bool   `json:"verified"`
 }
 
 // Tracker accumulates progress; all methods are safe for concurrent use.
@@ -121,7 +126,24 @@ func (t *Tracker) Snapshot() Progress {
 		t.lastT, t.lastB = now, t.p.BytesCopied
 	}
 	t.p.Time = now.UTC()
+	t.p.PeakRSSBytes = PeakRSS()
 	return t.p
+}
+
+// PeakRSS reads this process's peak resident set size (0 where /proc is
+// not mounted).
+func PeakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // Emit sends a snapshot to the callback.

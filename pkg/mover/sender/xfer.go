@@ -156,12 +156,15 @@ func (x *xfer) large(f *os.File, r *xferResult, inPlace bool, old []tree.Hash) e
 	}
 	for off := int64(0); off < size; off += wire.ChunkSize {
 		clen := min(int64(wire.ChunkSize), size-off)
-		n, err := f.ReadAt(x.buf[:clen], off)
-		if err != nil && err != io.EOF {
-			return fmt.Errorf("read %s: %w", f.Name(), err)
-		}
-		if int64(n) < clen { // shrank under us: zeros, and the stat check retries
-			clear(x.buf[n:clen])
+		// A chunk wholly in a hole is not read: its blocks are holes below.
+		if holes == nil || !holes.In(off, off+clen) {
+			n, err := f.ReadAt(x.buf[:clen], off)
+			if err != nil && err != io.EOF {
+				return fmt.Errorf("read %s: %w", f.Name(), err)
+			}
+			if int64(n) < clen { // shrank under us: zeros, and the stat check retries
+				clear(x.buf[n:clen])
+			}
 		}
 		for b := int64(0); b < clen; b += tree.BlockSize {
 			bo, bl := off+b, min(int64(tree.BlockSize), clen-b)

@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"hash"
 	"io"
+	"math"
 	"os"
 	"sync"
 	"time"
@@ -78,6 +80,15 @@ func (h *Holes) In(off, end int64) bool {
 	return h.i == len(h.ext) || h.ext[h.i][0] >= end
 }
 
+// End is where the hole In last found ends: the next data extent's start
+// (math.MaxInt64 when none follows).
+func (h *Holes) End() int64 {
+	if h.i == len(h.ext) {
+		return math.MaxInt64
+	}
+	return h.ext[h.i][0]
+}
+
 // ErrTooManyBlocks refuses a sum list for a file of more than
 // MaxTrackedBlocks blocks; FileSum hashes such a file without one.
 var ErrTooManyBlocks = errors.New("file too large to keep block sums for")
@@ -97,26 +108,41 @@ func HashBlocks(f *os.File, size int64, sparse bool) ([]Hash, error) {
 	return out, err
 }
 
-// FileSum is ContentSum(HashBlocks(...)) in constant memory.
+// FileSum is ContentSum(HashBlocks(...)) in constant memory, and in time
+// proportional to the data: a hole of any length costs O(1).
 func FileSum(f *os.File, size int64, sparse bool) (Hash, error) {
-	h := sha256.New()
-	err := eachBlock(f, size, sparse, func(b Hash) { h.Write(b[:]) })
-	var s Hash
-	h.Sum(s[:0])
-	return s, err
+	var w contentWriter
+	err := eachBlockRuns(f, size, sparse, w.add, w.addHoles)
+	return w.sum(), err
 }
 
 func eachBlock(f *os.File, size int64, sparse bool, each func(Hash)) error {
-	var holes *Holes
+	full := zeroSum(BlockSize)
+	return eachBlockRuns(f, size, sparse, each, func(n int64) {
+		for range n {
+			each(full)
+		}
+	})
+}
+
+// eachBlockRuns calls each for every block, or holes(n) for n whole blocks
+// of one hole.
+func eachBlockRuns(f *os.File, size int64, sparse bool, each func(Hash), holes func(int64)) error {
+	var h *Holes
 	if sparse {
-		holes = NewHoles(Extents(int(f.Fd()), size))
+		h = NewHoles(Extents(int(f.Fd()), size))
 	}
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
 	for off := int64(0); off < size; off += BlockSize {
 		l := min(int64(BlockSize), size-off)
-		if sparse && holes.In(off, off+l) {
+		if sparse && h.In(off, off+l) {
+			if n := (min(h.End(), size) - off) / BlockSize; n > 1 {
+				holes(n)
+				off += (n - 1) * BlockSize
+				continue
+			}
 			each(zeroSum(int(l)))
 			continue
 		}
@@ -135,14 +161,51 @@ func eachBlock(f *os.File, size int64, sparse bool, each func(Hash)) error {
 // BlockSum hashes one block's data.
 func BlockSum(p []byte) Hash { return sha256.Sum256(p) }
 
-// ContentSum folds block sums into one file sum.
+// ContentSum folds block sums into one file sum: a SHA-256 over them,
+// where a run of whole zero blocks (a hole, or zeros) counts as one record
+// naming its length, so that FileSum sums a hole of any size in O(1).
 func ContentSum(blocks []Hash) Hash {
-	h := sha256.New()
+	var w contentWriter
 	for i := range blocks {
-		h.Write(blocks[i][:])
+		w.add(blocks[i])
 	}
+	return w.sum()
+}
+
+type contentWriter struct {
+	h     hash.Hash
+	zeros int64
+}
+
+func (w *contentWriter) add(b Hash) {
+	if b == zeroSum(BlockSize) {
+		w.zeros++
+		return
+	}
+	w.flush()
+	w.h.Write(b[:])
+}
+
+func (w *contentWriter) addHoles(n int64) { w.zeros += n }
+
+// flush writes a pending run as a 32-byte record, as long as a block sum:
+// sha256("holes", n), which no block's sum can equal short of a preimage.
+func (w *contentWriter) flush() {
+	if w.h == nil {
+		w.h = sha256.New()
+	}
+	if w.zeros == 0 {
+		return
+	}
+	r := sha256.Sum256(binary.BigEndian.AppendUint64([]byte("holes"), uint64(w.zeros)))
+	w.h.Write(r[:])
+	w.zeros = 0
+}
+
+func (w *contentWriter) sum() Hash {
+	w.flush()
 	var s Hash
-	h.Sum(s[:0])
+	w.h.Sum(s[:0])
 	return s
 }
 

@@ -54,7 +54,9 @@ var _ = Describe("Hub addon manager", func() {
 			// namespace, the work agent's rights on replication objects (aggregated)
 			"ClusterRole": 3, "ClusterRoleBinding": 1,
 			// ReplicationSource, ReplicationDestination
-			"CustomResourceDefinition": 2}))
+			"CustomResourceDefinition": 2,
+			// the agent may change only the reclaim policy and our annotation on a PV
+			"ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1}))
 		d := deploymentOf(objs)
 		Expect(d.Namespace).To(Equal(manager.DefaultInstallNamespace))
 		Expect(d.Spec.Template.Spec.Containers[0].Image).To(Equal(testImage))

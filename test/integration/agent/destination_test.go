@@ -87,6 +87,8 @@ var _ = Describe("ReplicationDestination", func() {
 		Expect(*c.SecurityContext.AllowPrivilegeEscalation).To(BeFalse())
 		Expect(*c.SecurityContext.ReadOnlyRootFilesystem).To(BeTrue())
 		Expect(c.VolumeMounts).To(ContainElement(And(HaveField("MountPath", "/data"), HaveField("ReadOnly", false))), "the receiver writes its volume")
+		Expect(c.Resources.Limits.Memory().String()).To(Equal("1344Mi"), "no policy resources: 1 GiB and 64 MiB per GiB of the 5 GiB volume")
+		Expect(c.Resources.Requests.Memory().String()).To(Equal("64Mi"))
 		Expect(*pod.Spec.AutomountServiceAccountToken).To(BeFalse())
 		Expect(pod.Spec.Volumes[0].PersistentVolumeClaim.ClaimName).To(Equal("data-db-0"))
 		Expect(pod.Spec.Volumes[1].Secret.SecretName).To(Equal("smig-d1-tls"))

@@ -12,6 +12,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -91,6 +92,7 @@ func newApp(prefix, env string, mutate func(*migrationv1alpha1.MigrationPolicy))
 			Volumes:             []migrationv1alpha1.VolumeSelection{{Namespace: a.appNS, Names: []string{"data"}}},
 			StorageClassMapping: []migrationv1alpha1.StorageClassMapping{{Source: "standard", Destination: "fast"}},
 			Endpoint:            migrationv1alpha1.Endpoint{ServiceAnnotations: map[string]string{"networking.example.com/internal": "true"}},
+			MoverResources:      &moverResources,
 		},
 	}
 	if mutate != nil {
@@ -389,3 +391,6 @@ var _ = ReportAfterSuite("hub reaction times", func(r Report) {
 })
 
 func jsonUnmarshal(raw []byte, v any) error { return json.Unmarshal(raw, v) }
+
+// moverResources is what every test policy asks for its mover pods.
+var moverResources = corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("3Gi")}}

@@ -9,6 +9,8 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -73,7 +75,8 @@ func move(a *app, m *migrationv1alpha1.Migration, src, dst string, rec *recorder
 			return false
 		}
 		rss := replicationSources(w)
-		return len(rss) == 1 && rss[0].Spec.Destination == endpoint && !rss[0].Spec.FinalSync
+		return len(rss) == 1 && rss[0].Spec.Destination == endpoint && !rss[0].Spec.FinalSync &&
+			equality.Semantic.DeepEqual(rss[0].Spec.MoverResources, &moverResources)
 	})
 	Eventually(phaseOf(m), timeout, interval).Should(Equal(phInitial))
 	restart(phInitial)
@@ -214,9 +217,15 @@ func checkDestinationWork(w *workv1.ManifestWork, a *app, id string) {
 			Expect(*rd.Spec.Volumes[0].StorageClassName).To(Equal("fast"))
 			Expect(rd.Spec.ServiceAnnotations).To(Equal(map[string]string{"networking.example.com/internal": "true"}), "the policy's serviceAnnotations")
 			Expect(string(rd.Spec.EndpointType)).To(Equal("NodePort"))
+			Expect(rd.Spec.MoverResources).To(Equal(&moverResources), "the policy's moverResources")
+		case "Role":
+			var role rbacv1.Role
+			Expect(jsonUnmarshal(mf.Raw, &role)).To(Succeed())
+			Expect(role.Rules).To(ConsistOf(HaveField("ResourceNames", ConsistOf(work.TLSSecretName(id)))), "the TLS Secret, by name only")
 		}
 	}
-	Expect(kinds).To(ConsistOf("Namespace", "Secret", "RoleBinding", "ReplicationDestination"))
+	// The replicator binding, and the Role reading the TLS Secret with its binding.
+	Expect(kinds).To(ConsistOf("Namespace", "Secret", "RoleBinding", "Role", "RoleBinding", "ReplicationDestination"))
 	Expect(w.Spec.DeleteOption.SelectivelyOrphan.OrphaningRules).To(ContainElement(HaveField("Name", a.appNS)))
 }
 

@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -203,6 +204,12 @@ type MigrationPolicySpec struct {
 	// +kubebuilder:default=Changed
 	// +optional
 	Verification Verification `json:"verification,omitempty"`
+
+	// MoverResources are the requests and limits of the mover pods on both
+	// clusters. What is left unset is derived from the volume's size: the
+	// mover's memory is bounded by it (docs/mover.md, "Memory").
+	// +optional
+	MoverResources *corev1.ResourceRequirements `json:"moverResources,omitempty"`
 }
 
 // Condition types and reasons of a MigrationPolicy.

@@ -94,6 +94,10 @@ type ReplicationDestinationSpec struct {
 	// may reuse (docs/protocol.md, "PVC lifecycle").
 	// +optional
 	HubVerified bool `json:"hubVerified,omitempty"`
+	// MoverResources of the receiver pods; unset parts are derived from the
+	// volume's size.
+	// +optional
+	MoverResources *corev1.ResourceRequirements `json:"moverResources,omitempty"`
 }
 
 // DestinationVolumeStatus is one volume's progress.

@@ -83,6 +83,10 @@ type ReplicationSourceSpec struct {
 	// FullVerify makes the final sync reread every byte on both sides.
 	// +optional
 	FullVerify bool `json:"fullVerify,omitempty"`
+	// MoverResources of the sender pods; unset parts are derived from the
+	// volume's size.
+	// +optional
+	MoverResources *corev1.ResourceRequirements `json:"moverResources,omitempty"`
 	// ReleaseSource, when true at deletion, restores each PV's original
 	// reclaim policy (so that a Delete policy can then reclaim it). Left
 	// false, PVs stay Retain after cleanup: nothing is released silently.
