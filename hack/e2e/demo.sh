@@ -37,7 +37,9 @@ for _ in $(seq 1 150); do
   "${c1[@]}" logs deploy/writer 2>/dev/null | grep -q '^ack ' && break
   sleep 2
 done
-"${c1[@]}" logs deploy/writer | grep -m1 '^ack ' || e2e_die "the writer did not start on cluster1"
+# Logs are read whole, then filtered: a filter that stops early (head, grep -m1)
+# would kill kubectl with SIGPIPE, which pipefail turns into a failed demo.
+grep -m1 '^ack ' <<<"$("${c1[@]}" logs deploy/writer)" || e2e_die "the writer did not start on cluster1"
 sleep 10
 "${c1[@]}" get pods,pvc
 
@@ -59,7 +61,7 @@ done
 
 say "The app on cluster2 found every record on its volume and goes on writing"
 for _ in $(seq 1 60); do "${c2[@]}" logs deploy/writer 2>/dev/null | grep -q '^ack ' && break; sleep 1; done
-"${c2[@]}" logs deploy/writer | head -1
+sed -n 1p <<<"$("${c2[@]}" logs deploy/writer)"
 "${c2[@]}" get pods,pvc
 
 say "Timings"
@@ -67,7 +69,7 @@ say "Timings"
   migration   {{.metadata.name}}  ({{.spec.sourceCluster}} -> {{.spec.destinationCluster}})
   T_term      {{.status.timings.termination}}   (quiesce start -> last app container on the source exited)
   T_copy      {{.status.timings.finalSync}}   (final sync + verification, until the hub has both digests)
-  T_launch    {{.status.timings.launch}}   (launch -> app Available on the destination)
+  T_launch    {{.status.timings.launch}}   (launch -> app pods Ready on the destination)
   T_down      {{.status.timings.downtime}}
   bytes       {{.status.progress.bytesCopied}}
   throughput  {{.status.progress.throughputBytesPerSecond}} B/s
