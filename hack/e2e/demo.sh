@@ -71,8 +71,8 @@ say "Timings"
   T_copy      {{.status.timings.finalSync}}   (final sync + verification, until the hub has both digests)
   T_launch    {{.status.timings.launch}}   (launch -> app pods Ready on the destination)
   T_down      {{.status.timings.downtime}}
-  bytes       {{.status.progress.bytesCopied}}
-  throughput  {{.status.progress.throughputBytesPerSecond}} B/s
+  copied      {{.status.progress.copied}}
+  rate        {{.status.progress.rate}}
   digest      {{.status.digest}}
 {{end}}'
 echo

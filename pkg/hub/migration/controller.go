@@ -255,6 +255,7 @@ func (r *Reconciler) credentialsRefused(ctx context.Context, s *state, err error
 // writeStatus patches the status if the step changed it. The optimistic
 // lock makes a reconcile that acted on a stale Migration fail and retry.
 func (r *Reconciler) writeStatus(ctx context.Context, before, m *migrationv1alpha1.Migration) error {
+	humanize(&m.Status)
 	if equality.Semantic.DeepEqual(before.Status, m.Status) {
 		return nil
 	}

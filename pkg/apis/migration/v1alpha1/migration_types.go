@@ -95,6 +95,14 @@ type Progress struct {
 	// LastReportTime of the agent report this summarises.
 	// +optional
 	LastReportTime *metav1.Time `json:"lastReportTime,omitempty"`
+	// Copied, Lag and Rate restate the figures above in human units for
+	// kubectl get ("620MiB/650MiB", "30MiB 2s", "95MiB/s").
+	// +optional
+	Copied string `json:"copied,omitempty"`
+	// +optional
+	Lag string `json:"lag,omitempty"`
+	// +optional
+	Rate string `json:"rate,omitempty"`
 }
 
 // Timings of the cutover; Downtime = Termination + FinalSync + Launch.
@@ -117,6 +125,10 @@ type Timings struct {
 	// Downtime is T_down, the sum of the three.
 	// +optional
 	Downtime *metav1.Duration `json:"downtime,omitempty"`
+	// Summary restates them rounded, for kubectl get:
+	// "3.2s (term 0.5s, copy 0.7s, launch 2.0s)".
+	// +optional
+	Summary string `json:"summary,omitempty"`
 }
 
 // Condition types of a Migration, owned by the sequencing controller.
@@ -185,11 +197,11 @@ type MigrationStatus struct {
 // +kubebuilder:printcolumn:name="DESTINATION",type=string,JSONPath=`.spec.destinationCluster`
 // +kubebuilder:printcolumn:name="PHASE",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="PROGRESS",type=integer,JSONPath=`.status.progress.percent`,description="percent of bytes copied"
-// +kubebuilder:printcolumn:name="COPIED",type=integer,JSONPath=`.status.progress.bytesCopied`,description="bytes copied"
-// +kubebuilder:printcolumn:name="LAG",type=integer,JSONPath=`.status.progress.lagBytes`,description="bytes not yet copied"
-// +kubebuilder:printcolumn:name="DOWNTIME",type=string,JSONPath=`.status.timings.downtime`
+// +kubebuilder:printcolumn:name="COPIED",type=string,JSONPath=`.status.progress.copied`,description="bytes copied of the total"
+// +kubebuilder:printcolumn:name="LAG",type=string,JSONPath=`.status.progress.lag`,description="not yet copied, and the age of the oldest change"
+// +kubebuilder:printcolumn:name="DOWNTIME",type=string,JSONPath=`.status.timings.summary`
 // +kubebuilder:printcolumn:name="REASON",type=string,JSONPath=`.status.reason`,priority=1
-// +kubebuilder:printcolumn:name="THROUGHPUT",type=integer,JSONPath=`.status.progress.throughputBytesPerSecond`,priority=1
+// +kubebuilder:printcolumn:name="RATE",type=string,JSONPath=`.status.progress.rate`,priority=1
 // +kubebuilder:printcolumn:name="AGE",type=date,JSONPath=`.metadata.creationTimestamp`
 type Migration struct {
 	metav1.TypeMeta   `json:",inline"`
