@@ -174,6 +174,8 @@ func move(a *app, m *migrationv1alpha1.Migration, src, dst string, rec *recorder
 	Expect(t.Downtime.Duration).To(Equal(t.Termination.Duration + t.FinalSync.Duration + t.Launch.Duration))
 	Expect(got.Status.Digest).To(Equal("d1g35t"))
 	Expect(got.Status.Progress.BytesCopied).To(Equal(int64(1000)))
+	Expect(got.Status.Progress.Copied).To(HavePrefix("1000B/"), "kubectl get shows human units")
+	Expect(got.Status.Timings.Summary).To(MatchRegexp(`^\S+ \(term \S+, copy \S+, launch \S+\)$`))
 	c := meta.FindStatusCondition(got.Status.Conditions, migrationv1alpha1.ConditionSucceeded)
 	Expect(c).NotTo(BeNil())
 	Expect(c.Status).To(Equal(metav1.ConditionTrue))
