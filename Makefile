@@ -45,11 +45,15 @@ verify: generate manifests ## Fail when generated files, gofmt or go vet are not
 
 ##@ Test
 .PHONY: test
-test: verify test-unit test-integration ## Everything CI runs before e2e.
+test: verify test-unit test-alerts test-integration ## Everything CI runs before e2e.
 
 .PHONY: test-unit
 test-unit: ## Unit tests (no cluster).
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /test/integration -e /e2e)
+
+.PHONY: test-alerts
+test-alerts: ## The shipped alert rules against promtool unit tests (promtool from Debian's package, cached).
+	hack/test-alerts.sh
 
 .PHONY: test-integration
 test-integration: ## Integration tests on a real kube-apiserver and etcd (envtest).

@@ -173,7 +173,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !controllerutil.ContainsFinalizer(m, Finalizer) {
 		if m.CurrentPhase().IsFinished() {
 			// Created finished (or finished before this controller ran): nothing to clean.
-			r.phases.set(req.String(), m.CurrentPhase())
+			r.phases.set(m)
 			return ctrl.Result{}, nil
 		}
 		before := m.DeepCopy()
@@ -197,7 +197,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if werr := r.writeStatus(ctx, before, m); werr != nil {
 			return ctrl.Result{}, werr
 		}
-		r.phases.set(req.String(), m.CurrentPhase())
+		r.phases.set(m)
 		if err != nil {
 			return ctrl.Result{}, err
 		}

@@ -38,10 +38,19 @@ var (
 		Name: "stateful_migration_completed_bytes_total",
 		Help: "Bytes copied by completed migrations.",
 	})
+	phaseEntered = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "stateful_migration_phase_entered_timestamp_seconds",
+		Help: "When an unfinished migration entered its phase (unix seconds): time() minus it is how long it has been there.",
+	}, []string{"namespace", "migration", "phase"})
+	failures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "stateful_migration_failures_total",
+		Help: "Migrations that ended Failed or RolledBack, by that phase and the reason.",
+	}, []string{"phase", "reason"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(migrationsByPhase, downtimeSeconds, phaseDurationSeconds, bytesCopied, lagBytes, bytesCopiedTotal)
+	metrics.Registry.MustRegister(migrationsByPhase, downtimeSeconds, phaseDurationSeconds, bytesCopied, lagBytes, bytesCopiedTotal,
+		phaseEntered, failures)
 }
 
 // phaseTracker keeps the gauge by phase exact: each Migration counts once,
@@ -51,17 +60,22 @@ type phaseTracker struct {
 	phases map[string]migrationv1alpha1.MigrationPhase
 }
 
-func (t *phaseTracker) set(key string, p migrationv1alpha1.MigrationPhase) {
+func (t *phaseTracker) set(m *migrationv1alpha1.Migration) {
+	key, p := m.Namespace+"/"+m.Name, m.CurrentPhase()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.phases == nil {
 		t.phases = map[string]migrationv1alpha1.MigrationPhase{}
+	}
+	if since := m.Status.PhaseTransitionTime; since != nil && !p.IsFinished() {
+		phaseEntered.WithLabelValues(m.Namespace, m.Name, string(p)).Set(float64(since.Unix()))
 	}
 	if old, ok := t.phases[key]; ok {
 		if old == p {
 			return
 		}
 		migrationsByPhase.WithLabelValues(string(old)).Dec()
+		phaseEntered.DeleteLabelValues(m.Namespace, m.Name, string(old))
 	}
 	t.phases[key] = p
 	migrationsByPhase.WithLabelValues(string(p)).Inc()
@@ -73,6 +87,7 @@ func (t *phaseTracker) forget(namespace, name string) {
 	defer t.mu.Unlock()
 	if old, ok := t.phases[key]; ok {
 		migrationsByPhase.WithLabelValues(string(old)).Dec()
+		phaseEntered.DeleteLabelValues(namespace, name, string(old))
 		delete(t.phases, key)
 	}
 	bytesCopied.DeleteLabelValues(namespace, name)

@@ -110,6 +110,9 @@ func (r *Reconciler) transition(s *state, to migrationv1alpha1.MigrationPhase, r
 	if m.Status.PhaseTransitionTime != nil {
 		phaseDurationSeconds.WithLabelValues(string(from)).Observe(s.now.Sub(m.Status.PhaseTransitionTime.Time).Seconds())
 	}
+	if to == migrationv1alpha1.PhaseFailed || to == migrationv1alpha1.PhaseRolledBack {
+		failures.WithLabelValues(string(to), reason).Inc()
+	}
 	now := metav1.NewTime(s.now)
 	m.Status.Phase = to
 	m.Status.PhaseTransitionTime = &now
