@@ -96,6 +96,8 @@ var _ = Describe("Failures", func() {
 		got := get(m)
 		Expect(got.Status.Reason).To(Equal("SourceFailed"))
 		Expect(got.Status.Message).To(ContainSubstring("mover failed 5 times"))
+		Expect(counterValue("stateful_migration_failures_total", map[string]string{"phase": "RolledBack", "reason": "SourceFailed"})).
+			To(BeNumerically(">=", 1), "the rollback is counted for the StatefulMigrationFailed alert")
 		withdraw("cluster1", id)
 		withdraw("cluster2", id)
 		Eventually(workExists("cluster2", work.DestinationName(id)), timeout, interval).Should(BeFalse())
