@@ -128,6 +128,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.ensureFinalizer,
 		r.findPlacement,
 		r.checkVolumes,
+		r.checkDataSafety,
 		r.claimPlacement,
 		r.mirrorCompanion,
 		r.observe,

@@ -3,6 +3,7 @@ package placement
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -84,6 +85,29 @@ func (r *Reconciler) checkVolumes(ctx context.Context, s *state) (bool, error) {
 		msg += "; the Placement stays frozen until this is fixed"
 	}
 	s.setEnrolled(metav1.ConditionFalse, migrationv1alpha1.ReasonVolumeNamespaceNotOwned, msg)
+	return true, nil
+}
+
+// checkDataSafety refuses to enrol (or freezes) a Placement whose app
+// delivery would lose or strand the data a migration moves: what OCM does
+// when it removes the app from the old cluster and delivers it to the new
+// one must keep the PVCs (pkg/hub/tenancy DataRisks).
+func (r *Reconciler) checkDataSafety(ctx context.Context, s *state) (bool, error) {
+	var vols []tenancy.Volume
+	for _, v := range s.policy.Spec.Volumes {
+		for _, n := range v.Names {
+			vols = append(vols, tenancy.Volume{Namespace: v.Namespace, Name: n})
+		}
+	}
+	risks, err := tenancy.DataRisks(ctx, r.Client, s.policy.Namespace, s.placement.Name, vols)
+	if err != nil || len(risks) == 0 {
+		return err != nil, err
+	}
+	msg := strings.Join(risks, "; ")
+	if s.placement.Annotations[migrationv1alpha1.PolicyAnnotation] == s.policyKey() {
+		msg += "; the Placement stays frozen until this is fixed"
+	}
+	s.setEnrolled(metav1.ConditionFalse, migrationv1alpha1.ReasonDataAtRisk, msg)
 	return true, nil
 }
 

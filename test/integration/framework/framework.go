@@ -104,20 +104,29 @@ func ManifestWorkReplicaSetCRD() (string, error) {
 }
 
 // AppDelivery is a ManifestWorkReplicaSet using the placements that delivers
-// a Namespace manifest for each of namespaces: what makes a policy of those
-// placements allowed to move volumes there.
+// a Namespace manifest for each of namespaces, orphaned on delete: what makes
+// a policy of those placements allowed to move volumes there, safely.
 func AppDelivery(ns, name string, placements []string, namespaces ...string) *workv1alpha1.ManifestWorkReplicaSet {
 	m := &workv1alpha1.ManifestWorkReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 	for _, p := range placements {
 		m.Spec.PlacementRefs = append(m.Spec.PlacementRefs, workv1alpha1.LocalPlacementReference{Name: p})
 	}
-	m.Spec.ManifestWorkTemplate.Workload.Manifests = []workv1.Manifest{}
+	t := &m.Spec.ManifestWorkTemplate
+	t.Workload.Manifests = []workv1.Manifest{}
+	t.DeleteOption = &workv1.DeleteOption{PropagationPolicy: workv1.DeletePropagationPolicyTypeSelectivelyOrphan,
+		SelectivelyOrphan: &workv1.SelectivelyOrphan{}}
 	for _, n := range namespaces {
 		raw := fmt.Sprintf(`{"apiVersion":"v1","kind":"Namespace","metadata":{"name":%q}}`, n)
-		m.Spec.ManifestWorkTemplate.Workload.Manifests = append(m.Spec.ManifestWorkTemplate.Workload.Manifests,
-			workv1.Manifest{RawExtension: k8sruntime.RawExtension{Raw: []byte(raw)}})
+		t.Workload.Manifests = append(t.Workload.Manifests, workv1.Manifest{RawExtension: k8sruntime.RawExtension{Raw: []byte(raw)}})
+		t.DeleteOption.SelectivelyOrphan.OrphaningRules = append(t.DeleteOption.SelectivelyOrphan.OrphaningRules,
+			workv1.OrphaningRule{Resource: "namespaces", Name: n})
 	}
 	return m
+}
+
+// Manifest renders obj (with its apiVersion and kind) as a ManifestWork manifest.
+func Manifest(raw string) workv1.Manifest {
+	return workv1.Manifest{RawExtension: k8sruntime.RawExtension{Raw: []byte(raw)}}
 }
 
 // StartScheduler runs OCM's placement controllers until ctx ends, the way

@@ -225,6 +225,10 @@ const (
 	ReasonUnenrolling              = "Unenrolling"
 	ReasonUnenrolBlocked           = "UnenrolBlockedByMigration"
 	ReasonVolumeNamespaceNotOwned  = "VolumeNamespaceNotOwned"
+	// ReasonDataAtRisk: the app's ManifestWorkReplicaSet would let OCM delete
+	// a moved PVC (or its namespace) from the old cluster, or could not
+	// adopt the PVC pre-created on the new one; the message has the fix.
+	ReasonDataAtRisk = "DataAtRisk"
 
 	ReasonActualMatchesDesired = "ActualMatchesDesired"
 	ReasonSchedulingPending    = "SchedulingPending"
