@@ -625,6 +625,7 @@ func (r *Reconciler) cleanup(ctx context.Context, rd *replv1.ReplicationDestinat
 	if err := r.Reporter.SyncDestination(ctx, rd, true); err != nil {
 		return err
 	}
+	mover.Forget(rd.Namespace, rd.Spec.MigrationID)
 	patch := client.MergeFromWithOptions(rd.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	controllerutil.RemoveFinalizer(rd, replv1.Finalizer)
 	return client.IgnoreNotFound(r.Client.Patch(ctx, rd, patch))

@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -133,5 +136,23 @@ func TestResources(t *testing.T) {
 	}
 	if r := Resources(&corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("300Mi")}}, gi(1000)); r.Limits.Memory().String() != "300Mi" {
 		t.Errorf("an asked limit was replaced: %v", r.Limits)
+	}
+}
+
+// What a mover reports is exported on the agent's metrics endpoint, per
+// migration, volume and role, until the migration's object is gone.
+func TestMoverMetrics(t *testing.T) {
+	pod := Pod(PodSpec{Namespace: "app", Name: "smig-m1-send-data", MigrationID: "m1", Role: RoleSender, PVCName: "data"})
+	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{Name: ContainerName}}}
+	Read(context.Background(), fixedLog(`{"role":"sender","phase":"Syncing","bytesCopied":4096,"lagBytes":512,"passes":7,"peakRSSBytes":1048576}`), pod)
+	l := []string{"app", "m1", "data", RoleSender}
+	for g, want := range map[*prometheus.GaugeVec]float64{moverBytesCopied: 4096, moverLagBytes: 512, moverPasses: 7, moverPeakRSS: 1 << 20} {
+		if got := testutil.ToFloat64(g.WithLabelValues(l...)); got != want {
+			t.Errorf("%v = %v, want %v", l, got, want)
+		}
+	}
+	Forget("app", "m1")
+	if n := testutil.CollectAndCount(moverBytesCopied); n != 0 {
+		t.Errorf("%d series left after Forget", n)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/progress"
 )
 
@@ -74,6 +75,9 @@ func Read(ctx context.Context, logs LogSource, pod *corev1.Pod) Status {
 	// unreachable destination must be visible long before a timeout.
 	if p := st.Progress; p != nil && p.LastError != "" && st.LastError == "" && (p.Phase == progress.Failed || p.Phase == progress.Connecting) {
 		st.LastError = p.LastError
+	}
+	if st.Progress != nil && pod.Labels[replv1.MigrationIDLabel] != "" {
+		record(pod, st.Progress)
 	}
 	return st
 }

@@ -656,6 +656,7 @@ func (r *Reconciler) cleanup(ctx context.Context, rs *replv1.ReplicationSource) 
 	if err := r.Reporter.SyncSource(ctx, rs, true); err != nil {
 		return err
 	}
+	mover.Forget(rs.Namespace, rs.Spec.MigrationID)
 	patch := client.MergeFromWithOptions(rs.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	controllerutil.RemoveFinalizer(rs, replv1.Finalizer)
 	return client.IgnoreNotFound(r.Client.Patch(ctx, rs, patch))
