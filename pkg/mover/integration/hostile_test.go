@@ -3,10 +3,12 @@ package integration_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -198,5 +200,24 @@ func TestSumsBoundedByTheVolume(t *testing.T) {
 	// Unbounded, each file would have kept 4 Mi sums (128 MiB).
 	if alloc > 256<<20 {
 		t.Errorf("%d files of 256 GiB declared on a 64 MiB volume cost %d MiB", files, alloc>>20)
+	}
+}
+
+// The sender keeps what a receiver lists of itself: a receiver listing more
+// entries than MaxPeerEntries ends the session with a clear error, not
+// retried, instead of growing the sender without bound.
+func TestSenderBoundsTheReceiversIndex(t *testing.T) {
+	defer func(n int) { sender.MaxPeerEntries = n }(sender.MaxPeerEntries)
+	sender.MaxPeerEntries = 100
+	c := makeCreds(t)
+	src, dst := t.TempDir(), t.TempDir()
+	writeRandom(t, filepath.Join(src, "data"), 4096, 1)
+	for i := range 300 {
+		must(t, os.WriteFile(filepath.Join(dst, "stale"+strconv.Itoa(i)), nil, 0o644))
+	}
+	r := startReceiver(t, c, dst, false)
+	_, err := sender.Run(context.Background(), sendOpts(c, src, r.addr))
+	if err == nil || !errors.Is(err, sender.ErrReceiver) || !strings.Contains(err.Error(), "more than 100 entries in its index") {
+		t.Fatalf("want a clear error about the receiver's index, got %v", err)
 	}
 }

@@ -158,6 +158,9 @@ func (s *Sender) explain(k *conn, mine []tree.Record) error {
 	for {
 		select {
 		case rs := <-k.records:
+			if len(theirs)+len(rs) > MaxPeerEntries {
+				return tooManyEntries("verification records")
+			}
 			for _, r := range rs {
 				theirs[r.Path] = r.Sum
 			}

@@ -289,6 +289,17 @@ func (s *Sender) session(ctx context.Context, k *conn) (*Result, error) {
 	return s.final(ctx, k)
 }
 
+// MaxPeerEntries bounds the entries a receiver may list (its index, or its
+// verification records): what the sender keeps of them grows with the
+// count, and a broken or hostile receiver could otherwise stream entries
+// until the sender runs out of memory. 16 Mi entries is ext4's inode count
+// for a 256 GiB volume; a larger receiver fails the session clearly.
+var MaxPeerEntries = 1 << 24
+
+func tooManyEntries(what string) error {
+	return fmt.Errorf("%w: the receiver lists more than %d entries in its %s", ErrReceiver, MaxPeerEntries, what)
+}
+
 // loadIndex rebuilds the view of the receiver from what it really holds, so
 // nothing it already has is sent again.
 func (s *Sender) loadIndex(k *conn) error {
@@ -306,6 +317,9 @@ func (s *Sender) loadIndex(k *conn) error {
 		}
 		if es == nil {
 			return nil
+		}
+		if len(s.sent)+len(es) > MaxPeerEntries {
+			return tooManyEntries("index")
 		}
 		for i := range es {
 			e := &es[i]
