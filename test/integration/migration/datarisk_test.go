@@ -3,7 +3,6 @@ package migration_test
 import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -41,13 +40,7 @@ var _ = Describe("Enrolment checks the app's delivery for data loss", func() {
 			},
 		}
 		Expect(k8s.Create(ctx, pol)).To(Succeed())
-		enrolled := func() string {
-			c := meta.FindStatusCondition(getPolicy(&app{ns: ns, policy: "db"}).Status.Conditions, migrationv1alpha1.ConditionEnrolled)
-			if c == nil {
-				return ""
-			}
-			return string(c.Status) + "/" + c.Reason + ": " + c.Message
-		}
+		enrolled := enrolled(ns, "db")
 		Eventually(enrolled, timeout, interval).Should(And(
 			HavePrefix("False/"+migrationv1alpha1.ReasonDataAtRisk),
 			ContainSubstring(`Namespace app-risky is deleted, with its PVCs, when OCM removes the app from a cluster: add {group: "", resource: namespaces, name: app-risky}`),

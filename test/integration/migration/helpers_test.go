@@ -416,3 +416,14 @@ func counterValue(name string, labels map[string]string) float64 {
 	}
 	return 0
 }
+
+// enrolled returns a poll of a policy's Enrolled condition as "Status/Reason: message".
+func enrolled(ns, policy string) func() string {
+	return func() string {
+		c := meta.FindStatusCondition(getPolicy(&app{ns: ns, policy: policy}).Status.Conditions, migrationv1alpha1.ConditionEnrolled)
+		if c == nil {
+			return ""
+		}
+		return string(c.Status) + "/" + c.Reason + ": " + c.Message
+	}
+}

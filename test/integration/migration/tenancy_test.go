@@ -176,13 +176,7 @@ var _ = Describe("Tenancy and trust", func() {
 			},
 		}
 		Expect(k8s.Create(ctx, pol)).To(Succeed())
-		enrolledReason := func() string {
-			c := meta.FindStatusCondition(getPolicy(&app{ns: ns, policy: "steal"}).Status.Conditions, migrationv1alpha1.ConditionEnrolled)
-			if c == nil {
-				return ""
-			}
-			return string(c.Status) + "/" + c.Reason + ": " + c.Message
-		}
+		enrolledReason := enrolled(ns, "steal")
 		Eventually(enrolledReason, timeout, interval).Should(And(
 			HavePrefix("False/"+migrationv1alpha1.ReasonVolumeNamespaceNotOwned), ContainSubstring("[kube-system]")))
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(p), p)).To(Succeed())
