@@ -40,8 +40,8 @@ var _ = Describe("Enrolment checks the app's delivery for data loss", func() {
 			},
 		}
 		Expect(k8s.Create(ctx, pol)).To(Succeed())
-		enrolled := enrolled(ns, "db")
-		Eventually(enrolled, timeout, interval).Should(And(
+		enrolment := enrolled(ns, "db")
+		Eventually(enrolment, timeout, interval).Should(And(
 			HavePrefix("False/"+migrationv1alpha1.ReasonDataAtRisk),
 			ContainSubstring(`Namespace app-risky is deleted, with its PVCs, when OCM removes the app from a cluster: add {group: "", resource: namespaces, name: app-risky}`),
 			ContainSubstring(`PVC app-risky/data is deleted when OCM removes the app from a cluster: add {group: "", resource: persistentvolumeclaims, namespace: app-risky, name: data}`),
@@ -66,6 +66,6 @@ var _ = Describe("Enrolment checks the app's delivery for data loss", func() {
 			t.Workload.Manifests = t.Workload.Manifests[:2] // the StatefulSet goes: its PVCs would be deleted with it
 			return k8s.Update(ctx, cur)
 		}, timeout, interval).Should(Succeed())
-		Eventually(enrolled, timeout, interval).Should(HavePrefix("True/"))
+		Eventually(enrolment, timeout, interval).Should(HavePrefix("True/"))
 	})
 })
