@@ -44,7 +44,13 @@ func humanize(st *migrationv1alpha1.MigrationStatus) {
 	p := &st.Progress
 	p.Copied, p.Lag, p.Rate = "", "", ""
 	if p.BytesTotal > 0 || p.BytesCopied > 0 {
-		p.Copied = bytesIEC(p.BytesCopied) + "/" + bytesIEC(p.BytesTotal)
+		// Bytes sent again (changed while copied) count in BytesCopied; the
+		// column reads as progress, so it stops at the total, like Percent.
+		copied := p.BytesCopied
+		if p.BytesTotal > 0 {
+			copied = min(copied, p.BytesTotal)
+		}
+		p.Copied = bytesIEC(copied) + "/" + bytesIEC(p.BytesTotal)
 	}
 	if p.LagBytes > 0 || p.LagSeconds > 0 {
 		p.Lag = bytesIEC(p.LagBytes) + " " + seconds(time.Duration(p.LagSeconds)*time.Second)

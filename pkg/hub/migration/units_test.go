@@ -34,8 +34,12 @@ func TestHumanUnits(t *testing.T) {
 		t.Errorf("timings %q, want %q", st.Timings.Summary, want)
 	}
 	st.Progress.LagBytes, st.Progress.LagSeconds = 0, 0
+	st.Progress.BytesCopied = 700 << 20 // resent while the app wrote
 	humanize(&st)
 	if st.Progress.Lag != "" {
 		t.Errorf("no lag shows as %q", st.Progress.Lag)
+	}
+	if st.Progress.Copied != "650MiB/650MiB" {
+		t.Errorf("copied beyond the total shows as %q", st.Progress.Copied)
 	}
 }
