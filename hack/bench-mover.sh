@@ -13,14 +13,19 @@
 # their table block is dirty), one by one, so a copy started right after
 # `rm -rf` of 100k files pays up to ~3x per create.
 #
-# Knobs: MIXED_MIB (1024), SMALL_FILES (100000), SMALL_RUNS (2), BIG_GIB (10),
+# Sections 1 and 2 run the mover, rsync and rsync over TLS interleaved, RUNS times (default
+# 3), and report the median ratio with min and max, beside the limits on the same data: the
+# destination filesystem's own local copy and a raw TCP pipe.
+#
+# Knobs: RUNS (3), MIXED_MIB (1024), SMALL_FILES (100000), SMALL_RUNS (RUNS), BIG_GIB (10),
 # SKIP_BIG=1, SECTIONS ("1 2 3 4": which of the numbered measurements to run).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MIXED_MIB=${MIXED_MIB:-1024}
 SMALL_FILES=${SMALL_FILES:-100000}
-SMALL_RUNS=${SMALL_RUNS:-2}
+RUNS=${RUNS:-3}
+SMALL_RUNS=${SMALL_RUNS:-$RUNS}
 BIG_GIB=${BIG_GIB:-10}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-mover.XXXXXX")
 PIDS=()
@@ -70,7 +75,8 @@ mover_copy() { # SRC DST -> seconds
 	secs "$t0" "$t1"
 }
 
-rsync_copy() { # SRC DST -> seconds
+rsync_copy() { # SRC DST [PORT] -> seconds; PORT is where the rsync client connects
+	local port=${3:-$((PORT + 1))}
 	fresh "$2"
 	cat >"$WORK/rsyncd.conf" <<CONF
 use chroot = no
@@ -86,13 +92,69 @@ CONF
 	sleep 0.3
 	local t0 t1
 	t0=$(now)
-	rsync -aHS --numeric-ids "$1/" "rsync://127.0.0.1:$((PORT + 1))/dst/"
+	rsync -aHS --numeric-ids "$1/" "rsync://127.0.0.1:$port/dst/"
 	secs "$t0" "$(now)" >"$WORK/rsync-nosync"
 	sync # durable, as the mover's copy is when it exits (it syncfs'es and verifies)
 	t1=$(now)
 	kill "$d"
 	wait "$d" 2>/dev/null || true
 	secs "$t0" "$t1"
+}
+
+# rsync as VolSync runs it: through a TLS tunnel (here TLS 1.3 with mutual auth, the
+# mover's own certificates, in two relay processes like stunnel's two ends).
+rsync_tls_copy() { # SRC DST -> seconds
+	"$BT" tls-relay server "127.0.0.1:$((PORT + 3))" "127.0.0.1:$((PORT + 1))" "$C" &
+	local s=$!
+	"$BT" tls-relay client "127.0.0.1:$((PORT + 4))" "127.0.0.1:$((PORT + 3))" "$C" &
+	local c=$!
+	PIDS+=("$s" "$c")
+	sleep 0.2
+	rsync_copy "$1" "$2" $((PORT + 4))
+	kill "$s" "$c"
+	wait "$s" "$c" 2>/dev/null || true
+}
+
+# The destination filesystem's own speed: a local copy, durable.
+local_copy() { # SRC DST -> seconds
+	fresh "$2"
+	local t0
+	t0=$(now)
+	cp -a "$1/." "$2/"
+	sync
+	secs "$t0" "$(now)"
+}
+
+# stats RATIO... -> "median (min, max, n runs)"
+stats() {
+	printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
+		printf "%.2fx median (min %.2fx, max %.2fx, %d runs)", m, a[1], a[NR], NR}'
+}
+
+# compare NAME SRC RUNS: the mover against rsync+sync and rsync over TLS+sync,
+# interleaved run by run on the same data, then the limits (local copy,
+# raw TCP pipe) once; prints every time and the median ratios.
+compare() {
+	local name=$1 src=$2 runs=$3 i tm tr tt
+	local -a vr=() vt=()
+	for i in $(seq 1 "$runs"); do
+		tm=$(mover_copy "$src" "$WORK/d.m$i")
+		echo "RESULT $name run $i $(peaks)"
+		tr=$(rsync_copy "$src" "$WORK/d.r$i")
+		tt=$(rsync_tls_copy "$src" "$WORK/d.t$i")
+		echo "run $i: mover ${tm}s | rsync+sync ${tr}s (alone $(cat "$WORK/rsync-nosync")s) | rsync over TLS+sync ${tt}s"
+		vr+=("$(ratio "$tr" "$tm")")
+		vt+=("$(ratio "$tt" "$tm")")
+		rm -rf "$WORK/d.m$i" "$WORK/d.r$i" "$WORK/d.t$i"
+	done
+	local tl tp
+	tl=$(local_copy "$src" "$WORK/d.l")
+	tp=$(pipe_copy "$src" "$WORK/d.p")
+	echo "limits: local cp -a+sync ${tl}s | tar|tcp+sync ${tp}s"
+	echo "RESULT $name mover/rsync = $(stats "${vr[@]}")"
+	echo "RESULT $name mover/rsync-over-TLS = $(stats "${vt[@]}")"
+	echo "RESULT $name mover/local-copy (last run) = $(ratio "$tl" "$tm")x   mover/raw-pipe = $(ratio "$tp" "$tm")x"
+	rm -rf "$WORK/d.l" "$WORK/d.p"
 }
 
 pipe_copy() { # SRC DST -> seconds
@@ -154,13 +216,8 @@ echo
 if section 1; then
 	"$BT" gen-mixed "$WORK/mixed" "$MIXED_MIB"
 	N=$(bytes_of "$WORK/mixed")
-	echo "== initial copy, mixed tree, $((N >> 20)) MiB apparent, $(find "$WORK/mixed" | wc -l) entries"
-	tm=$(mover_copy "$WORK/mixed" "$WORK/d.m")
-	tr=$(rsync_copy "$WORK/mixed" "$WORK/d.r")
-	tp=$(pipe_copy "$WORK/mixed" "$WORK/d.p")
-	echo "mover ${tm}s ($(mbps "$N" "$tm") MiB/s) | rsync+sync ${tr}s ($(mbps "$N" "$tr") MiB/s; rsync alone $(cat "$WORK/rsync-nosync")s) | tar|tcp+sync ${tp}s ($(mbps "$N" "$tp") MiB/s)"
-	echo "RESULT mixed mover/rsync = $(ratio "$tr" "$tm")x (target >= 1)   mover/raw-pipe = $(ratio "$tp" "$tm")x (target >= 0.5)"
-	echo "RESULT mixed $(peaks)"
+	echo "== initial copy, mixed tree, $((N >> 20)) MiB apparent, $(find "$WORK/mixed" | wc -l) entries (targets: >= 2x rsync, >= 0.8x local copy)"
+	compare mixed "$WORK/mixed" "$RUNS"
 	rm -rf "$WORK/mixed" "$WORK"/d.*
 	echo
 fi
@@ -168,14 +225,8 @@ fi
 # 2. 100k small files: initial copy, then a final sync with nothing changed.
 if section 2; then
 	"$BT" gen-small "$WORK/small" "$SMALL_FILES"
-	echo "== $SMALL_FILES small files ($(($(bytes_of "$WORK/small") >> 20)) MiB)"
-	for i in $(seq 1 "$SMALL_RUNS"); do
-		tm=$(mover_copy "$WORK/small" "$WORK/d.m$i")
-		echo "RESULT small-files run $i $(peaks)"
-		tr=$(rsync_copy "$WORK/small" "$WORK/d.r$i")
-		echo "mover ${tm}s | rsync+sync ${tr}s (rsync alone $(cat "$WORK/rsync-nosync")s)"
-		echo "RESULT small-files run $i mover/rsync = $(ratio "$tr" "$tm")x (target >= 2)"
-	done
+	echo "== $SMALL_FILES small files ($(($(bytes_of "$WORK/small") >> 20)) MiB) (target: >= 3x rsync)"
+	[ "$SMALL_RUNS" -gt 0 ] && compare small-files "$WORK/small" "$SMALL_RUNS"
 	continuous_start "$WORK/small" "$WORK/d.c"
 	continuous_finish
 	echo "RESULT final sync, nothing changed, $SMALL_FILES files: ${TF}s (target < 0.5 s; includes rescan, fsync, verification on both sides)"

@@ -5,6 +5,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/stateful-migration/stateful-migration/pkg/mover/cli"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/transport"
 )
 
 func main() {
@@ -48,6 +50,8 @@ func main() {
 		err = pipeSend(a[0])
 	case "pipe-recv": // ADDR: TCP -> stdout
 		err = pipeRecv(a[0])
+	case "tls-relay": // server|client LISTEN TARGET CERTDIR: a TLS 1.3 mutual tunnel, as VolSync runs rsync through stunnel
+		err = tlsRelay(a[0], a[1], a[2], a[3])
 	default:
 		err = fmt.Errorf("unknown subcommand %s", os.Args[1])
 	}
@@ -253,6 +257,70 @@ func pipeRecv(addr string) error {
 	}
 	_, err = io.Copy(os.Stdout, c)
 	return err
+}
+
+// tlsRelay forwards each connection to LISTEN on to TARGET, the client side
+// adding TLS (the mover's certificates in dir), the server side removing it.
+func tlsRelay(side, listen, target, dir string) error {
+	files := func(cert, key string) transport.Files {
+		return transport.Files{CA: filepath.Join(dir, "ca.crt"), Cert: filepath.Join(dir, cert), Key: filepath.Join(dir, key)}
+	}
+	var wrap func(net.Conn) (net.Conn, error)
+	var dial func() (net.Conn, error)
+	switch side {
+	case "server":
+		cfg, err := transport.ServerConfig(files("server.crt", "server.key"))
+		if err != nil {
+			return err
+		}
+		wrap = func(c net.Conn) (net.Conn, error) { return tls.Server(c, cfg), nil }
+		dial = func() (net.Conn, error) { return net.Dial("tcp", target) }
+	case "client":
+		cfg, err := transport.ClientConfig(files("client.crt", "client.key"), "127.0.0.1")
+		if err != nil {
+			return err
+		}
+		wrap = func(c net.Conn) (net.Conn, error) { return c, nil }
+		dial = func() (net.Conn, error) { return tls.Dial("tcp", target, cfg) }
+	default:
+		return fmt.Errorf("tls-relay: side %q is neither server nor client", side)
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	for {
+		in, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		go func() {
+			defer in.Close()
+			a, err := wrap(in)
+			if err != nil {
+				return
+			}
+			b, err := dial()
+			if err != nil {
+				return
+			}
+			defer b.Close()
+			done := make(chan struct{}, 2)
+			go func() { io.Copy(b, a); closeWrite(b); done <- struct{}{} }()
+			go func() { io.Copy(a, b); closeWrite(a); done <- struct{}{} }()
+			<-done
+			<-done
+		}()
+	}
+}
+
+func closeWrite(c net.Conn) {
+	switch c := c.(type) {
+	case *net.TCPConn:
+		c.CloseWrite()
+	case *tls.Conn:
+		c.CloseWrite()
+	}
 }
 
 var stopProfile = func() {}
