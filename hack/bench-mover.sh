@@ -145,7 +145,6 @@ compare() {
 		echo "run $i: mover ${tm}s | rsync+sync ${tr}s (alone $(cat "$WORK/rsync-nosync")s) | rsync over TLS+sync ${tt}s"
 		vr+=("$(ratio "$tr" "$tm")")
 		vt+=("$(ratio "$tt" "$tm")")
-		rm -rf "$WORK/d.m$i" "$WORK/d.r$i" "$WORK/d.t$i"
 	done
 	local tl tp
 	tl=$(local_copy "$src" "$WORK/d.l")
@@ -154,7 +153,8 @@ compare() {
 	echo "RESULT $name mover/rsync = $(stats "${vr[@]}")"
 	echo "RESULT $name mover/rsync-over-TLS = $(stats "${vt[@]}")"
 	echo "RESULT $name mover/local-copy (last run) = $(ratio "$tl" "$tm")x   mover/raw-pipe = $(ratio "$tp" "$tm")x"
-	rm -rf "$WORK/d.l" "$WORK/d.p"
+	# Deleted only now: ext4 slows inode allocation after a large delete (see above).
+	rm -rf "$WORK"/d.*
 }
 
 pipe_copy() { # SRC DST -> seconds
