@@ -13,9 +13,9 @@
 # their table block is dirty), one by one, so a copy started right after
 # `rm -rf` of 100k files pays up to ~3x per create.
 #
-# Sections 1 and 2 run the mover, rsync and rsync over TLS interleaved, RUNS times (default
-# 3), and report the median ratio with min and max, beside the limits on the same data: the
-# destination filesystem's own local copy and a raw TCP pipe.
+# Sections 1 and 2 run the mover, rsync, rsync over TLS and the limits on the same data (the
+# destination filesystem's own local copy, a raw TCP pipe) interleaved, RUNS times (default
+# 3), and report each median ratio with min and max.
 #
 # Knobs: RUNS (3), MIXED_MIB (1024), SMALL_FILES (100000), SMALL_RUNS (RUNS), BIG_GIB (10),
 # SKIP_BIG=1, SECTIONS ("1 2 3 4": which of the numbered measurements to run).
@@ -131,28 +131,30 @@ stats() {
 		printf "%.2fx median (min %.2fx, max %.2fx, %d runs)", m, a[1], a[NR], NR}'
 }
 
-# compare NAME SRC RUNS: the mover against rsync+sync and rsync over TLS+sync,
-# interleaved run by run on the same data, then the limits (local copy,
-# raw TCP pipe) once; prints every time and the median ratios.
+# compare NAME SRC RUNS: the mover against rsync+sync, rsync over TLS+sync and
+# the limits (the destination filesystem's local copy, a raw TCP pipe),
+# interleaved run by run on the same data; prints every time and the median
+# ratios (peer time / mover time: above 1 the mover is faster).
 compare() {
-	local name=$1 src=$2 runs=$3 i tm tr tt
-	local -a vr=() vt=()
+	local name=$1 src=$2 runs=$3 i tm tr tt tl tp
+	local -a vr=() vt=() vl=() vp=()
 	for i in $(seq 1 "$runs"); do
 		tm=$(mover_copy "$src" "$WORK/d.m$i")
 		echo "RESULT $name run $i $(peaks)"
 		tr=$(rsync_copy "$src" "$WORK/d.r$i")
 		tt=$(rsync_tls_copy "$src" "$WORK/d.t$i")
-		echo "run $i: mover ${tm}s | rsync+sync ${tr}s (alone $(cat "$WORK/rsync-nosync")s) | rsync over TLS+sync ${tt}s"
+		tl=$(local_copy "$src" "$WORK/d.l$i")
+		tp=$(pipe_copy "$src" "$WORK/d.p$i")
+		echo "run $i: mover ${tm}s | rsync+sync ${tr}s (alone $(cat "$WORK/rsync-nosync")s) | rsync over TLS+sync ${tt}s | local cp -a+sync ${tl}s | tar|tcp+sync ${tp}s"
 		vr+=("$(ratio "$tr" "$tm")")
 		vt+=("$(ratio "$tt" "$tm")")
+		vl+=("$(ratio "$tl" "$tm")")
+		vp+=("$(ratio "$tp" "$tm")")
 	done
-	local tl tp
-	tl=$(local_copy "$src" "$WORK/d.l")
-	tp=$(pipe_copy "$src" "$WORK/d.p")
-	echo "limits: local cp -a+sync ${tl}s | tar|tcp+sync ${tp}s"
 	echo "RESULT $name mover/rsync = $(stats "${vr[@]}")"
 	echo "RESULT $name mover/rsync-over-TLS = $(stats "${vt[@]}")"
-	echo "RESULT $name mover/local-copy (last run) = $(ratio "$tl" "$tm")x   mover/raw-pipe = $(ratio "$tp" "$tm")x"
+	echo "RESULT $name mover/local-copy = $(stats "${vl[@]}")"
+	echo "RESULT $name mover/raw-pipe = $(stats "${vp[@]}")"
 	# Deleted only now: ext4 slows inode allocation after a large delete (see above).
 	rm -rf "$WORK"/d.*
 }
