@@ -8,8 +8,8 @@ import (
 // that verification need not reread what this receiver wrote. Blocks at or
 // past len(known) read as zeros (sizing a file leaves holes): a declared
 // size costs nothing until data arrives, and memory grows with the blocks
-// actually written, up to tree.MaxTrackedBlocks; past that the file is not
-// tracked and verification rereads it.
+// actually written (begin keeps none for a file past tree.MaxTrackedBlocks
+// or the receiver's budget: verification rereads it).
 type fileSums struct {
 	known []tree.Hash
 	size  int64
@@ -18,9 +18,6 @@ type fileSums struct {
 // newSums starts from base, the sums of the file's current content of
 // oldSize bytes (nil for a new file), as it stands once sized to size.
 func newSums(base []tree.Hash, oldSize, size int64) *fileSums {
-	if blocks(size) > tree.MaxTrackedBlocks {
-		return nil
-	}
 	n := int(blocks(size))
 	b := base[:min(len(base), n)]
 	if oldSize%tree.BlockSize != 0 && len(b) > 0 && oldSize < size {

@@ -28,6 +28,9 @@ const MaxTrackedBlocks = 1 << 22
 
 var zeroSums sync.Map // length -> Hash of that many zero bytes
 
+// zeroBlock is the sum of a whole block of zeros, compared on every block.
+var zeroBlock = zeroSum(BlockSize)
+
 // ZeroSum is the sum of a block of n zero bytes (a hole), computed once.
 func ZeroSum(n int) Hash { return zeroSum(n) }
 
@@ -117,10 +120,9 @@ func FileSum(f *os.File, size int64, sparse bool) (Hash, error) {
 }
 
 func eachBlock(f *os.File, size int64, sparse bool, each func(Hash)) error {
-	full := zeroSum(BlockSize)
 	return eachBlockRuns(f, size, sparse, each, func(n int64) {
 		for range n {
-			each(full)
+			each(zeroBlock)
 		}
 	})
 }
@@ -178,7 +180,7 @@ type contentWriter struct {
 }
 
 func (w *contentWriter) add(b Hash) {
-	if b == zeroSum(BlockSize) {
+	if b == zeroBlock {
 		w.zeros++
 		return
 	}
