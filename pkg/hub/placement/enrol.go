@@ -81,11 +81,17 @@ func (r *Reconciler) checkVolumes(ctx context.Context, s *state) (bool, error) {
 	}
 	msg := fmt.Sprintf("spec.volumes names namespaces %v, which no ManifestWorkReplicaSet using Placement %s delivers into (%v deliver into %v); "+
 		"a policy may move only volumes of namespaces its app owns", foreign, s.placement.Name, mwrs, sets.List(owned))
+	s.refuse(migrationv1alpha1.ReasonVolumeNamespaceNotOwned, msg)
+	return true, nil
+}
+
+// refuse says why the policy is not (or no longer) enrolled; an enrolled
+// Placement stays frozen meanwhile, which the message says.
+func (s *state) refuse(reason, msg string) {
 	if s.placement.Annotations[migrationv1alpha1.PolicyAnnotation] == s.policyKey() {
 		msg += "; the Placement stays frozen until this is fixed"
 	}
-	s.setEnrolled(metav1.ConditionFalse, migrationv1alpha1.ReasonVolumeNamespaceNotOwned, msg)
-	return true, nil
+	s.setEnrolled(metav1.ConditionFalse, reason, msg)
 }
 
 // checkDataSafety refuses to enrol (or freezes) a Placement whose app
@@ -103,11 +109,7 @@ func (r *Reconciler) checkDataSafety(ctx context.Context, s *state) (bool, error
 	if err != nil || len(risks) == 0 {
 		return err != nil, err
 	}
-	msg := strings.Join(risks, "; ")
-	if s.placement.Annotations[migrationv1alpha1.PolicyAnnotation] == s.policyKey() {
-		msg += "; the Placement stays frozen until this is fixed"
-	}
-	s.setEnrolled(metav1.ConditionFalse, migrationv1alpha1.ReasonDataAtRisk, msg)
+	s.refuse(migrationv1alpha1.ReasonDataAtRisk, strings.Join(risks, "; "))
 	return true, nil
 }
 
