@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/stateful-migration/stateful-migration/pkg/agent/hooks"
 	"github.com/stateful-migration/stateful-migration/pkg/agent/mover"
 	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
@@ -46,6 +47,8 @@ type Reconciler struct {
 	Image string
 	// Poll is how often running receivers' progress is read.
 	Poll time.Duration
+	// Hooks runs the post-launch check.
+	Hooks *hooks.Runner
 }
 
 // SetupWithManager registers the controller.
@@ -58,6 +61,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// what the hub waits for.
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.forNamespace)).
 		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(r.forNamespace)).
+		WatchesRawSource(r.Hooks.Source()).
 		Complete(r)
 }
 
@@ -94,6 +98,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	requeue, err := r.converge(ctx, &rd)
 	if err == nil {
 		err = r.appReadiness(ctx, &rd)
+	}
+	if h := rd.Spec.PostLaunchHook; err == nil && h != nil && rd.Status.AppReady {
+		if d := r.postLaunch(ctx, &rd, h); d > 0 && (requeue == 0 || d < requeue) {
+			requeue = d
+		}
 	}
 	if apierrors.IsForbidden(err) {
 		// Typically the hub's RoleBinding smig-<id>-replicator has not
@@ -398,7 +407,7 @@ func (r *Reconciler) appReadiness(ctx context.Context, rd *replv1.ReplicationDes
 	for i := range st.Volumes {
 		v := &st.Volumes[i]
 		for j := range pods.Items {
-			if p := &pods.Items[j]; !mover.IsMover(p) && p.DeletionTimestamp.IsZero() && mover.UsesPVC(p, v.PVCName) && podReady(p) {
+			if p := &pods.Items[j]; !mover.IsMover(p) && p.DeletionTimestamp.IsZero() && mover.UsesPVC(p, v.PVCName) && mover.PodReady(p) {
 				v.AppPod = p.Name
 				break
 			}
@@ -406,15 +415,6 @@ func (r *Reconciler) appReadiness(ctx context.Context, rd *replv1.ReplicationDes
 		st.AppReady = st.AppReady && v.AppPod != ""
 	}
 	return nil
-}
-
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // handOver gives the verified PVCs to the app: without the migration-ID
@@ -609,6 +609,7 @@ func (r *Reconciler) removeReceiver(ctx context.Context, rd *replv1.ReplicationD
 // data), hands verified PVCs to the app, withdraws the hub condition, then
 // lets the object go.
 func (r *Reconciler) cleanup(ctx context.Context, rd *replv1.ReplicationDestination) error {
+	r.Hooks.Forget(rd.UID)
 	if !controllerutil.ContainsFinalizer(rd, replv1.Finalizer) {
 		return nil
 	}

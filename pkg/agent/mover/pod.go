@@ -255,6 +255,16 @@ func UsesPVC(pod *corev1.Pod, claim string) bool {
 	return false
 }
 
+// PodReady tells whether the pod's Ready condition is True.
+func PodReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
 // Exited is true for a pod being deleted whose every container has exited
 // and none can start again: nothing of it writes to its volumes any more,
 // though the kubelet may still be unmounting them before the pod object

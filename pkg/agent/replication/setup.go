@@ -10,6 +10,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/stateful-migration/stateful-migration/pkg/agent/destination"
+	"github.com/stateful-migration/stateful-migration/pkg/agent/hooks"
 	"github.com/stateful-migration/stateful-migration/pkg/agent/mover"
 	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
 	"github.com/stateful-migration/stateful-migration/pkg/agent/source"
@@ -26,6 +27,8 @@ type Options struct {
 	Logs mover.LogSource
 	// Kube is the spoke clientset used for pods/log when Logs is nil.
 	Kube kubernetes.Interface
+	// Exec runs the app's hooks; default: pods/exec with the manager's identity.
+	Exec hooks.Executor
 	// Poll is how often running movers' progress is read (default 2s): it is
 	// what `kubectl get migrations` shows during the copy, and the lag the
 	// hub's cutover waits on.
@@ -46,15 +49,22 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	if o.Poll <= 0 {
 		o.Poll = 2 * time.Second
 	}
+	if o.Exec == nil {
+		e, err := hooks.NewPodExec(mgr.GetConfig())
+		if err != nil {
+			return err
+		}
+		o.Exec = e
+	}
 	rep := &report.Reporter{Client: mgr.GetClient(), Writer: o.Writer}
 	if err := (&destination.Reconciler{
 		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Logs: o.Logs, Reporter: rep,
-		Image: o.MoverImage, Poll: o.Poll,
+		Image: o.MoverImage, Poll: o.Poll, Hooks: hooks.NewRunner(o.Exec),
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	return (&source.Reconciler{
 		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Logs: o.Logs, Reporter: rep,
-		Image: o.MoverImage, Poll: o.Poll,
+		Image: o.MoverImage, Poll: o.Poll, Hooks: hooks.NewRunner(o.Exec),
 	}).SetupWithManager(mgr)
 }

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,7 +58,10 @@ type Message struct {
 	HubVerified bool     `json:"hubVerified,omitempty"`
 	AppReady    bool     `json:"appReady,omitempty"`
 	AppWaiting  []string `json:"appWaiting,omitempty"`
-	Error       string   `json:"error,omitempty"`
+	// Hook (source: pre-quiesce, destination: post-launch) over the
+	// namespaces that run it; nil when the spec asks for none.
+	Hook  *replv1.HookStatus `json:"hook,omitempty"`
+	Error string             `json:"error,omitempty"`
 }
 
 // Reporter writes conditions, skipping writes that would change nothing.
@@ -167,8 +171,12 @@ func SourceCondition(migrationID string, items []replv1.ReplicationSource) metav
 	protected, movedOut := true, true
 	var pods int32
 	digests := map[string]string{}
+	var hooks []namespacedHook
 	for _, o := range items {
 		s := o.Status
+		if o.Spec.PreQuiesceHook != nil {
+			hooks = append(hooks, namespacedHook{o.Namespace, s.PreQuiesceHook})
+		}
 		if sourceOrder[s.Phase] < sourceOrder[phase] {
 			phase = s.Phase
 		}
@@ -193,6 +201,7 @@ func SourceCondition(migrationID string, items []replv1.ReplicationSource) metav
 		}
 	}
 	m.Protected, m.PodsUsingVolumes, m.MovedOut = &protected, &pods, movedOut && len(items) > 0
+	m.Hook = combineHooks(hooks)
 	if phase == replv1.SourceVerified {
 		m.Digest = CombineDigests(digests)
 	}
@@ -206,8 +215,12 @@ func DestinationCondition(migrationID string, items []replv1.ReplicationDestinat
 	m := Message{Endpoints: map[string]string{}}
 	digests := map[string]string{}
 	appReady, verified := len(items) > 0, len(items) > 0
+	var hooks []namespacedHook
 	for _, o := range items {
 		s := o.Status
+		if o.Spec.PostLaunchHook != nil {
+			hooks = append(hooks, namespacedHook{o.Namespace, s.PostLaunchHook})
+		}
 		appReady = appReady && s.AppReady
 		verified = verified && o.Spec.HubVerified
 		if o.Spec.HubVerified {
@@ -244,7 +257,50 @@ func DestinationCondition(migrationID string, items []replv1.ReplicationDestinat
 		m.Digest = CombineDigests(digests)
 	}
 	m.AppReady, m.HubVerified = appReady, verified
+	m.Hook = combineHooks(hooks)
 	return condition(replv1.ConditionType(migrationID, RoleDestination), string(phase), phase != replv1.DestinationFailed, m)
+}
+
+type namespacedHook struct {
+	namespace string
+	status    *replv1.HookStatus
+}
+
+// combineHooks: Failed if any namespace failed, Succeeded once all did,
+// else Running; the most runs, the earliest start, the latest end.
+func combineHooks(hs []namespacedHook) *replv1.HookStatus {
+	if len(hs) == 0 {
+		return nil
+	}
+	out := &replv1.HookStatus{Phase: replv1.HookSucceeded}
+	var msgs []string
+	for _, h := range hs {
+		s := h.status
+		if s == nil {
+			s = &replv1.HookStatus{Phase: replv1.HookRunning}
+		}
+		switch {
+		case s.Phase == replv1.HookFailed:
+			out.Phase = replv1.HookFailed
+		case s.Phase == replv1.HookRunning && out.Phase != replv1.HookFailed:
+			out.Phase = replv1.HookRunning
+		}
+		out.Runs = max(out.Runs, s.Runs)
+		if s.StartTime != nil && (out.StartTime == nil || s.StartTime.Before(out.StartTime)) {
+			out.StartTime = s.StartTime
+		}
+		if s.CompletionTime != nil && (out.CompletionTime == nil || out.CompletionTime.Before(s.CompletionTime)) {
+			out.CompletionTime = s.CompletionTime
+		}
+		if s.Message != "" {
+			msgs = append(msgs, h.namespace+": "+s.Message)
+		}
+	}
+	if out.Phase == replv1.HookRunning {
+		out.CompletionTime = nil
+	}
+	out.Message = strings.Join(msgs, "; ")
+	return out
 }
 
 func condition(typ, reason string, healthy bool, m Message) metav1.Condition {

@@ -58,3 +58,34 @@ func TestCombineDigests(t *testing.T) {
 		t.Errorf("combined digests must bind names to digests: %s %s", d1, d2)
 	}
 }
+
+func TestHookAggregatesNamespaces(t *testing.T) {
+	hook := &replv1.Hook{Command: []string{"true"}}
+	mk := func(ns string, st *replv1.HookStatus) replv1.ReplicationSource {
+		o := replv1.ReplicationSource{}
+		o.Namespace, o.Spec.PreQuiesceHook, o.Status.PreQuiesceHook = ns, hook, st
+		return o
+	}
+	decode := func(items ...replv1.ReplicationSource) *replv1.HookStatus {
+		var m Message
+		if err := json.Unmarshal([]byte(SourceCondition("m3", items).Message), &m); err != nil {
+			t.Fatal(err)
+		}
+		return m.Hook
+	}
+	ok := &replv1.HookStatus{Phase: replv1.HookSucceeded, Runs: 1, Message: "ran in db-0"}
+	bad := &replv1.HookStatus{Phase: replv1.HookFailed, Runs: 1, Message: "exit code 1"}
+	if h := decode(mk("a", ok), mk("b", nil)); h == nil || h.Phase != replv1.HookRunning {
+		t.Fatalf("one namespace not started yet: %+v", h)
+	}
+	if h := decode(mk("a", ok), mk("b", ok)); h.Phase != replv1.HookSucceeded {
+		t.Fatalf("both done: %+v", h)
+	}
+	if h := decode(mk("a", ok), mk("b", bad)); h.Phase != replv1.HookFailed || h.Message != "a: ran in db-0; b: exit code 1" {
+		t.Fatalf("one failed: %+v", h)
+	}
+	none := replv1.ReplicationSource{}
+	if h := decode(none); h != nil {
+		t.Fatalf("no hook asked, got %+v", h)
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/stateful-migration/stateful-migration/pkg/agent/hooks"
 	"github.com/stateful-migration/stateful-migration/pkg/agent/mover"
 	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
@@ -49,6 +50,7 @@ type Reconciler struct {
 	Reporter *report.Reporter
 	Image    string
 	Poll     time.Duration
+	Hooks    *hooks.Runner
 }
 
 // SetupWithManager registers the controller.
@@ -60,6 +62,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// App pods come and go (their node, "no pod uses the PVC"); PVCs bind.
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.forNamespace)).
 		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(r.forNamespace)).
+		WatchesRawSource(r.Hooks.Source()).
 		Complete(r)
 }
 
@@ -220,6 +223,9 @@ func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource)
 		st.Volumes = vols
 		r.summarize(rs, nil)
 		return requeue, nil
+	}
+	if h := rs.Spec.PreQuiesceHook; h != nil && !rs.Spec.FinalSync {
+		wait(r.preQuiesce(ctx, rs, h))
 	}
 
 	// 3. Movers, per volume.
@@ -620,6 +626,7 @@ func finishValue(rs *replv1.ReplicationSource) string {
 // unless spec.releaseSource asks to restore its original policy (restored
 // before the finalizer goes, so a Delete policy then applies).
 func (r *Reconciler) cleanup(ctx context.Context, rs *replv1.ReplicationSource) error {
+	r.Hooks.Forget(rs.UID)
 	if !controllerutil.ContainsFinalizer(rs, replv1.Finalizer) {
 		return nil
 	}

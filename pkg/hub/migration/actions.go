@@ -66,21 +66,22 @@ func destinationEndpoints(dst *progress.Report, refs []work.VolumeRef) (map[stri
 	return out, missing
 }
 
-func (r *Reconciler) common(s *state, cluster, agentNS string, pair credentials.Pair) work.Common {
+func (r *Reconciler) common(s *state, cluster, agentNS string, pair credentials.Pair, runsHook bool) work.Common {
 	return work.Common{Migration: s.m, ID: s.id, Cluster: cluster, AgentNS: agentNS, Credentials: pair,
-		MoverResources: s.policy.Spec.MoverResources}
+		MoverResources: s.policy.Spec.MoverResources, RunsHook: runsHook}
 }
 
 // ensureSourceWork writes the source work; endpoints nil means probes only.
 func (r *Reconciler) ensureSourceWork(ctx context.Context, s *state, pair credentials.Pair, endpoints map[string]string, finalSync, release bool) (*workv1.ManifestWork, error) {
 	refs := volumeRefs(s.policy)
 	w, err := work.Source(work.SourceSpec{
-		Common:    r.common(s, s.m.Spec.SourceCluster, agentNamespace(s.srcAddon), pair),
+		Common:    r.common(s, s.m.Spec.SourceCluster, agentNamespace(s.srcAddon), pair, s.policy.Spec.Hooks.PreQuiesce != nil),
 		Volumes:   refs,
 		Endpoints: endpoints, FinalSync: finalSync, ReleaseSource: release,
 		QuiesceStart: s.m.Status.Timings.QuiesceStart,
 		FullVerify:   s.policy.Spec.Verification == migrationv1alpha1.VerifyFull,
 		HubVerified:  s.hubVerified(),
+		PreQuiesce:   s.preQuiesceAsked(),
 	})
 	if err != nil {
 		return nil, err
@@ -231,6 +232,9 @@ func (r *Reconciler) appAvailable(ctx context.Context, s *state) (available, kno
 		return false, true, fmt.Sprintf("Waiting for cluster %s to learn that the data is verified (hubVerified)", s.m.Spec.DestinationCluster), nil
 	case !s.dst.AppReady:
 		return false, true, fmt.Sprintf("Waiting for the app's pods on %s that mount %v to be Ready", s.m.Spec.DestinationCluster, s.dst.AppWaiting), nil
+	}
+	if why := s.postLaunchPending(); why != "" {
+		return false, true, why, nil
 	}
 	return true, true, "", nil
 }

@@ -83,6 +83,7 @@ func (r *Reconciler) pending(ctx context.Context, s *state) (ctrl.Result, error)
 	setCond(m, migrationv1alpha1.ConditionAdmitted, metav1.ConditionTrue, ReasonAdmitted,
 		fmt.Sprintf("Created by MigrationPolicy %s; %s runs the app, the scheduler chose %s", s.policy.Name, m.Spec.SourceCluster, m.Spec.DestinationCluster))
 	m.Status.Attempts++
+	m.Status.Hooks = migrationv1alpha1.HooksStatus{}
 	if m.Status.StartTime == nil {
 		now := metav1.NewTime(s.now)
 		m.Status.StartTime = &now
@@ -160,6 +161,9 @@ func (r *Reconciler) syncing(ctx context.Context, s *state) (ctrl.Result, error)
 			fmt.Sprintf("Placement %s is gone or no longer enrolled: its decisions cannot be sequenced", s.m.Spec.PlacementName), false)
 	}
 	ok, why := cutoverAllowed(s.policy, s.src)
+	if res, done, err := r.preQuiesceHook(ctx, s, ok); done {
+		return res, err
+	}
 	if !ok {
 		s.wait(ReasonCatchingUp, why)
 		return requeue(remaining(s, s.policy.Spec.Timeouts.CatchUp)), nil
@@ -258,12 +262,13 @@ func (r *Reconciler) destinationWork(s *state, src *workv1.ManifestWork, server 
 		return nil, pending, err
 	}
 	w, err := work.Destination(work.DestinationSpec{
-		Common:             r.common(s, s.m.Spec.DestinationCluster, agentNamespace(s.dstAddon), server),
+		Common:             r.common(s, s.m.Spec.DestinationCluster, agentNamespace(s.dstAddon), server, s.policy.Spec.Hooks.PostLaunch != nil),
 		Volumes:            vols,
 		EndpointType:       replv1.EndpointType(s.policy.Spec.Endpoint.Type),
 		ServiceAnnotations: s.policy.Spec.Endpoint.ServiceAnnotations,
 		FinalSync:          final,
 		HubVerified:        s.hubVerified(),
+		PostLaunchHook:     s.policy.Spec.Hooks.PostLaunch,
 	})
 	return w, nil, err
 }
@@ -379,7 +384,10 @@ func (r *Reconciler) launching(ctx context.Context, s *state) (ctrl.Result, erro
 		return r.complete(ctx, s, true, ReasonCompleted, fmt.Sprintf("App Ready on %s; T_term %s, T_copy %s, T_launch %s, T_down %s",
 			s.m.Spec.DestinationCluster, dur(t.Termination), dur(t.FinalSync), dur(t.Launch), dur(t.Downtime)))
 	}
-	reason := ReasonWaitingForApp
+	reason, lateReason := ReasonWaitingForApp, ReasonAppNotAvailable
+	if s.m.Status.Hooks.PostLaunch != nil {
+		reason, lateReason = ReasonWaitingForPostLaunch, ReasonPostLaunchCheckFailed
+	}
 	var limit *metav1.Duration
 	if s.policy != nil {
 		limit = s.policy.Spec.Timeouts.Launch
@@ -388,7 +396,7 @@ func (r *Reconciler) launching(ctx context.Context, s *state) (ctrl.Result, erro
 	if expired {
 		// Verified data is on the destination: no rollback. Wait, keep the
 		// source data, and tell the user.
-		reason = ReasonAppNotAvailable
+		reason = lateReason
 		if s.m.Status.Reason != reason {
 			r.Recorder.Eventf(s.m, nil, corev1.EventTypeWarning, reason, "Launch",
 				"App not Available on %s within %s: %s; source data is kept", s.m.Spec.DestinationCluster, limit.Duration, why)

@@ -93,6 +93,9 @@ type Common struct {
 	Credentials credentials.Pair
 	// MoverResources of the mover pods (the policy's; nil: derived by the agent).
 	MoverResources *corev1.ResourceRequirements
+	// RunsHook: this side runs one of the policy's hooks, so the agent may
+	// exec in the app's pods of the migration's namespaces.
+	RunsHook bool
 }
 
 // DestinationSpec describes the destination work.
@@ -103,6 +106,7 @@ type DestinationSpec struct {
 	ServiceAnnotations map[string]string
 	FinalSync          bool
 	HubVerified        bool // the hub compared both digests: the app starts there
+	PostLaunchHook     *replv1.Hook
 }
 
 // SourceSpec describes the source work. Without Endpoints it only carries
@@ -116,7 +120,8 @@ type SourceSpec struct {
 	QuiesceStart  *metav1.Time // with FinalSync: when the app was told to stop
 	ReleaseSource bool
 	FullVerify    bool
-	HubVerified   bool // the hub compared both digests: the app leaves for good
+	HubVerified   bool         // the hub compared both digests: the app leaves for good
+	PreQuiesce    *replv1.Hook // set once the hub asks for it to run
 }
 
 // Destination builds the destination ManifestWork. Namespaces are orphaned
@@ -144,7 +149,7 @@ func Destination(s DestinationSpec) (*workv1.ManifestWork, error) {
 		})
 		orphan.OrphaningRules = append(orphan.OrphaningRules, workv1.OrphaningRule{Resource: "namespaces", Name: ns})
 		objs = append(objs, tlsSecret(s.ID, ns, s.Credentials))
-		objs = append(objs, agentRBAC(s.ID, ns, s.AgentNS)...)
+		objs = append(objs, agentRBAC(s.Common, ns)...)
 		objs = append(objs, &replv1.ReplicationDestination{
 			TypeMeta:   metav1.TypeMeta{APIVersion: replv1.GroupVersion.String(), Kind: "ReplicationDestination"},
 			ObjectMeta: metav1.ObjectMeta{Name: ReplicationName(s.ID), Namespace: ns},
@@ -157,6 +162,7 @@ func Destination(s DestinationSpec) (*workv1.ManifestWork, error) {
 				FinalSync:          s.FinalSync,
 				HubVerified:        s.HubVerified,
 				MoverResources:     s.MoverResources,
+				PostLaunchHook:     s.PostLaunchHook,
 			},
 		})
 	}
@@ -182,7 +188,7 @@ func Source(s SourceSpec) (*workv1.ManifestWork, error) {
 	var objs []runtime.Object
 	for _, ns := range namespaces {
 		objs = append(objs, tlsSecret(s.ID, ns, s.Credentials))
-		objs = append(objs, agentRBAC(s.ID, ns, s.AgentNS)...)
+		objs = append(objs, agentRBAC(s.Common, ns)...)
 		if s.Endpoints != nil {
 			vols := byNS[ns]
 			dest := ""
@@ -204,6 +210,7 @@ func Source(s SourceSpec) (*workv1.ManifestWork, error) {
 					FullVerify:       s.FullVerify,
 					HubVerified:      s.HubVerified,
 					MoverResources:   s.MoverResources,
+					PreQuiesceHook:   s.PreQuiesce,
 				},
 			})
 		}
@@ -333,15 +340,21 @@ func tlsSecret(id, ns string, p credentials.Pair) *corev1.Secret {
 	}
 }
 
+// HookExecName is the per-namespace Role (and RoleBinding) letting the
+// agent exec in the app's pods, shipped only to a side that runs a hook.
+func HookExecName(id string) string { return "smig-" + id + "-hook-exec" }
+
 // agentRBAC grants the agent, in one app namespace for this migration, the
-// replicator ClusterRole and `get` on the migration's TLS Secret by name.
-func agentRBAC(id, ns, agentNS string) []runtime.Object {
+// replicator ClusterRole, `get` on the migration's TLS Secret by name and,
+// on a side that runs a hook, pods/exec.
+func agentRBAC(c Common, ns string) []runtime.Object {
+	id, agentNS := c.ID, c.AgentNS
 	meta := func(name string) metav1.ObjectMeta {
 		return metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{replv1.MigrationIDLabel: id}}
 	}
 	agent := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: replv1.AgentServiceAccount, Namespace: agentNS}}
 	bindingKind := metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "RoleBinding"}
-	return []runtime.Object{
+	objs := []runtime.Object{
 		&rbacv1.RoleBinding{
 			TypeMeta: bindingKind, ObjectMeta: meta(RoleBindingName(id)), Subjects: agent,
 			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: replv1.ReplicatorClusterRole},
@@ -356,6 +369,18 @@ func agentRBAC(id, ns, agentNS string) []runtime.Object {
 			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: SecretReaderName(id)},
 		},
 	}
+	if c.RunsHook {
+		// get: the WebSocket form of exec is a GET (kubectl since 1.30).
+		objs = append(objs, &rbacv1.Role{
+			TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "Role"},
+			ObjectMeta: meta(HookExecName(id)),
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods/exec"}, Verbs: []string{"create", "get"}}},
+		}, &rbacv1.RoleBinding{
+			TypeMeta: bindingKind, ObjectMeta: meta(HookExecName(id)), Subjects: agent,
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: HookExecName(id)},
+		})
+	}
+	return objs
 }
 
 func setManifests(w *workv1.ManifestWork, objs []runtime.Object) error {

@@ -2,6 +2,8 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 )
 
 // MigrationPhase is the step a Migration is at (DESIGN section 4).
@@ -131,6 +133,17 @@ type Timings struct {
 	Summary string `json:"summary,omitempty"`
 }
 
+// HooksStatus is what became of the policy's hooks in the current attempt.
+type HooksStatus struct {
+	// PreQuiesce ran on the source, before the app was stopped there (its
+	// time is not in the downtime: the app served meanwhile).
+	// +optional
+	PreQuiesce *replv1.HookStatus `json:"preQuiesce,omitempty"`
+	// PostLaunch ran on the destination; T_launch ends when it succeeds.
+	// +optional
+	PostLaunch *replv1.HookStatus `json:"postLaunch,omitempty"`
+}
+
 // Condition types of a Migration, owned by the sequencing controller.
 const (
 	// ConditionSucceeded is True once Completed, False once Failed or RolledBack.
@@ -179,6 +192,9 @@ type MigrationStatus struct {
 	Progress Progress `json:"progress,omitempty"`
 	// +optional
 	Timings Timings `json:"timings,omitempty"`
+	// Hooks: what became of the policy's hooks in this attempt.
+	// +optional
+	Hooks HooksStatus `json:"hooks,omitempty"`
 	// Digest of the verified tree, equal on source and destination.
 	// +optional
 	Digest string `json:"digest,omitempty"`

@@ -3,6 +3,8 @@ package v1alpha1
 import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 )
 
 // EndpointType is how the destination's receiver is exposed to the source mover.
@@ -210,6 +212,31 @@ type MigrationPolicySpec struct {
 	// mover's memory is bounded by it (docs/mover.md, "Memory").
 	// +optional
 	MoverResources *corev1.ResourceRequirements `json:"moverResources,omitempty"`
+
+	// Hooks run commands in the app's pods around the cutover.
+	// +optional
+	Hooks Hooks `json:"hooks,omitempty"`
+}
+
+// Hooks are the app's own steps in a move (docs/hooks.md), as Velero hooks,
+// Stork rules or Ramen recipes serve. Each runs in the pods of the policy's
+// volume namespaces that mount a moved PVC (narrowed by its selector).
+type Hooks struct {
+	// PreQuiesce runs on the source once the copy has caught up, while the
+	// app still serves, before the app is stopped there: a CHECKPOINT or a
+	// flush that makes the app's shutdown (and so the downtime) short. The
+	// cutover bounds are checked again after it. If it fails or overruns,
+	// the attempt fails with the app still running where it was (retried
+	// up to maxAttempts).
+	// +optional
+	PreQuiesce *replv1.Hook `json:"preQuiesce,omitempty"`
+	// PostLaunch runs on the destination once the app's pods there are
+	// Ready, and again every few seconds until it succeeds: its success is
+	// what "the app is back" means. Until then the Migration is not
+	// Completed and no source data is released; past timeouts.launch it says
+	// PostLaunchCheckFailed and keeps waiting.
+	// +optional
+	PostLaunch *replv1.Hook `json:"postLaunch,omitempty"`
 }
 
 // Condition types and reasons of a MigrationPolicy.

@@ -98,6 +98,11 @@ type ReplicationDestinationSpec struct {
 	// volume's size.
 	// +optional
 	MoverResources *corev1.ResourceRequirements `json:"moverResources,omitempty"`
+	// PostLaunchHook runs in the app's Ready pods once spec.hubVerified is
+	// set and AppReady, and again every few seconds until it succeeds: its
+	// success is what "the app is back" means.
+	// +optional
+	PostLaunchHook *Hook `json:"postLaunchHook,omitempty"`
 }
 
 // DestinationVolumeStatus is one volume's progress.
@@ -147,6 +152,9 @@ type ReplicationDestinationStatus struct {
 	// LastError is the reason of the Failed phase, or a transient problem.
 	// +optional
 	LastError string `json:"lastError,omitempty"`
+	// PostLaunchHook is what became of spec.postLaunchHook.
+	// +optional
+	PostLaunchHook *HookStatus `json:"postLaunchHook,omitempty"`
 	// +optional
 	// +listType=map
 	// +listMapKey=pvcName

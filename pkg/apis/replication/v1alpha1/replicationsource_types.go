@@ -101,6 +101,10 @@ type ReplicationSourceSpec struct {
 	// MoverImage overrides the mover image (default: the agent's image).
 	// +optional
 	MoverImage string `json:"moverImage,omitempty"`
+	// PreQuiesceHook, once set, is run once in the app's pods (the hub sets
+	// it when the copy has caught up, before it stops the app here).
+	// +optional
+	PreQuiesceHook *Hook `json:"preQuiesceHook,omitempty"`
 }
 
 // SourceVolumeStatus is one volume's protection and progress.
@@ -177,6 +181,9 @@ type ReplicationSourceStatus struct {
 	MovedOut bool `json:"movedOut,omitempty"`
 	// +optional
 	LastError string `json:"lastError,omitempty"`
+	// PreQuiesceHook is what became of spec.preQuiesceHook.
+	// +optional
+	PreQuiesceHook *HookStatus `json:"preQuiesceHook,omitempty"`
 	// +optional
 	// +listType=map
 	// +listMapKey=pvcName
