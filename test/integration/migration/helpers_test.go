@@ -213,13 +213,17 @@ type srcState struct {
 	digest    string
 	err       string
 	cold      bool
-	movedOut  bool // the agent took hubVerified and labelled the PVC
+	movedOut  bool               // the agent took hubVerified and labelled the PVC
+	hook      *replv1.HookStatus // the pre-quiesce hook, once asked
 }
 
 func reportSource(cluster, id string, s srcState) {
 	rs := replv1.ReplicationSource{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "smig-" + id}}
 	rs.Spec.MigrationID, rs.Spec.HubVerified = id, s.movedOut
-	rs.Status = replv1.ReplicationSourceStatus{MovedOut: s.movedOut,
+	if s.hook != nil {
+		rs.Spec.PreQuiesceHook = &replv1.Hook{Command: []string{"true"}}
+	}
+	rs.Status = replv1.ReplicationSourceStatus{MovedOut: s.movedOut, PreQuiesceHook: s.hook,
 		Phase: s.phase, Protected: s.protected, PodsUsingVolumes: s.pods, BytesTotal: s.total, BytesCopied: s.copied,
 		LagBytes: s.lag, Throughput: s.tput, LastError: s.err, FinalSyncCold: s.cold,
 		Volumes: []replv1.SourceVolumeStatus{{PVCName: "data", Digest: s.digest, FinalSyncCold: s.cold}},
@@ -237,15 +241,21 @@ func reportDestination(cluster, id string, phase replv1.DestinationPhase, endpoi
 
 // reportApp plays the destination agent once the hub verified the data
 // (hubVerified): a Ready app pod mounts the PVC, or none does yet.
-func reportApp(cluster, id, digest string, ready bool) {
+func reportApp(cluster, id, digest string, ready bool) { reportAppCheck(cluster, id, digest, ready, nil) }
+
+// reportAppCheck is reportApp with the post-launch check's status.
+func reportAppCheck(cluster, id, digest string, ready bool, check *replv1.HookStatus) {
 	rd := replv1.ReplicationDestination{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "smig-" + id}}
 	rd.Spec.MigrationID, rd.Spec.HubVerified = id, true
+	if check != nil {
+		rd.Spec.PostLaunchHook = &replv1.Hook{Command: []string{"true"}}
+	}
 	v := replv1.DestinationVolumeStatus{PVCName: "data", Digest: digest}
 	if ready {
 		v.AppPod = "web-0"
 	}
 	rd.Status = replv1.ReplicationDestinationStatus{Phase: replv1.DestinationVerified, BytesReceived: 100, Digest: digest,
-		AppReady: ready, Volumes: []replv1.DestinationVolumeStatus{v}}
+		AppReady: ready, Volumes: []replv1.DestinationVolumeStatus{v}, PostLaunchHook: check}
 	writeCondition(cluster, report.DestinationCondition(id, []replv1.ReplicationDestination{rd}))
 }
 
