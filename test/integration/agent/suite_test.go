@@ -46,6 +46,7 @@ import (
 const (
 	clusterName = "cluster1"
 	moverImage  = "registry.example/stateful-migration:test"
+	execNode    = "node-exec"
 )
 
 var (
@@ -57,6 +58,7 @@ var (
 	agentCfg    *rest.Config  // the agent's spoke identity, with exactly its rendered rights
 	agentSA     rbacv1.Subject
 	logs        = &fakeLogs{m: map[string]string{}}
+	execKubelet *framework.ExecKubelet
 	suiteCtx    context.Context
 	stopSuite   context.CancelFunc
 )
@@ -107,11 +109,19 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 
 	go fakeKubelet(suiteCtx)
+
+	By("a node whose kubelet serves exec (hooks)")
+	execKubelet, err = framework.StartExecKubelet()
+	Expect(err).NotTo(HaveOccurred())
+	Expect(execKubelet.RegisterNode(suiteCtx, kubeClient, execNode)).To(Succeed())
 })
 
 var _ = AfterSuite(func() {
 	if stopSuite != nil {
 		stopSuite()
+	}
+	if execKubelet != nil {
+		execKubelet.Close()
 	}
 	if testEnv != nil {
 		Expect(testEnv.Stop()).To(Succeed())
