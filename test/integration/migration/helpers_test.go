@@ -241,7 +241,9 @@ func reportDestination(cluster, id string, phase replv1.DestinationPhase, endpoi
 
 // reportApp plays the destination agent once the hub verified the data
 // (hubVerified): a Ready app pod mounts the PVC, or none does yet.
-func reportApp(cluster, id, digest string, ready bool) { reportAppCheck(cluster, id, digest, ready, nil) }
+func reportApp(cluster, id, digest string, ready bool) {
+	reportAppCheck(cluster, id, digest, ready, nil)
+}
 
 // reportAppCheck is reportApp with the post-launch check's status.
 func reportAppCheck(cluster, id, digest string, ready bool, check *replv1.HookStatus) {
