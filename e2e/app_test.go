@@ -39,11 +39,16 @@ func (a app) deploy(ctx context.Context) *observer {
 // deployWith is deploy with the data written before the app starts its
 // ~5 MB/s, the PVC size and the writer's retention bound.
 func (a app) deployWith(ctx context.Context, fill int64, size string, maxBytes int64) *observer {
-	a.remove(ctx)
-	applyFile(ctx, hub.c, a.file, map[string]string{
+	return a.deployWithVars(ctx, map[string]string{
 		"WRITER_IMAGE": writerImage, "CLUSTER": cluster1.name, "PREFILL": strconv.FormatInt(fill, 10),
 		"SIZE": size, "MAX_BYTES": strconv.FormatInt(maxBytes, 10),
 	})
+}
+
+// deployWithVars is deploy with the file's variables given.
+func (a app) deployWithVars(ctx context.Context, vars map[string]string) *observer {
+	a.remove(ctx)
+	applyFile(ctx, hub.c, a.file, vars)
 	octx, cancel := context.WithCancel(context.Background())
 	obs := observe(octx, a.ns, a.selector, cluster1, cluster2)
 	DeferCleanup(func(ctx context.Context) {

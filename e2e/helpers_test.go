@@ -24,6 +24,9 @@ func applyFile(ctx context.Context, c client.Client, path string, vars map[strin
 	Expect(err).NotTo(HaveOccurred())
 	var missing []string
 	text := os.Expand(string(raw), func(k string) string {
+		if k == "$" { // $$ is a literal $ (shell scripts in manifests)
+			return "$"
+		}
 		v, ok := vars[k]
 		if !ok {
 			missing = append(missing, k)

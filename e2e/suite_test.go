@@ -40,6 +40,7 @@ type cluster struct {
 var (
 	hub, cluster1, cluster2 *cluster
 	writerImage             string
+	postgresImage           string
 )
 
 func connect(name, env string) *cluster {
@@ -59,6 +60,8 @@ var _ = BeforeSuite(func(ctx context.Context) {
 	cluster2 = connect("cluster2", "E2E_KUBECONFIG_CLUSTER2")
 	writerImage = os.Getenv("E2E_WRITER_IMAGE")
 	Expect(writerImage).NotTo(BeEmpty(), "E2E_WRITER_IMAGE is not set")
+	postgresImage = os.Getenv("E2E_POSTGRES_IMAGE")
+	Expect(postgresImage).NotTo(BeEmpty(), "E2E_POSTGRES_IMAGE is not set")
 
 	By("checking both clusters are joined and the addon is available on them")
 	for _, c := range []*cluster{cluster1, cluster2} {

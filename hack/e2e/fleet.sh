@@ -62,13 +62,16 @@ ocm() {
 }
 
 addon() {
-  local t=$SECONDS hubkc overlay
+  local t=$SECONDS hubkc overlay c pg
   hubkc=$(kc "$HUB")
   make -C "$E2E_ROOT" --no-print-directory build >&2
   "$E2E_ROOT/hack/image-offline.sh" "$IMAGE" "$E2E_ROOT/bin/stateful-migration" >&2
   (cd "$E2E_ROOT" && e2e_go_env && go build -trimpath -o bin/e2e-writer ./test/writer/cmd/e2e-writer) >&2
   "$E2E_ROOT/hack/image-offline.sh" "$WRITER_IMAGE" "$E2E_ROOT/bin/e2e-writer" >&2
   load "$IMAGE" "$WRITER_IMAGE"
+  # The database the suite moves runs on the managed clusters only.
+  pg=$("$here/postgres-image.sh")
+  for c in "${SPOKES[@]}"; do kind load docker-image "$pg" --name "$c" >&2; done
   overlay=$(mktemp -d)
   cat >"$overlay/kustomization.yaml" <<EOF
 resources: [$(realpath --relative-to="$overlay" "$E2E_ROOT/manifests")]
@@ -85,7 +88,6 @@ EOF
   kubectl --kubeconfig "$hubkc" -n open-cluster-management-addon rollout status deploy/stateful-migration-manager --timeout=300s >&2
   clusteradm addon enable --kubeconfig "$hubkc" --names stateful-migration \
     --clusters "$(IFS=,; echo "${SPOKES[*]}")" >&2
-  local c
   for c in "${SPOKES[@]}"; do
     kubectl --kubeconfig "$hubkc" -n "$c" wait --for=condition=Available \
       managedclusteraddon/stateful-migration --timeout=300s >&2
@@ -113,6 +115,7 @@ env)
   echo "E2E_KUBECONFIG_CLUSTER1=$(kc "${SPOKES[0]}")"
   echo "E2E_KUBECONFIG_CLUSTER2=$(kc "${SPOKES[1]}")"
   echo "E2E_WRITER_IMAGE=$WRITER_IMAGE"
+  echo "E2E_POSTGRES_IMAGE=$("$here/postgres-image.sh")"
   ;;
 *) e2e_die "unknown command $1" ;;
 esac
