@@ -26,9 +26,6 @@ type Executor interface {
 	Exec(ctx context.Context, namespace, pod, container string, command []string) error
 }
 
-// DefaultTimeout applies when a hook names none (the CRD defaults it too).
-const DefaultTimeout = 30 * time.Second
-
 // Runner runs hooks, at most one at a time per replication object.
 type Runner struct {
 	exec   Executor
@@ -88,7 +85,7 @@ func (r *Runner) Step(obj client.Object, h *replv1.Hook, targets func() ([]Targe
 			}
 			return 0
 		default:
-			return timeout(h) + 5*time.Second // its end wakes obj; this is a safety net
+			return h.RunTimeout() + 5*time.Second // its end wakes obj; this is a safety net
 		}
 	}
 	if cur != nil && cur.Phase == replv1.HookFailed {
@@ -124,7 +121,7 @@ func (r *Runner) Step(obj client.Object, h *replv1.Hook, targets func() ([]Targe
 		close(ru.done)
 		r.events <- event.GenericEvent{Object: wake}
 	}()
-	return timeout(h) + 5*time.Second
+	return h.RunTimeout() + 5*time.Second
 }
 
 // Forget drops what is kept of obj's runs (obj is gone).
@@ -139,7 +136,7 @@ func (r *Runner) runAll(namespace string, h *replv1.Hook, targets []Target) (str
 	if len(targets) == 0 {
 		return "no running pod of the app mounts the moved PVCs here: nothing to run in", true
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout(h))
+	ctx, cancel := context.WithTimeout(context.Background(), h.RunTimeout())
 	defer cancel()
 	start := time.Now()
 	errs := make([]error, len(targets))
@@ -150,7 +147,7 @@ func (r *Runner) runAll(namespace string, h *replv1.Hook, targets []Target) (str
 			defer wg.Done()
 			errs[i] = r.exec.Exec(ctx, namespace, t.Pod, t.Container, h.Command)
 			if errs[i] != nil && ctx.Err() != nil {
-				errs[i] = fmt.Errorf("timed out after %s (%w)", timeout(h), errs[i])
+				errs[i] = fmt.Errorf("timed out after %s (%w)", h.RunTimeout(), errs[i])
 			}
 		}()
 	}
@@ -167,13 +164,6 @@ func (r *Runner) runAll(namespace string, h *replv1.Hook, targets []Target) (str
 		return clip(strings.Join(failed, "; ")), false
 	}
 	return clip(fmt.Sprintf("ran in %s in %s", strings.Join(ran, ", "), time.Since(start).Round(time.Millisecond))), true
-}
-
-func timeout(h *replv1.Hook) time.Duration {
-	if h.Timeout != nil && h.Timeout.Duration > 0 {
-		return h.Timeout.Duration
-	}
-	return DefaultTimeout
 }
 
 // clip keeps a message within the status field's bound.

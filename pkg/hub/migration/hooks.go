@@ -20,7 +20,6 @@ const (
 	ReasonWaitingForPostLaunch  = "WaitingForPostLaunchCheck"
 	ReasonPostLaunchCheckFailed = "PostLaunchCheckFailed"
 	hookDelivery                = 30 * time.Second // work delivery and the agent's report, on top of the hook's timeout
-	defaultHookTimeout          = 30 * time.Second
 )
 
 // preQuiesceAsked is the pre-quiesce hook once the hub asked for it (then
@@ -70,7 +69,7 @@ func (r *Reconciler) preQuiesceHook(ctx context.Context, s *state, caughtUp bool
 			fmt.Sprintf("Pre-quiesce hook failed on %s: %s", s.m.Spec.SourceCluster, rep.Message), false)
 		return res, true, err
 	}
-	limit := hookTimeout(h) + hookDelivery
+	limit := h.RunTimeout() + hookDelivery
 	left := limit - s.now.Sub((*st).StartTime.Time)
 	if left <= 0 {
 		(*st).Phase, (*st).Message = replv1.HookFailed, "no result within "+limit.String()
@@ -128,11 +127,4 @@ func recordHook(st, rep *replv1.HookStatus, now time.Time) {
 		end := metav1.NewMicroTime(now)
 		st.CompletionTime = &end
 	}
-}
-
-func hookTimeout(h *replv1.Hook) time.Duration {
-	if h.Timeout != nil && h.Timeout.Duration > 0 {
-		return h.Timeout.Duration
-	}
-	return defaultHookTimeout
 }

@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -29,6 +31,17 @@ type Hook struct {
 	// +kubebuilder:default="30s"
 	// +optional
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
+// DefaultHookTimeout applies when a hook names none (the CRD defaults it too).
+const DefaultHookTimeout = 30 * time.Second
+
+// RunTimeout bounds one run of the hook.
+func (h *Hook) RunTimeout() time.Duration {
+	if h.Timeout != nil && h.Timeout.Duration > 0 {
+		return h.Timeout.Duration
+	}
+	return DefaultHookTimeout
 }
 
 // HookPhase is where a hook is.
