@@ -198,6 +198,7 @@ func (s *session) finish(fd int, e *tree.Entry, blocks []tree.Hash, modeSet, fre
 	}
 	if blocks != nil && st.Size == e.Size {
 		s.r.cache.Put(st.Ino, tree.KeyOf(&st), blocks, time.Time{}) // we wrote these bytes
+		s.r.cache.SetXattrs(st.Ino, tree.KeyOf(&st), e.Xattrs)      // and set these attributes
 	} else {
 		s.r.cache.Drop(st.Ino)
 	}

@@ -316,7 +316,7 @@ func (s *session) index() error {
 	if s.block {
 		return s.w.Send(wire.TIndexEnd, wire.Empty{})
 	}
-	es, err := tree.Scan(s.r.opts.Dir, ".")
+	es, err := tree.Scan(s.r.opts.Dir, ".", nil)
 	if err != nil {
 		return err
 	}

@@ -14,7 +14,7 @@ import (
 func (s *Sender) scan(dirty []string) (*plan, error) {
 	pl := &plan{curMap: map[string]*tree.Entry{}, touched: map[string]bool{}, whole: map[string]bool{}}
 	if dirty == nil {
-		cur, err := tree.Scan(s.o.Dir, ".")
+		cur, err := tree.Scan(s.o.Dir, ".", s.earlier)
 		if err != nil {
 			return nil, err
 		}
@@ -28,7 +28,7 @@ func (s *Sender) scan(dirty []string) (*plan, error) {
 				continue
 			}
 			pl.roots = append(pl.roots, p)
-			es, err := tree.Scan(s.o.Dir, p)
+			es, err := tree.Scan(s.o.Dir, p, s.earlier)
 			if err != nil {
 				return nil, err
 			}

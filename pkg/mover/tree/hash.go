@@ -226,6 +226,9 @@ type cached struct {
 	key    StatKey
 	blocks []Hash
 	racy   bool
+	// xattrs, when xknown, are the attributes the inode has at key.
+	xattrs []Xattr
+	xknown bool
 }
 
 // SumCache remembers block sums per inode so verification and delta
@@ -286,8 +289,35 @@ func (c *SumCache) Put(ino uint64, k StatKey, blocks []Hash, taken time.Time) {
 	if c.limit > 0 && c.held+int64(len(blocks)) > c.limit {
 		return
 	}
-	c.m[ino] = cached{k, blocks, Racy(k, taken, c.window)}
+	c.m[ino] = cached{key: k, blocks: blocks, racy: Racy(k, taken, c.window)}
 	c.held += int64(len(blocks))
+}
+
+// SetXattrs records, beside the sums stored at key k, the attributes the
+// caller itself gave ino (the receiver): a scan then takes them as read
+// while the key holds (SumCache is Known). Nothing is kept for an inode
+// whose sums were not kept.
+func (c *SumCache) SetXattrs(ino uint64, k StatKey, xs []Xattr) {
+	c.mu.Lock()
+	if v, ok := c.m[ino]; ok && v.key == k && !v.racy {
+		v.xattrs, v.xknown = xs, true
+		c.m[ino] = v
+	}
+	c.mu.Unlock()
+}
+
+// Xattrs implements Known with what SetXattrs recorded.
+func (c *SumCache) Xattrs(e *Entry) ([]Xattr, bool) {
+	if c == nil || e.Kind != KindFile {
+		return nil, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[e.Ino]
+	if !ok || !v.xknown || v.racy || v.key != (StatKey{Size: e.Size, Mtime: e.Mtime, Ctime: e.Ctime}) {
+		return nil, false
+	}
+	return v.xattrs, true
 }
 
 func (c *SumCache) drop(ino uint64) {
@@ -302,6 +332,7 @@ func (c *SumCache) Rekey(ino uint64, old, k StatKey) {
 	c.mu.Lock()
 	if v, ok := c.m[ino]; ok && v.key == old {
 		v.key = k
+		v.xattrs, v.xknown = nil, false // the change may have been to them
 		c.m[ino] = v
 	}
 	c.mu.Unlock()

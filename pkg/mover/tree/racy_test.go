@@ -66,7 +66,7 @@ func TestScanStaysBeneathRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, sub := range []string{"link/sub", "link/sub/tls.key", "../outside/sub"} {
-		es, err := Scan(root, sub)
+		es, err := Scan(root, sub, nil)
 		if err != nil || len(es) != 0 {
 			t.Errorf("Scan(%q) listed %d entries outside the root (%v)", sub, len(es), err)
 		}

@@ -5,9 +5,11 @@ import (
 	"io"
 	"os"
 	"path"
-	"sort"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -18,13 +20,47 @@ import (
 // block on the disk, so a few more than the cores keeps it busy.
 var ScanWorkers = 8
 
+// Known tells a scan which extended attributes it may take as read: those
+// of an inode that provably did not change since they were read (listing
+// them is a third of a scan's cost).
+type Known interface {
+	Xattrs(e *Entry) ([]Xattr, bool)
+}
+
+// Earlier is a previous scan as Known: an entry with the same inode, kind
+// and stat key, not racy at that scan's start, kept its attributes, since
+// setting or removing one moves ctime.
+type Earlier struct {
+	Entries []Entry // sorted by path
+	Taken   time.Time
+	Window  time.Duration
+}
+
+// Xattrs implements Known.
+func (p *Earlier) Xattrs(e *Entry) ([]Xattr, bool) {
+	if p == nil || p.Taken.IsZero() {
+		return nil, false
+	}
+	i, ok := slices.BinarySearchFunc(p.Entries, e.Path, func(x Entry, t string) int { return strings.Compare(x.Path, t) })
+	if !ok {
+		return nil, false
+	}
+	o := &p.Entries[i]
+	if o.Ino != e.Ino || o.Kind != e.Kind || o.Size != e.Size || o.Mtime != e.Mtime || o.Ctime != e.Ctime ||
+		Racy(StatKey{Size: e.Size, Mtime: e.Mtime, Ctime: e.Ctime}, p.Taken, p.Window) {
+		return nil, false
+	}
+	return o.Xattrs, true
+}
+
 // Scan lists root's subtree at sub ("." for everything), sorted by path.
 // Entries that vanish while scanning are skipped: the live tree moves on and
 // the next pass catches up. Sockets are skipped (see Kind).
 //
 // Every path is resolved beneath root (package beneath): a directory the app
 // swaps for a symlink mid-scan is skipped, never followed out of the volume.
-func Scan(root, sub string) ([]Entry, error) {
+// Attributes are read unless known says they did not change (known may be nil).
+func Scan(root, sub string, known Known) ([]Entry, error) {
 	b, err := beneath.New(root)
 	if err != nil {
 		return nil, err
@@ -71,7 +107,7 @@ func Scan(root, sub string) ([]Entry, error) {
 	if first.Kind != KindDir {
 		return out, nil
 	}
-	s := &scanner{root: root, b: b, work: make(chan string, 1024)}
+	s := &scanner{root: root, b: b, work: make(chan string, 1024), known: known}
 	s.pending.Add(1)
 	s.work <- sub
 	var wg sync.WaitGroup
@@ -84,9 +120,19 @@ func Scan(root, sub string) ([]Entry, error) {
 	if s.err != nil {
 		return nil, s.err
 	}
-	out = append(out, s.out...)
-	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
-	return out, nil
+	// One allocation of the final size: growing one slice of ~170-byte
+	// entries as directories come in cost a quarter of a 100k-file scan.
+	n := len(out)
+	for _, c := range s.out {
+		n += len(c)
+	}
+	all := make([]Entry, 0, n)
+	all = append(all, out...)
+	for _, c := range s.out {
+		all = append(all, c...)
+	}
+	slices.SortFunc(all, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
+	return all, nil
 }
 
 type scanner struct {
@@ -94,8 +140,9 @@ type scanner struct {
 	b       *beneath.Root
 	work    chan string
 	pending sync.WaitGroup
+	known   Known
 	mu      sync.Mutex
-	out     []Entry
+	out     [][]Entry // one chunk per directory
 	err     error
 	backlog []string
 }
@@ -107,7 +154,9 @@ func (s *scanner) loop() {
 		if err != nil && s.err == nil {
 			s.err = err
 		}
-		s.out = append(s.out, ents...)
+		if len(ents) > 0 {
+			s.out = append(s.out, ents)
+		}
 		s.mu.Unlock()
 		s.pending.Add(len(subdirs))
 		for _, d := range subdirs {
@@ -120,6 +169,13 @@ func (s *scanner) loop() {
 		}
 		s.pending.Done()
 	}
+}
+
+func (s *scanner) knownXattrs(e *Entry) ([]Xattr, bool) {
+	if s.known == nil {
+		return nil, false
+	}
+	return s.known.Xattrs(e)
 }
 
 func (s *scanner) readDir(dir string) ([]Entry, []string, error) {
@@ -164,7 +220,9 @@ func (s *scanner) readDir(dir string) ([]Entry, []string, error) {
 				}
 			}
 			if e.Kind != KindSymlink {
-				if e.Xattrs, err = ReadXattrs(xdir + "/" + n); err != nil {
+				if x, ok := s.knownXattrs(&e); ok {
+					e.Xattrs = x
+				} else if e.Xattrs, err = ReadXattrs(xdir + "/" + n); err != nil {
 					return nil, nil, &os.PathError{Op: "listxattr", Path: full + "/" + n, Err: err}
 				}
 			}

@@ -15,10 +15,14 @@ import (
 var VerifyWorkers = 4
 
 // Verify scans root and returns its digest and per-path records. Content
-// sums come from cache when the inode's stat key is unchanged, unless full
-// asks to reread every byte.
+// sums, and attributes the cache was given, come from cache when the
+// inode's stat key is unchanged, unless full asks to reread every byte.
 func Verify(root string, cache *SumCache, full, owners bool) (Hash, []Record, error) {
-	es, err := Scan(root, ".")
+	var known Known
+	if cache != nil && !full {
+		known = cache
+	}
+	es, err := Scan(root, ".", known)
 	if err != nil {
 		return Hash{}, nil, err
 	}
