@@ -145,7 +145,7 @@ func TestDestinationAttributeChangeIsRepaired(t *testing.T) {
 	r := startReceiver(t, c, dst, false)
 	finish := make(chan struct{})
 	res := startContinuous(t, sendOpts(c, src, r.addr), finish)
-	must(t, unix.Setxattr(filepath.Join(dst, "a/small.bin"), "user.intruder", []byte("x"), 0))
+	must(t, unix.Setxattr(filepath.Join(dst, "owned"), "user.intruder", []byte("x"), 0))
 	close(finish)
 	if err := <-res; err != nil {
 		t.Fatal(err)
