@@ -50,18 +50,24 @@ func execRole(w *workv1.ManifestWork, id string) []rbacv1.PolicyRule {
 	return nil
 }
 
+// syncingWithHooks moves a new app with hooks from cluster1 to cluster2 up
+// to Syncing, recording the actual decisions.
+func syncingWithHooks(prefix string) (*app, *migrationv1alpha1.Migration, string, *recorder) {
+	a := newApp(prefix, "a", withHooks)
+	rec := recordDecisions(a.ns, a.placement)
+	editPlacement(a.ns, a.placement, "b")
+	m := a.migrationOf()
+	driveTo(a, m, phSyncing)
+	return a, m, work.MigrationID(m), rec
+}
+
 var _ = Describe("Hooks", func() {
 	caughtUp := srcState{phase: replv1.SourceSyncing, protected: true, pods: 1, total: 1000, copied: 1000, lag: 10, tput: 1000}
 	succeeded := &replv1.HookStatus{Phase: replv1.HookSucceeded, Runs: 1, Message: "ran in db-0 in 120ms"}
 
 	It("runs the pre-quiesce hook once the copy caught up and stops the app only after it; completes only after the post-launch check", func() {
-		a := newApp("hooks", "a", withHooks)
-		rec := recordDecisions(a.ns, a.placement)
+		a, m, id, rec := syncingWithHooks("hooks")
 		defer rec.stop()
-		editPlacement(a.ns, a.placement, "b")
-		m := a.migrationOf()
-		id := work.MigrationID(m)
-		driveTo(a, m, phSyncing)
 
 		By("exec rights ship with each side that runs a hook, in the migration's own Role; the hook itself waits for the catch-up")
 		src, err := getWork("cluster1", work.SourceName(id))()
@@ -121,13 +127,8 @@ var _ = Describe("Hooks", func() {
 	})
 
 	It("keeps the app where it is when the pre-quiesce hook fails", func() {
-		a := newApp("hookfail", "a", withHooks)
-		rec := recordDecisions(a.ns, a.placement)
+		_, m, id, rec := syncingWithHooks("hookfail")
 		defer rec.stop()
-		editPlacement(a.ns, a.placement, "b")
-		m := a.migrationOf()
-		id := work.MigrationID(m)
-		driveTo(a, m, phSyncing)
 		reportSource("cluster1", id, caughtUp)
 		Eventually(preQuiesceIn("cluster1", id), timeout, interval).ShouldNot(BeNil())
 		failed := caughtUp
