@@ -75,6 +75,16 @@ func hookOf(ctx context.Context, rs *replv1.ReplicationSource) func() *replv1.Ho
 	}
 }
 
+// reportedHook is the hook status the agent reported to the hub for
+// migration id's source (nil until reported; the report follows the status).
+func reportedHook(ctx context.Context, id string) *replv1.HookStatus {
+	c := hubCondition(ctx, replv1.ConditionType(id, "source"))
+	if c == nil {
+		return nil
+	}
+	return hubMessage(c).Hook
+}
+
 var _ = Describe("Hooks through pods/exec", func() {
 	It("runs the pre-quiesce hook in the app's pod with the migration's exec Role, once, and reports it to the hub", func() {
 		ctx := context.Background()
@@ -99,9 +109,7 @@ var _ = Describe("Hooks through pods/exec", func() {
 		Expect(st.Runs).To(Equal(int32(1)))
 		Expect(st.Message).To(ContainSubstring("ran in db-0"))
 		Expect(os.ReadFile(out)).To(Equal([]byte("hook-app.db-0 db\n")))
-		c := hubCondition(ctx, replv1.ConditionType("h1", "source"))
-		Expect(c).NotTo(BeNil())
-		Expect(hubMessage(c).Hook).To(HaveField("Phase", replv1.HookSucceeded))
+		Eventually(func() *replv1.HookStatus { return reportedHook(ctx, "h1") }).Should(HaveField("Phase", replv1.HookSucceeded))
 
 		By("an agent restart does not run it again")
 		agent.stop()
@@ -120,8 +128,6 @@ var _ = Describe("Hooks through pods/exec", func() {
 		})
 		Eventually(hookOf(ctx, rs)).Should(And(Not(BeNil()), HaveField("Phase", replv1.HookFailed)))
 		Expect(hookOf(ctx, rs)().Message).To(Equal("pod db-0 container db: exit code 3: FATAL: the database system is starting up"))
-		c := hubCondition(ctx, replv1.ConditionType("h2", "source"))
-		Expect(c).NotTo(BeNil())
-		Expect(hubMessage(c).Hook).To(HaveField("Phase", replv1.HookFailed))
+		Eventually(func() *replv1.HookStatus { return reportedHook(ctx, "h2") }).Should(HaveField("Phase", replv1.HookFailed))
 	})
 })
