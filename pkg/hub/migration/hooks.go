@@ -41,22 +41,21 @@ func (r *Reconciler) preQuiesceHook(ctx context.Context, s *state, caughtUp bool
 	if h == nil || (*st).Done() {
 		return ctrl.Result{}, false, nil
 	}
+	running := fmt.Sprintf("Running the pre-quiesce hook in the app's pods on %s (the app still serves)", s.m.Spec.SourceCluster)
 	if *st == nil {
 		if !caughtUp {
 			return ctrl.Result{}, false, nil
 		}
+		// Recorded first: the next pass's replicate writes the hook into
+		// the source work (this pass's write went out without it).
 		start := metav1.NewMicroTime(s.now)
 		*st = &replv1.HookStatus{Phase: replv1.HookRunning, StartTime: &start}
 		r.Recorder.Eventf(s.m, nil, corev1.EventTypeNormal, ReasonRunningPreQuiesceHook, "PreQuiesce",
 			"Copy caught up; running the pre-quiesce hook %q in the app's pods on %s", h.Command, s.m.Spec.SourceCluster)
-		if err := r.ensureReplicating(ctx, s, false, false); err != nil {
-			return ctrl.Result{}, true, err
-		}
+		s.wait(ReasonRunningPreQuiesceHook, running)
+		return ctrl.Result{RequeueAfter: time.Millisecond}, true, nil
 	}
-	rep := (*replv1.HookStatus)(nil)
-	if s.src != nil {
-		rep = s.src.Hook
-	}
+	rep := s.src.HookStatus()
 	switch {
 	case rep != nil && rep.Phase == replv1.HookSucceeded:
 		recordHook(*st, rep, s.now)
@@ -78,7 +77,7 @@ func (r *Reconciler) preQuiesceHook(ctx context.Context, s *state, caughtUp bool
 			s.m.Spec.SourceCluster, limit, hookDelivery, describe("source", s.src)), false)
 		return res, true, err
 	}
-	s.wait(ReasonRunningPreQuiesceHook, fmt.Sprintf("Running the pre-quiesce hook in the app's pods on %s (the app still serves)", s.m.Spec.SourceCluster))
+	s.wait(ReasonRunningPreQuiesceHook, running)
 	return requeue(left), true, nil
 }
 
@@ -92,10 +91,7 @@ func (s *state) postLaunchPending() string {
 	if (*st).Done() {
 		return ""
 	}
-	var rep *replv1.HookStatus
-	if s.dst != nil {
-		rep = s.dst.Hook
-	}
+	rep := s.dst.HookStatus()
 	if rep == nil {
 		return fmt.Sprintf("Waiting for the post-launch check to start on %s", s.m.Spec.DestinationCluster)
 	}

@@ -46,6 +46,14 @@ func (r *Report) Error() string {
 	return "phase " + r.Phase
 }
 
+// HookStatus is the side's reported hook, nil when none (or no report).
+func (r *Report) HookStatus() *replv1.HookStatus {
+	if r == nil {
+		return nil
+	}
+	return r.Hook
+}
+
 // Find decodes the condition of migrationID and role ("source" or
 // "destination") among conds; nil when the agent reported nothing (yet).
 func Find(conds []metav1.Condition, migrationID, role string) *Report {

@@ -196,9 +196,9 @@ func (s *session) finish(fd int, e *tree.Entry, blocks []tree.Hash, modeSet, fre
 	if err := unix.Fstat(fd, &st); err != nil {
 		return err
 	}
-	if blocks != nil && st.Size == e.Size {
-		s.r.cache.Put(st.Ino, tree.KeyOf(&st), blocks, time.Time{}) // we wrote these bytes
-		s.r.cache.SetXattrs(st.Ino, tree.KeyOf(&st), e.Xattrs)      // and set these attributes
+	if k := tree.KeyOf(&st); blocks != nil && st.Size == e.Size {
+		s.r.cache.Put(st.Ino, k, blocks, time.Time{}) // we wrote these bytes
+		s.r.cache.SetXattrs(st.Ino, k, e.Xattrs)      // and set these attributes
 	} else {
 		s.r.cache.Drop(st.Ino)
 	}

@@ -93,7 +93,7 @@ func (m *mismatch) Error() string {
 // pass resends them whole and verification rereads them; a path only the
 // receiver has is deleted by that pass.
 func (s *Sender) repair(m *mismatch) {
-	s.earlier = nil // every attribute is listed again
+	s.lastScanAt = time.Time{} // every attribute is listed again
 	ino := map[string]uint64{}
 	for i := range s.lastScan {
 		ino[s.lastScan[i].Path] = s.lastScan[i].Ino

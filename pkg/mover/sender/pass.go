@@ -67,7 +67,7 @@ func (s *Sender) pass(ctx context.Context, k *conn, dirty []string, final bool) 
 	if pl.roots == nil {
 		s.scanSeconds = time.Since(start).Seconds()
 		s.lastScan = pl.cur
-		s.earlier = &tree.Earlier{Entries: pl.cur, Taken: start, Window: s.cache.Window()}
+		s.lastScanAt = start
 		for p := range s.sent {
 			scoped = append(scoped, p)
 		}

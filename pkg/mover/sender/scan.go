@@ -13,8 +13,9 @@ import (
 // returns nil when hard links are involved, which only a full scan resolves.
 func (s *Sender) scan(dirty []string) (*plan, error) {
 	pl := &plan{curMap: map[string]*tree.Entry{}, touched: map[string]bool{}, whole: map[string]bool{}}
+	known := &tree.Earlier{Entries: s.lastScan, Taken: s.lastScanAt, Window: s.cache.Window()}
 	if dirty == nil {
-		cur, err := tree.Scan(s.o.Dir, ".", s.earlier)
+		cur, err := tree.Scan(s.o.Dir, ".", known)
 		if err != nil {
 			return nil, err
 		}
@@ -28,7 +29,7 @@ func (s *Sender) scan(dirty []string) (*plan, error) {
 				continue
 			}
 			pl.roots = append(pl.roots, p)
-			es, err := tree.Scan(s.o.Dir, p, s.earlier)
+			es, err := tree.Scan(s.o.Dir, p, known)
 			if err != nil {
 				return nil, err
 			}

@@ -88,11 +88,11 @@ type Sender struct {
 	wireBase   int64 // stream bytes of earlier connections
 	// lastScan is the last full scan, reused by verification.
 	lastScan []tree.Entry
-	// earlier is lastScan for the next scan: the attributes of inodes
-	// unchanged since are not listed again.
-	earlier *tree.Earlier
-	w       *watcher
-	blk     *blockState
+	// lastScanAt is when lastScan started; zero makes the next scan list
+	// every attribute again (tree.Earlier).
+	lastScanAt time.Time
+	w          *watcher
+	blk        *blockState
 	// root resolves every source path beneath the volume (package beneath).
 	root *beneath.Root
 }
