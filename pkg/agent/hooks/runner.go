@@ -116,10 +116,13 @@ func (r *Runner) Step(obj client.Object, h *replv1.Hook, targets func() ([]Targe
 	r.mu.Unlock()
 	wake := obj.DeepCopyObject().(client.Object)
 	go func() {
-		ru.msg, ru.ok = r.runAll(obj.GetNamespace(), h, ts)
+		ru.msg, ru.ok = r.runAll(wake.GetNamespace(), h, ts)
 		ru.end = time.Now()
 		close(ru.done)
-		r.events <- event.GenericEvent{Object: wake}
+		select {
+		case r.events <- event.GenericEvent{Object: wake}:
+		default: // no controller reading (stopping): the requeue below is the net
+		}
 	}()
 	return h.RunTimeout() + 5*time.Second
 }
