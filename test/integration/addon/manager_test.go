@@ -150,13 +150,14 @@ func impersonateEventually(ctx context.Context, cluster string) *rest.Config {
 // setDeploymentConfig does what a user does (spec.configs) and records the
 // reference in the status as OCM's addon manager does from that spec.
 func setDeploymentConfig(ctx context.Context, cluster, name string) {
-	addon, err := addonClient.AddonV1beta1().ManagedClusterAddOns(cluster).Get(ctx, manager.AddonName, metav1.GetOptions{})
-	Expect(err).NotTo(HaveOccurred())
-	addon.Spec.Configs = []addonv1beta1.AddOnConfig{{
+	// A merge patch: the addon manager writes the same object meanwhile, and
+	// a read-modify-update raced it (409 Conflict).
+	configs, err := json.Marshal(map[string]any{"spec": map[string]any{"configs": []addonv1beta1.AddOnConfig{{
 		ConfigGroupResource: addonv1beta1.ConfigGroupResource{Group: "addon.open-cluster-management.io", Resource: "addondeploymentconfigs"},
 		ConfigReferent:      addonv1beta1.ConfigReferent{Namespace: cluster, Name: name},
-	}}
-	_, err = addonClient.AddonV1beta1().ManagedClusterAddOns(cluster).Update(ctx, addon, metav1.UpdateOptions{})
+	}}}})
+	Expect(err).NotTo(HaveOccurred())
+	_, err = addonClient.AddonV1beta1().ManagedClusterAddOns(cluster).Patch(ctx, manager.AddonName, types.MergePatchType, configs, metav1.PatchOptions{})
 	Expect(err).NotTo(HaveOccurred())
 	ref := []addonv1beta1.ConfigReference{{
 		ConfigGroupResource: addonv1beta1.ConfigGroupResource{Group: "addon.open-cluster-management.io", Resource: "addondeploymentconfigs"},
