@@ -229,6 +229,9 @@ type cached struct {
 	// xattrs, when xknown, are the attributes the inode has at key.
 	xattrs []Xattr
 	xknown bool
+	// content is ContentSum(blocks), once asked for.
+	content    Hash
+	hasContent bool
 }
 
 // SumCache remembers block sums per inode so verification and delta
@@ -239,7 +242,7 @@ type cached struct {
 // timestamps once per jiffy): such sums are "racily clean", as git calls
 // it, and are never returned.
 type SumCache struct {
-	mu     sync.Mutex
+	mu     sync.RWMutex // read-locked on lookups: verification's workers look up every file at once
 	m      map[uint64]cached
 	window time.Duration
 	limit  int64 // sums held at most (0: no limit)
@@ -270,13 +273,48 @@ func (c *SumCache) Window() time.Duration { return c.window }
 // Get returns the sums stored for ino if its key still matches and they
 // were not taken racily.
 func (c *SumCache) Get(ino uint64, k StatKey) ([]Hash, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	v, ok := c.m[ino]
 	if !ok || v.key != k || v.racy {
 		return nil, false
 	}
 	return v.blocks, true
+}
+
+// Contents sets sums[i] to ContentSum of what Get would return for es[i],
+// and hit[i] when there was one; the sum is computed once per key and kept.
+// Verification asks it of every file, in the downtime: one lock per run of
+// entries, not one per file.
+func (c *SumCache) Contents(es []Entry, sums []Hash, hit []bool) {
+	var fresh []int
+	c.mu.RLock()
+	for i := range es {
+		e := &es[i]
+		v, ok := c.m[e.Ino]
+		if hit[i] = ok && e.Kind == KindFile && !v.racy && v.key == (StatKey{Size: e.Size, Mtime: e.Mtime, Ctime: e.Ctime}); !hit[i] {
+			continue
+		}
+		if v.hasContent {
+			sums[i] = v.content
+		} else {
+			sums[i] = ContentSum(v.blocks) // blocks are never changed in place
+			fresh = append(fresh, i)
+		}
+	}
+	c.mu.RUnlock()
+	if len(fresh) == 0 {
+		return
+	}
+	c.mu.Lock()
+	for _, i := range fresh {
+		e := &es[i]
+		if v, ok := c.m[e.Ino]; ok && v.key == (StatKey{Size: e.Size, Mtime: e.Mtime, Ctime: e.Ctime}) && !v.racy {
+			v.content, v.hasContent = sums[i], true
+			c.m[e.Ino] = v
+		}
+	}
+	c.mu.Unlock()
 }
 
 // Put stores the sums of ino at key k, read from the file starting at
@@ -311,8 +349,8 @@ func (c *SumCache) Xattrs(e *Entry) ([]Xattr, bool) {
 	if c == nil || e.Kind != KindFile {
 		return nil, false
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	v, ok := c.m[e.Ino]
 	if !ok || !v.xknown || v.racy || v.key != (StatKey{Size: e.Size, Mtime: e.Mtime, Ctime: e.Ctime}) {
 		return nil, false
@@ -353,7 +391,7 @@ type Record struct {
 
 // RecordOf sums an entry's verified facts; content is the file sum.
 func RecordOf(e *Entry, content Hash, owners bool) Record {
-	var b []byte
+	b := make([]byte, 0, 256)
 	b = append(b, e.Path...)
 	b = append(b, 0, byte(e.Kind))
 	if e.Kind != KindSymlink {

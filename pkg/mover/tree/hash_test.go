@@ -68,3 +68,39 @@ func TestFileSumAgreesAndSkipsHoles(t *testing.T) {
 		t.Errorf("a 15 TiB hole took %v to sum", took)
 	}
 }
+
+// Contents answers what ContentSum of Get would, keeps the sum only for the
+// key it was computed at, and answers nothing racy or for another key.
+func TestContentsFollowsTheKey(t *testing.T) {
+	c := NewSumCache(time.Second)
+	old := time.Now().Add(-time.Hour)
+	k := StatKey{Size: 10, Mtime: old.UnixNano(), Ctime: old.UnixNano()}
+	a, b := []Hash{{1}}, []Hash{{2}, {3}}
+	c.Put(1, k, a, time.Now())
+	c.Put(2, k, b, time.Now())
+	racy := StatKey{Size: 10, Mtime: time.Now().UnixNano(), Ctime: time.Now().UnixNano()}
+	c.Put(3, racy, a, time.Now())
+	es := []Entry{
+		{Kind: KindFile, Ino: 1, Size: k.Size, Mtime: k.Mtime, Ctime: k.Ctime},
+		{Kind: KindFile, Ino: 2, Size: k.Size, Mtime: k.Mtime, Ctime: k.Ctime},
+		{Kind: KindFile, Ino: 3, Size: racy.Size, Mtime: racy.Mtime, Ctime: racy.Ctime},
+		{Kind: KindFile, Ino: 4, Size: k.Size, Mtime: k.Mtime, Ctime: k.Ctime},
+	}
+	check := func(want ...Hash) {
+		t.Helper()
+		sums, hit := make([]Hash, len(es)), make([]bool, len(es))
+		c.Contents(es, sums, hit)
+		for i := range es {
+			if hit[i] != (want[i] != Hash{}) || sums[i] != want[i] && hit[i] {
+				t.Fatalf("entry %d: hit %v sum %x, want %x", i, hit[i], sums[i], want[i])
+			}
+		}
+	}
+	check(ContentSum(a), ContentSum(b), Hash{}, Hash{})
+	check(ContentSum(a), ContentSum(b), Hash{}, Hash{}) // from the kept sums
+	k2 := StatKey{Size: 10, Mtime: k.Mtime + 1, Ctime: k.Ctime + 1}
+	c.Put(1, k2, b, time.Now())
+	check(Hash{}, ContentSum(b), Hash{}, Hash{})
+	es[0].Mtime, es[0].Ctime = k2.Mtime, k2.Ctime
+	check(ContentSum(b), ContentSum(b), Hash{}, Hash{})
+}
