@@ -155,3 +155,46 @@ func TestDestinationAttributeChangeIsRepaired(t *testing.T) {
 	}
 	assertSame(t, src, dst)
 }
+
+// The receiver keeps its scan of the destination current between passes
+// and, at the final sync, looks again only at what changed since: changes
+// made on the destination behind its back after that scan (on this node)
+// must still show in verification and be repaired, on a filesystem with
+// fine timestamps and on one whose timestamps move once per tick.
+func TestDestinationChangesAfterReceiverScanAreRepaired(t *testing.T) {
+	for _, fs := range []string{"tmpdir", "ramfs"} {
+		t.Run(fs, func(t *testing.T) {
+			c := makeCreds(t)
+			src, dst := t.TempDir(), t.TempDir()
+			if fs == "ramfs" {
+				dst = mountRamfs(t)
+			}
+			populate(t, src)
+			r := startReceiver(t, c, dst, false)
+			finish := make(chan struct{})
+			res := startContinuous(t, sendOpts(c, src, r.addr), finish)
+			// A second pass, then time for the receiver's scan after it.
+			must(t, os.WriteFile(filepath.Join(src, "a/later"), []byte("later"), 0o644))
+			waitFor(t, func() bool { _, err := os.Stat(filepath.Join(dst, "a/later")); return err == nil })
+			time.Sleep(time.Second)
+			j := func(p string) string { return filepath.Join(dst, p) }
+			b, err := os.ReadFile(j("a/small.bin"))
+			must(t, err)
+			b[0] ^= 0xff
+			must(t, os.WriteFile(j("a/small.bin"), b, 0o644))
+			must(t, os.Remove(j("a/b/medium.bin")))
+			must(t, os.WriteFile(j("a/extra"), []byte("extra"), 0o644))
+			must(t, os.MkdirAll(j("new/tree"), 0o755))
+			must(t, os.WriteFile(j("new/tree/f"), []byte("f"), 0o644))
+			must(t, os.Chmod(j("empty/dir"), 0o700))
+			close(finish)
+			if err := <-res; err != nil {
+				t.Fatal(err)
+			}
+			if err := r.wait(t); err != nil {
+				t.Fatalf("receiver: %v", err)
+			}
+			assertSame(t, src, dst)
+		})
+	}
+}

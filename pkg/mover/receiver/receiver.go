@@ -60,6 +60,8 @@ type Receiver struct {
 	warmOnce sync.Once
 	warmStop chan struct{}
 	warmEnd  sync.Once
+	// view keeps verification's scan current between passes.
+	view view
 	// sumBudget is how many block sums the files being written may keep
 	// together, like the cache: the volume's size in blocks. Memory for
 	// sums is then at most twice volume/2048, whatever sizes a peer declares.
@@ -72,6 +74,7 @@ func (r *Receiver) stopWarm() { r.warmEnd.Do(func() { close(r.warmStop) }) }
 func New(opts Options) (*Receiver, error) {
 	r := &Receiver{opts: opts, cache: tree.NewSumCache(0), owners: os.Geteuid() == 0,
 		Tracker: progress.NewTracker("receiver", opts.Progress), warmStop: make(chan struct{})}
+	r.view.logf = opts.Logf
 	if !opts.Block {
 		st, err := os.Stat(opts.Dir)
 		if err != nil || !st.IsDir() {
@@ -107,6 +110,7 @@ func (r *Receiver) reserveSums(n int64) bool {
 // Close releases the root.
 func (r *Receiver) Close() {
 	r.stopWarm()
+	r.view.close()
 	if r.root != nil {
 		r.root.Close()
 	}

@@ -341,8 +341,10 @@ func (s *session) sync(m *wire.Sync) error {
 		}
 	} else if !s.block {
 		// Between passes the disk is idle: write back now, so that the
-		// final sync's own syncfs finds little left (it is downtime).
+		// final sync's own syncfs finds little left (it is downtime), and
+		// bring verification's view up to date.
 		s.flushNow()
+		s.r.view.refresh(s.r.opts.Dir, s.r.known(false))
 	}
 	s.r.Tracker.Update(func(p *progress.Progress) { p.Passes++ })
 	return s.w.Send(wire.TSyncAck, &wire.Ack{Seq: m.Seq})
@@ -368,7 +370,13 @@ func (s *session) verify(m *wire.VerifyReq) error {
 	if s.block {
 		d, err = s.blockDigest(m.Size, m.Full)
 	} else {
-		d, rs, err = tree.Verify(s.r.opts.Dir, s.r.cache, m.Full, m.Owners)
+		if m.Detail || m.Full { // a difference was found, or everything is to be read again
+			s.r.view.forget()
+		}
+		var es []tree.Entry
+		if es, err = s.r.view.current(s.r.opts.Dir, s.r.known(m.Full)); err == nil {
+			d, rs, err = tree.VerifyEntries(s.r.opts.Dir, es, s.r.cache, m.Full, m.Owners)
+		}
 	}
 	if err != nil {
 		return s.w.Send(wire.TVerifyResp, &wire.VerifyResp{Err: err.Error()})
@@ -383,6 +391,15 @@ func (s *session) verify(m *wire.VerifyReq) error {
 		}
 	}
 	return s.w.Send(wire.TVerifyResp, &wire.VerifyResp{Digest: d, Count: uint64(len(rs))})
+}
+
+// known is what a scan may take as read: the attributes the receiver set,
+// unless a full verification asks to read everything.
+func (r *Receiver) known(full bool) tree.Known {
+	if full {
+		return nil
+	}
+	return r.cache
 }
 
 // done ends the receiver successfully only if the sender's verified digest

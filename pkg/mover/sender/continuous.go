@@ -39,7 +39,8 @@ func (s *Sender) replicate(ctx context.Context, k *conn) error {
 			return nil
 		default:
 		}
-		dirty, overflow := s.w.Take()
+		c := s.w.Take()
+		dirty, overflow := c.Paths, c.Overflow
 		s.passOldest = watch.Oldest(dirty)
 		var err error
 		switch {

@@ -227,11 +227,9 @@ type cached struct {
 	blocks []Hash
 	racy   bool
 	// xattrs, when xknown, are the attributes the inode has at key.
-	xattrs []Xattr
-	xknown bool
-	// content is ContentSum(blocks), once asked for.
-	content    Hash
-	hasContent bool
+	xattrs  []Xattr
+	xknown  bool
+	content Hash // ContentSum(blocks)
 }
 
 // SumCache remembers block sums per inode so verification and delta
@@ -283,51 +281,32 @@ func (c *SumCache) Get(ino uint64, k StatKey) ([]Hash, bool) {
 }
 
 // Contents sets sums[i] to ContentSum of what Get would return for es[i],
-// and hit[i] when there was one; the sum is computed once per key and kept.
-// Verification asks it of every file, in the downtime: one lock per run of
-// entries, not one per file.
+// and hit[i] when there was one. Verification asks it of every file, in the
+// downtime: one lock per run of entries, not one per file.
 func (c *SumCache) Contents(es []Entry, sums []Hash, hit []bool) {
-	var fresh []int
 	c.mu.RLock()
+	defer c.mu.RUnlock()
 	for i := range es {
 		e := &es[i]
 		v, ok := c.m[e.Ino]
-		if hit[i] = ok && e.Kind == KindFile && !v.racy && v.key == (StatKey{Size: e.Size, Mtime: e.Mtime, Ctime: e.Ctime}); !hit[i] {
-			continue
-		}
-		if v.hasContent {
+		if hit[i] = ok && e.Kind == KindFile && !v.racy && v.key == (StatKey{Size: e.Size, Mtime: e.Mtime, Ctime: e.Ctime}); hit[i] {
 			sums[i] = v.content
-		} else {
-			sums[i] = ContentSum(v.blocks) // blocks are never changed in place
-			fresh = append(fresh, i)
 		}
 	}
-	c.mu.RUnlock()
-	if len(fresh) == 0 {
-		return
-	}
-	c.mu.Lock()
-	for _, i := range fresh {
-		e := &es[i]
-		if v, ok := c.m[e.Ino]; ok && v.key == (StatKey{Size: e.Size, Mtime: e.Mtime, Ctime: e.Ctime}) && !v.racy {
-			v.content, v.hasContent = sums[i], true
-			c.m[e.Ino] = v
-		}
-	}
-	c.mu.Unlock()
 }
 
 // Put stores the sums of ino at key k, read from the file starting at
 // taken. A zero taken means the caller wrote those bytes itself and knows
 // them exactly (the receiver): no read could have raced.
 func (c *SumCache) Put(ino uint64, k StatKey, blocks []Hash, taken time.Time) {
+	content := ContentSum(blocks)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.drop(ino)
 	if c.limit > 0 && c.held+int64(len(blocks)) > c.limit {
 		return
 	}
-	c.m[ino] = cached{key: k, blocks: blocks, racy: Racy(k, taken, c.window)}
+	c.m[ino] = cached{key: k, blocks: blocks, racy: Racy(k, taken, c.window), content: content}
 	c.held += int64(len(blocks))
 }
 

@@ -66,44 +66,11 @@ func Scan(root, sub string, known Known) ([]Entry, error) {
 		return nil, err
 	}
 	defer b.Close()
-	dir, name := path.Split(sub)
-	dfd, xdir := unix.AT_FDCWD, root
-	if sub == "." {
-		name = root
-	} else {
-		if dfd, err = b.Open(path.Clean("./"+dir), unix.O_PATH|unix.O_DIRECTORY); err != nil {
-			return nil, nil // vanished or no longer a directory
-		}
-		defer unix.Close(dfd)
-		xdir = fdPath(dfd, join(root, dir))
-	}
-	var st unix.Stat_t
-	if err := unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return nil, nil
-		}
-		return nil, &os.PathError{Op: "lstat", Path: join(root, sub), Err: err}
-	}
-	first, ok := FromStat(sub, &st)
-	if !ok {
-		return nil, nil
-	}
-	if first.Kind == KindSymlink {
-		first.Target, _ = readlinkat(dfd, name)
+	first, ok, err := lookup(b, root, sub)
+	if err != nil || !ok {
+		return nil, err
 	}
 	out := []Entry{first}
-	if first.Kind == KindFile && first.Size > 0 && isSparseCandidate(&st) {
-		out[0].Sparse = hasHoleAt(dfd, name, st.Size)
-	}
-	if first.Kind != KindSymlink {
-		x := join(root, sub)
-		if sub != "." {
-			x = xdir + "/" + name
-		}
-		if out[0].Xattrs, err = ReadXattrs(x); err != nil {
-			return nil, &os.PathError{Op: "listxattr", Path: join(root, sub), Err: err}
-		}
-	}
 	if first.Kind != KindDir {
 		return out, nil
 	}
@@ -133,6 +100,52 @@ func Scan(root, sub string, known Known) ([]Entry, error) {
 	}
 	slices.SortFunc(all, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
 	return all, nil
+}
+
+// lookup returns the entry at sub with its attributes; ok is false when
+// it is gone or of a kind not copied.
+func lookup(b *beneath.Root, root, sub string) (Entry, bool, error) {
+	dir, name := path.Split(sub)
+	dfd, xdir := unix.AT_FDCWD, root
+	if sub == "." {
+		name = root
+	} else {
+		var err error
+		if dfd, err = b.Open(path.Clean("./"+dir), unix.O_PATH|unix.O_DIRECTORY); err != nil {
+			return Entry{}, false, nil // vanished or no longer a directory
+		}
+		defer unix.Close(dfd)
+		xdir = fdPath(dfd, join(root, dir))
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return Entry{}, false, nil
+		}
+		return Entry{}, false, &os.PathError{Op: "lstat", Path: join(root, sub), Err: err}
+	}
+	e, ok := FromStat(sub, &st)
+	if !ok {
+		return Entry{}, false, nil
+	}
+	switch e.Kind {
+	case KindSymlink:
+		e.Target, _ = readlinkat(dfd, name)
+		return e, true, nil
+	case KindFile:
+		if e.Size > 0 && isSparseCandidate(&st) {
+			e.Sparse = hasHoleAt(dfd, name, st.Size)
+		}
+	}
+	x := root
+	if sub != "." {
+		x = xdir + "/" + name
+	}
+	var err error
+	if e.Xattrs, err = ReadXattrs(x); err != nil {
+		return Entry{}, false, &os.PathError{Op: "listxattr", Path: join(root, sub), Err: err}
+	}
+	return e, true, nil
 }
 
 type scanner struct {
