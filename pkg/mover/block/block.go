@@ -55,5 +55,5 @@ func Hash(f *os.File, size int64) ([]tree.Hash, error) {
 // Digest is the volume digest: the content sum of its first size bytes.
 func Digest(blocks []tree.Hash, size int64) tree.Hash {
 	e := tree.Entry{Path: ".", Kind: tree.KindFile, Size: size}
-	return tree.Digest([]tree.Record{tree.RecordOf(&e, tree.ContentSum(blocks), false)})
+	return tree.DigestOf([]tree.Entry{e}, []tree.Hash{tree.ContentSum(blocks)}, false)
 }

@@ -365,7 +365,7 @@ func (s *session) fsync() error {
 func (s *session) verify(m *wire.VerifyReq) error {
 	s.r.stopWarm() // verification hashes what is left, in parallel
 	var d tree.Hash
-	var rs []tree.Record
+	var v *tree.Verification
 	var err error
 	if s.block {
 		d, err = s.blockDigest(m.Size, m.Full)
@@ -375,14 +375,21 @@ func (s *session) verify(m *wire.VerifyReq) error {
 		}
 		var es []tree.Entry
 		if es, err = s.r.view.current(s.r.opts.Dir, s.r.known(m.Full)); err == nil {
-			d, rs, err = tree.VerifyEntries(s.r.opts.Dir, es, s.r.cache, m.Full, m.Owners)
+			if v, err = tree.VerifyEntries(s.r.opts.Dir, es, s.r.cache, m.Full, m.Owners); err == nil {
+				d = v.Digest
+			}
 		}
 	}
 	if err != nil {
 		return s.w.Send(wire.TVerifyResp, &wire.VerifyResp{Err: err.Error()})
 	}
 	s.r.digest = d
-	if m.Detail {
+	var count uint64
+	if v != nil {
+		count = uint64(v.Count())
+	}
+	if m.Detail && v != nil {
+		rs := v.Records()
 		const batch = 20000
 		for i := 0; i < len(rs); i += batch {
 			if err := s.w.Send(wire.TVerifyRecs, &wire.Records{List: rs[i:min(i+batch, len(rs))]}); err != nil {
@@ -390,7 +397,7 @@ func (s *session) verify(m *wire.VerifyReq) error {
 			}
 		}
 	}
-	return s.w.Send(wire.TVerifyResp, &wire.VerifyResp{Digest: d, Count: uint64(len(rs))})
+	return s.w.Send(wire.TVerifyResp, &wire.VerifyResp{Digest: d, Count: count})
 }
 
 // known is what a scan may take as read: the attributes the receiver set,

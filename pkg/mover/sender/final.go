@@ -123,14 +123,13 @@ func (s *Sender) verify(k *conn) (tree.Hash, error) {
 		return tree.Hash{}, err
 	}
 	type local struct {
-		d   tree.Hash
-		rs  []tree.Record
+		v   *tree.Verification
 		err error
 	}
 	lc := make(chan local, 1)
 	go func() {
-		d, rs, err := tree.VerifyEntries(s.o.Dir, s.lastScan, s.cache, s.o.FullVerify, s.owners)
-		lc <- local{d, rs, err}
+		v, err := tree.VerifyEntries(s.o.Dir, s.lastScan, s.cache, s.o.FullVerify, s.owners)
+		lc <- local{v, err}
 	}()
 	resp, err := wait(k, k.verify)
 	mine := <-lc
@@ -143,10 +142,10 @@ func (s *Sender) verify(k *conn) (tree.Hash, error) {
 	if resp.Err != "" {
 		return tree.Hash{}, errReceiver("verify destination: " + resp.Err)
 	}
-	if resp.Digest == mine.d {
-		return mine.d, nil
+	if resp.Digest == mine.v.Digest {
+		return mine.v.Digest, nil
 	}
-	return tree.Hash{}, s.explain(k, mine.rs)
+	return tree.Hash{}, s.explain(k, mine.v.Records())
 }
 
 // explain fetches the receiver's records and names the differing paths.

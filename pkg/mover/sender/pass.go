@@ -18,10 +18,21 @@ import (
 // paths in scope (candidates for rename or deletion).
 type plan struct {
 	cur     []tree.Entry
-	curMap  map[string]*tree.Entry
-	roots   []string // incremental scope roots; nil = whole tree
+	curMap  map[string]*tree.Entry // by path, made on first use (at)
+	roots   []string               // incremental scope roots; nil = whole tree
 	touched map[string]bool
 	whole   map[string]bool // files replaced by a fresh inode this pass
+}
+
+// at returns the scanned entry at p, or nil.
+func (pl *plan) at(p string) *tree.Entry {
+	if pl.curMap == nil {
+		pl.curMap = make(map[string]*tree.Entry, len(pl.cur))
+		for i := range pl.cur {
+			pl.curMap[pl.cur[i].Path] = &pl.cur[i]
+		}
+	}
+	return pl.curMap[p]
 }
 
 func parentOf(p string) string {
@@ -68,8 +79,10 @@ func (s *Sender) pass(ctx context.Context, k *conn, dirty []string, final bool) 
 		s.scanSeconds = time.Since(start).Seconds()
 		s.lastScan = pl.cur
 		s.lastScanAt = start
-		for p := range s.sent {
-			scoped = append(scoped, p)
+		if !s.samePaths(pl) {
+			for p := range s.sent {
+				scoped = append(scoped, p)
+			}
 		}
 		var total int64
 		for i := range pl.cur {
@@ -187,13 +200,33 @@ func (s *Sender) forget(p string) {
 	}
 }
 
+// samePaths reports that the receiver holds exactly the paths of a full
+// scan, each from the inode it was sent from: nothing to rename or delete,
+// and no need to list and sort every path the receiver holds (the usual
+// final pass: one lookup per entry instead).
+func (s *Sender) samePaths(pl *plan) bool {
+	if len(pl.cur) != len(s.sent) {
+		return false
+	}
+	for i := range pl.cur {
+		e := &pl.cur[i]
+		if s.sent[e.Path] == nil {
+			return false
+		}
+		if ino := s.srcIno[e.Path]; ino != 0 && ino != e.Ino && e.Path != "." {
+			return false
+		}
+	}
+	return true
+}
+
 // renames moves receiver entries whose source inode reappeared under a new
 // path, so renamed files and directories are not copied again.
 func (s *Sender) renames(k *conn, pl *plan, scoped []string) error {
 	byIno := map[uint64]string{}
 	for _, p := range scoped {
 		ino := s.srcIno[p]
-		if c := pl.curMap[p]; ino != 0 && (c == nil || c.Ino != ino) && p != "." {
+		if c := pl.at(p); ino != 0 && (c == nil || c.Ino != ino) && p != "." {
 			byIno[ino] = p
 		}
 	}
@@ -234,7 +267,7 @@ func (s *Sender) renames(k *conn, pl *plan, scoped []string) error {
 func (s *Sender) deletes(k *conn, pl *plan, scoped []string) error {
 	var gone string
 	for _, p := range scoped {
-		if p == "." || pl.curMap[p] != nil || s.sent[p] == nil {
+		if p == "." || pl.at(p) != nil || s.sent[p] == nil {
 			continue
 		}
 		if gone != "" && under(p, gone) {

@@ -12,7 +12,7 @@ import (
 // subtrees plus their parent directories (whose mtimes they moved). It
 // returns nil when hard links are involved, which only a full scan resolves.
 func (s *Sender) scan(dirty []string) (*plan, error) {
-	pl := &plan{curMap: map[string]*tree.Entry{}, touched: map[string]bool{}, whole: map[string]bool{}}
+	pl := &plan{touched: map[string]bool{}, whole: map[string]bool{}}
 	known := &tree.Earlier{Entries: s.lastScan, Taken: s.lastScanAt, Window: s.cache.Window()}
 	if dirty == nil {
 		cur, err := tree.Scan(s.o.Dir, ".", known)
@@ -67,9 +67,6 @@ func (s *Sender) scan(dirty []string) (*plan, error) {
 				}
 			}
 		}
-	}
-	for i := range pl.cur {
-		pl.curMap[pl.cur[i].Path] = &pl.cur[i]
 	}
 	return pl, nil
 }

@@ -68,13 +68,36 @@ func BenchmarkVerifyCached(b *testing.B) {
 		b.Fatal(err)
 	}
 	LinkGroups(es)
-	if _, _, err := VerifyEntries(root, es, cache, false, true); err != nil {
+	if _, err := VerifyEntries(root, es, cache, false, true); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
 	for range b.N {
-		if _, _, err := VerifyEntries(root, es, cache, false, true); err != nil {
+		if _, err := VerifyEntries(root, es, cache, false, true); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func BenchmarkRescanWorkers(b *testing.B) {
+	root, err := benchTree()
+	if err != nil {
+		b.Fatal(err)
+	}
+	first, err := Scan(root, ".", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	known := &Earlier{Entries: first, Taken: time.Now(), Window: DefaultWindow()}
+	defer func(n int) { ScanWorkers = n }(ScanWorkers)
+	for _, n := range []int{1, 2, 4, 8, 16} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			ScanWorkers = n
+			for range b.N {
+				if _, err := Scan(root, ".", known); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -207,6 +207,7 @@ func (s *scanner) readDir(dir string) ([]Entry, []string, error) {
 	var subdirs []string
 	for {
 		names, err := f.Readdirnames(1024)
+		ents = slices.Grow(ents, len(names))
 		for _, n := range names {
 			var st unix.Stat_t
 			if err := unix.Fstatat(fd, n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {

@@ -16,75 +16,61 @@ import (
 // VerifyWorkers bounds parallel hashing during verification.
 var VerifyWorkers = 4
 
-// Verify scans root and returns its digest and per-path records. Content
-// sums, and attributes the cache was given, come from cache when the
-// inode's stat key is unchanged, unless full asks to reread every byte.
-func Verify(root string, cache *SumCache, full, owners bool) (Hash, []Record, error) {
-	var known Known
-	if cache != nil && !full {
-		known = cache
-	}
-	es, err := Scan(root, ".", known)
-	if err != nil {
-		return Hash{}, nil, err
-	}
-	LinkGroups(es)
-	return VerifyEntries(root, es, cache, full, owners)
-}
-
-// VerifyEntries is Verify on an existing sorted, link-grouped scan. Work is
-// handed out in runs of entries, not one by one: with the sums cached, an
-// entry costs less than a hand-off between goroutines.
-func VerifyEntries(root string, es []Entry, cache *SumCache, full, owners bool) (Hash, []Record, error) {
+// VerifyEntries verifies a sorted, link-grouped scan of root. Content
+// sums come from cache when the inode's stat key is unchanged, unless full
+// asks to reread every byte. Work is handed out in runs of entries, not one
+// by one: with the sums cached, an entry costs less than a hand-off
+// between goroutines.
+func VerifyEntries(root string, es []Entry, cache *SumCache, full, owners bool) (*Verification, error) {
 	b, err := beneath.New(root)
 	if err != nil {
-		return Hash{}, nil, err
+		return nil, err
 	}
 	defer b.Close()
-	rs := make([]Record, len(es))
+	sums := make([]Hash, len(es))
+	runs := make([]Hash, (len(es)+digestRun-1)/digestRun)
 	var next atomic.Int64
 	var firstErr error
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	const run = 256
 	for range VerifyWorkers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var sums [run]Hash
-			var hit [run]bool
+			var hit [digestRun]bool
+			var buf []byte
 			for {
-				lo := int(next.Add(run)) - run
-				if lo >= len(es) {
+				r := int(next.Add(1)) - 1
+				if r >= len(runs) {
 					return
 				}
-				part := es[lo:min(lo+run, len(es))]
+				lo, hi := r*digestRun, min((r+1)*digestRun, len(es))
+				part, ps := es[lo:hi], sums[lo:hi]
 				clear(hit[:])
 				if cache != nil && !full {
-					cache.Contents(part, sums[:len(part)], hit[:len(part)])
+					cache.Contents(part, ps, hit[:len(part)])
 				}
 				for i := range part {
 					e := &part[i]
-					if e.Kind == KindFile && e.LinkTo == "" && !hit[i] {
-						var err error
-						if sums[i], err = contentSum(b, e, cache, full); err != nil {
-							mu.Lock()
-							firstErr = cmp.Or(firstErr, err)
-							mu.Unlock()
-						}
-					} else if e.Kind != KindFile || e.LinkTo != "" {
-						sums[i] = Hash{}
+					if e.Kind != KindFile || e.LinkTo != "" || hit[i] {
+						continue
 					}
-					rs[lo+i] = RecordOf(e, sums[i], owners)
+					var err error
+					if ps[i], err = contentSum(b, e, cache, full); err != nil {
+						mu.Lock()
+						firstErr = cmp.Or(firstErr, err)
+						mu.Unlock()
+					}
 				}
+				runs[r], buf = runSum(part, ps, owners, buf)
 			}
 		}()
 	}
 	wg.Wait()
 	if firstErr != nil {
-		return Hash{}, nil, firstErr
+		return nil, firstErr
 	}
-	return Digest(rs), rs, nil
+	return &Verification{Digest: digestOf(runs), es: es, sums: sums, owners: owners}, nil
 }
 
 // Warm hashes, one file at a time, the files of es that cache has no sums

@@ -37,7 +37,7 @@ const (
 func (t Type) valid() bool { return t >= THello && t < typeEnd }
 
 // Version is the protocol version; peers must match exactly.
-const Version = 4
+const Version = 5 // 5: the tree digest is over runs of records
 
 // Volume modes carried in Hello.
 const (
