@@ -10,8 +10,12 @@ import (
 )
 
 // benchTree is a tree of 1,000 directories of 100 small files each, made
-// once per test binary (TREE_BENCH_FILES overrides the count).
+// once per test binary and removed by TestMain (TREE_BENCH_FILES overrides
+// the count; TREE_BENCH_DIR names a tree to reuse, and keep).
 var benchTree = sync.OnceValues(func() (string, error) {
+	if d := os.Getenv("TREE_BENCH_DIR"); d != "" {
+		return d, nil
+	}
 	n := 100000
 	if v := os.Getenv("TREE_BENCH_FILES"); v != "" {
 		fmt.Sscan(v, &n)
@@ -20,6 +24,7 @@ var benchTree = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	madeTree = dir
 	buf := make([]byte, 1024)
 	for i := range n {
 		p := filepath.Join(dir, fmt.Sprintf("d%03d/f%06d", i%1000, i))
@@ -34,6 +39,16 @@ var benchTree = sync.OnceValues(func() (string, error) {
 	time.Sleep(2 * DefaultWindow())
 	return dir, nil
 })
+
+var madeTree string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if madeTree != "" {
+		os.RemoveAll(madeTree)
+	}
+	os.Exit(code)
+}
 
 // BenchmarkRescan is a sender's final pass over a tree it scanned before
 // and nothing changed in: the scan with the earlier one as Known.

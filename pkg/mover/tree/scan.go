@@ -1,8 +1,9 @@
 package tree
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
-	"io"
 	"os"
 	"path"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -34,6 +36,23 @@ type Earlier struct {
 	Entries []Entry // sorted by path
 	Taken   time.Time
 	Window  time.Duration
+}
+
+// within narrows p to the entries below dir.
+func (p *Earlier) within(dir string) *Earlier {
+	if p == nil || p.Taken.IsZero() || dir == "." {
+		return p
+	}
+	lo, _ := find(p.Entries, dir+"/")
+	hi, _ := find(p.Entries, dir+"0") // '0' follows '/'
+	return &Earlier{Entries: p.Entries[lo:hi], Taken: p.Taken, Window: p.Window}
+}
+
+func knownXattrs(k Known, e *Entry) ([]Xattr, bool) {
+	if k == nil {
+		return nil, false
+	}
+	return k.Xattrs(e)
 }
 
 // Xattrs implements Known.
@@ -74,7 +93,7 @@ func Scan(root, sub string, known Known) ([]Entry, error) {
 	if first.Kind != KindDir {
 		return out, nil
 	}
-	s := &scanner{root: root, b: b, work: make(chan string, 1024), known: known}
+	s := &scanner{root: root, b: b, work: make(chan string, 1024), known: known, out: map[string][]Entry{}}
 	s.pending.Add(1)
 	s.work <- sub
 	var wg sync.WaitGroup
@@ -93,13 +112,34 @@ func Scan(root, sub string, known Known) ([]Entry, error) {
 	for _, c := range s.out {
 		n += len(c)
 	}
-	all := make([]Entry, 0, n)
-	all = append(all, out...)
-	for _, c := range s.out {
-		all = append(all, c...)
+	return s.order(append(make([]Entry, 0, n), out...), sub), nil
+}
+
+// order appends the entries below dir to all in path order: dir's own
+// entries (each directory's are sorted as it is read), with each
+// subdirectory's placed where its name and a slash sort among them, not
+// right after the subdirectory ("a/b-c" sorts between "a/b" and "a/b/x").
+// No global sort: each entry is compared about once.
+func (s *scanner) order(all []Entry, dir string) []Entry {
+	ents := s.out[dir]
+	var subs []string
+	for i := range ents {
+		if ents[i].Kind == KindDir {
+			subs = append(subs, ents[i].Path+"/")
+		}
 	}
-	slices.SortFunc(all, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
-	return all, nil
+	slices.Sort(subs)
+	j := 0
+	for i := range ents {
+		for ; j < len(subs) && subs[j] < ents[i].Path; j++ {
+			all = s.order(all, subs[j][:len(subs[j])-1])
+		}
+		all = append(all, ents[i])
+	}
+	for ; j < len(subs); j++ {
+		all = s.order(all, subs[j][:len(subs[j])-1])
+	}
+	return all
 }
 
 // lookup returns the entry at sub with its attributes; ok is false when
@@ -155,7 +195,7 @@ type scanner struct {
 	pending sync.WaitGroup
 	known   Known
 	mu      sync.Mutex
-	out     [][]Entry // one chunk per directory
+	out     map[string][]Entry // each directory's entries, sorted
 	err     error
 	backlog []string
 }
@@ -163,12 +203,13 @@ type scanner struct {
 func (s *scanner) loop() {
 	for dir := range s.work {
 		ents, subdirs, err := s.readDir(dir)
+		slices.SortFunc(ents, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
 		s.mu.Lock()
 		if err != nil && s.err == nil {
 			s.err = err
 		}
 		if len(ents) > 0 {
-			s.out = append(s.out, ents)
+			s.out[dir] = ents
 		}
 		s.mu.Unlock()
 		s.pending.Add(len(subdirs))
@@ -184,12 +225,20 @@ func (s *scanner) loop() {
 	}
 }
 
-func (s *scanner) knownXattrs(e *Entry) ([]Xattr, bool) {
-	if s.known == nil {
-		return nil, false
+// knownIn narrows what the scan may take as read to one directory's
+// entries, where known can (an earlier scan: its lookups then search that
+// directory's part only).
+func (s *scanner) knownIn(dir string) Known {
+	if p, ok := s.known.(*Earlier); ok {
+		return p.within(dir)
 	}
-	return s.known.Xattrs(e)
+	return s.known
 }
+
+// dirBufs hold what getdents returns: names are read in place, and each
+// is handed to fstatat from there, so an entry costs one allocation (its
+// path) besides the system call.
+var dirBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 func (s *scanner) readDir(dir string) ([]Entry, []string, error) {
 	full := join(s.root, dir)
@@ -200,23 +249,45 @@ func (s *scanner) readDir(dir string) ([]Entry, []string, error) {
 		}
 		return nil, nil, &os.PathError{Op: "open", Path: full, Err: err}
 	}
-	f := os.NewFile(uintptr(fd), full)
-	defer f.Close()
+	defer unix.Close(fd)
 	xdir := fdPath(fd, full)
+	prefix := ""
+	if dir != "." {
+		prefix = dir + "/"
+	}
+	bp := dirBufs.Get().(*[]byte)
+	defer dirBufs.Put(bp)
+	buf := *bp
+	known := s.knownIn(dir)
 	var ents []Entry
 	var subdirs []string
 	for {
-		names, err := f.Readdirnames(1024)
-		ents = slices.Grow(ents, len(names))
-		for _, n := range names {
+		n, err := unix.Getdents(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, nil, &os.PathError{Op: "readdir", Path: full, Err: err}
+		}
+		if n == 0 {
+			break
+		}
+		ents = slices.Grow(ents, n/32)
+		for off := 0; off < n; {
+			// struct linux_dirent64: ino, off, reclen (at 16), type, name (at 19, NUL-terminated).
+			reclen := int(binary.NativeEndian.Uint16(buf[off+16:]))
+			name := buf[off+19 : off+reclen]
+			off += reclen
+			l := bytes.IndexByte(name, 0)
+			if l <= 0 || (l == 1 && name[0] == '.') || (l == 2 && name[0] == '.' && name[1] == '.') {
+				continue
+			}
 			var st unix.Stat_t
-			if err := unix.Fstatat(fd, n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			if fstatat(fd, &name[0], &st) != nil {
 				continue // vanished
 			}
-			p := n
-			if dir != "." {
-				p = dir + "/" + n
-			}
+			p := prefix + string(name[:l])
+			nm := p[len(prefix):]
 			e, ok := FromStat(p, &st)
 			if !ok {
 				continue
@@ -225,31 +296,36 @@ func (s *scanner) readDir(dir string) ([]Entry, []string, error) {
 			case KindDir:
 				subdirs = append(subdirs, p)
 			case KindSymlink:
-				if e.Target, err = readlinkat(fd, n); err != nil {
+				if e.Target, err = readlinkat(fd, nm); err != nil {
 					continue
 				}
 			case KindFile:
 				if e.Size > 0 && isSparseCandidate(&st) {
-					e.Sparse = hasHoleAt(fd, n, st.Size)
+					e.Sparse = hasHoleAt(fd, nm, st.Size)
 				}
 			}
 			if e.Kind != KindSymlink {
-				if x, ok := s.knownXattrs(&e); ok {
+				if x, ok := knownXattrs(known, &e); ok {
 					e.Xattrs = x
-				} else if e.Xattrs, err = ReadXattrs(xdir + "/" + n); err != nil {
-					return nil, nil, &os.PathError{Op: "listxattr", Path: full + "/" + n, Err: err}
+				} else if e.Xattrs, err = ReadXattrs(xdir + "/" + nm); err != nil {
+					return nil, nil, &os.PathError{Op: "listxattr", Path: full + "/" + nm, Err: err}
 				}
 			}
 			ents = append(ents, e)
 		}
-		if err == io.EOF || len(names) == 0 {
-			break
-		}
-		if err != nil {
-			return nil, nil, &os.PathError{Op: "readdir", Path: full, Err: err}
-		}
 	}
 	return ents, subdirs, nil
+}
+
+// fstatat is unix.Fstatat on a NUL-terminated name already in memory,
+// without copying it into a new C string.
+func fstatat(dfd int, name *byte, st *unix.Stat_t) error {
+	_, _, e := unix.Syscall6(unix.SYS_NEWFSTATAT, uintptr(dfd), uintptr(unsafe.Pointer(name)),
+		uintptr(unsafe.Pointer(st)), unix.AT_SYMLINK_NOFOLLOW, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
 }
 
 // FromStat converts a stat result; ok is false for unsupported types.

@@ -1,0 +1,61 @@
+package tree
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A scan lists every entry in plain path order, also where a name sorts
+// between a directory and its own entries ("a/b-c" and "a/b.c" before
+// "a/b/x", "a/b0" after), and in a subtree scanned alone.
+func TestScanOrder(t *testing.T) {
+	root := t.TempDir()
+	var want []string
+	for _, d := range []string{"a/b/x", "a/b-c", "a/c/d", "a-", "a/b/x-"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"a/b/x/y", "a/b-c/z", "a/b.c", "a/b0", "a/b/!", "a/b/ ", "a/a", "a/c/d/e", "a-/f", "a0", "b", "a/b/x-/q", "a/b/x0"} {
+		if err := os.WriteFile(filepath.Join(root, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	filepath.Walk(root, func(p string, _ os.FileInfo, _ error) error {
+		r, _ := filepath.Rel(root, p)
+		want = append(want, r)
+		return nil
+	})
+	slices.Sort(want)
+	es, err := Scan(root, ".", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range es {
+		got = append(got, e.Path)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("scan order\n got %q\nwant %q", got, want)
+	}
+	sub, err := Scan(root, "a/b", &Earlier{Entries: es, Taken: time.Now(), Window: DefaultWindow()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gotSub, wantSub []string
+	for _, e := range sub {
+		gotSub = append(gotSub, e.Path)
+	}
+	for _, p := range want {
+		if p == "a/b" || strings.HasPrefix(p, "a/b/") {
+			wantSub = append(wantSub, p)
+		}
+	}
+	if !slices.Equal(gotSub, wantSub) {
+		t.Fatalf("subtree scan order\n got %q\nwant %q", gotSub, wantSub)
+	}
+}
