@@ -28,14 +28,15 @@ var framePool = sync.Pool{New: func() any { b := make([]byte, 0, wire.ChunkSize+
 // queued for the file workers do not each pin a pooled chunk buffer.
 const smallFrame = 16 << 10
 
-func getFrame(payload []byte) *[]byte {
-	if len(payload) <= smallFrame {
-		b := append([]byte(nil), payload...)
-		return &b
+// frameBuf is where the wire reader puts a frame of n bytes (wire.Reader.Own).
+func frameBuf(n int) []byte {
+	if n <= smallFrame {
+		return make([]byte, n)
 	}
-	bp := framePool.Get().(*[]byte)
-	*bp = append((*bp)[:0], payload...)
-	return bp
+	if bp := framePool.Get().(*[]byte); cap(*bp) >= n {
+		return (*bp)[:n]
+	}
+	return make([]byte, n)
 }
 
 func putFrame(bp *[]byte) {
@@ -107,6 +108,7 @@ func (r *Receiver) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 	go func() {
 		rd := wire.NewReader(rw)
 		rd.Limit(maxFrame)
+		rd.Own(frameBuf)
 		for {
 			f, err := rd.Next()
 			if err != nil {
@@ -117,7 +119,7 @@ func (r *Receiver) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 				close(frames)
 				return
 			}
-			bp := getFrame(f.Payload)
+			bp := &f.Payload
 			r.Tracker.Update(func(p *progress.Progress) { p.BytesSent = rd.N })
 			select {
 			case frames <- frame{f.Type, bp}:

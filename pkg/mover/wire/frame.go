@@ -46,6 +46,7 @@ type Reader struct {
 	buf []byte
 	dec decompressor
 	max uint32
+	get func(n int) []byte // Own
 	// N counts the bytes consumed from the stream, for progress.
 	N int64
 }
@@ -59,7 +60,14 @@ func NewReader(r io.Reader) *Reader {
 // for a side whose peer never sends large ones.
 func (r *Reader) Limit(n int) { r.max = uint32(min(n, MaxPayload)) }
 
-// Next reads one frame. The payload is only valid until the next call.
+// Own makes Next read each frame's payload into a buffer of at least n
+// bytes from get, which the caller then owns, instead of into the
+// reader's own buffer: a receiver queueing frames for its file workers
+// keeps them without copying each.
+func (r *Reader) Own(get func(n int) []byte) { r.get = get }
+
+// Next reads one frame. The payload is only valid until the next call,
+// unless the reader was told to hand it over (Own).
 func (r *Reader) Next() (Frame, error) {
 	if _, err := io.ReadFull(r.r, r.hdr[:]); err != nil {
 		if err == io.ErrUnexpectedEOF {
@@ -71,10 +79,15 @@ func (r *Reader) Next() (Frame, error) {
 	if n > r.max {
 		return Frame{}, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n)
 	}
-	if cap(r.buf) < int(n) {
-		r.buf = make([]byte, n)
+	var buf []byte
+	if r.get != nil {
+		buf = r.get(int(n))[:n]
+	} else {
+		if cap(r.buf) < int(n) {
+			r.buf = make([]byte, n)
+		}
+		buf = r.buf[:n]
 	}
-	buf := r.buf[:n]
 	if _, err := io.ReadFull(r.r, buf); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
@@ -91,7 +104,11 @@ func (r *Reader) Next() (Frame, error) {
 		if len(out) > int(r.max) {
 			return Frame{}, fmt.Errorf("%w: %d bytes decompressed", ErrFrameTooLarge, len(out))
 		}
-		buf = out
+		if r.get != nil {
+			buf = append(r.get(len(out))[:0], out...)
+		} else {
+			buf = out
+		}
 		t &^= flagCompressed
 	}
 	if !t.valid() {
