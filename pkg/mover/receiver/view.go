@@ -39,16 +39,17 @@ func (v *view) refresh(root string, known tree.Known) {
 	}
 	go func() {
 		defer v.mu.Unlock()
-		v.update(root, known)
+		v.update(root, known, true)
 	}()
 }
 
 // current returns the tree as it is now: the view brought up to date, or
-// a full scan where there is none.
+// a full scan where there is none (a one-shot copy never had passes to
+// build one between: watching the tree now would only add to the scan).
 func (v *view) current(root string, known tree.Known) ([]tree.Entry, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if err := v.update(root, known); err != nil {
+	if err := v.update(root, known, false); err != nil {
 		return nil, err
 	}
 	if v.es != nil {
@@ -69,8 +70,9 @@ func (v *view) forget() {
 	v.mu.Unlock()
 }
 
-func (v *view) update(root string, known tree.Known) error {
-	if v.off {
+// update brings the view up to date; start: build one if there is none.
+func (v *view) update(root string, known tree.Known, start bool) error {
+	if v.off || (v.w == nil && !start) {
 		return nil
 	}
 	if v.w == nil {
