@@ -142,6 +142,17 @@ func (s *scanner) order(all []Entry, dir string) []Entry {
 	return all
 }
 
+// Lookup returns the entry at p below root, with its attributes; ok is
+// false when it is gone or of a kind not copied.
+func Lookup(root, p string) (e Entry, ok bool, err error) {
+	b, err := beneath.New(root)
+	if err != nil {
+		return Entry{}, false, err
+	}
+	defer b.Close()
+	return lookup(b, root, p)
+}
+
 // lookup returns the entry at sub with its attributes; ok is false when
 // it is gone or of a kind not copied.
 func lookup(b *beneath.Root, root, sub string) (Entry, bool, error) {
