@@ -146,6 +146,13 @@ func TestDestinationAttributeChangeIsRepaired(t *testing.T) {
 	finish := make(chan struct{})
 	res := startContinuous(t, sendOpts(c, src, r.addr), finish)
 	must(t, unix.Setxattr(filepath.Join(dst, "owned"), "user.intruder", []byte("x"), 0))
+	finishAndCompare(t, finish, res, r, src, dst)
+}
+
+// finishAndCompare asks the continuous sender to finish and expects both
+// sides to end well with the trees alike.
+func finishAndCompare(t *testing.T, finish chan struct{}, res <-chan error, r *recv, src, dst string) {
+	t.Helper()
 	close(finish)
 	if err := <-res; err != nil {
 		t.Fatal(err)
@@ -187,14 +194,7 @@ func TestDestinationChangesAfterReceiverScanAreRepaired(t *testing.T) {
 			must(t, os.MkdirAll(j("new/tree"), 0o755))
 			must(t, os.WriteFile(j("new/tree/f"), []byte("f"), 0o644))
 			must(t, os.Chmod(j("empty/dir"), 0o700))
-			close(finish)
-			if err := <-res; err != nil {
-				t.Fatal(err)
-			}
-			if err := r.wait(t); err != nil {
-				t.Fatalf("receiver: %v", err)
-			}
-			assertSame(t, src, dst)
+			finishAndCompare(t, finish, res, r, src, dst)
 		})
 	}
 }

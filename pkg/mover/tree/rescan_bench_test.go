@@ -50,26 +50,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// BenchmarkRescan is a sender's final pass over a tree it scanned before
-// and nothing changed in: the scan with the earlier one as Known.
-func BenchmarkRescan(b *testing.B) {
-	root, err := benchTree()
-	if err != nil {
-		b.Fatal(err)
-	}
-	first, err := Scan(root, ".", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	known := &Earlier{Entries: first, Taken: time.Now(), Window: DefaultWindow()}
-	b.ResetTimer()
-	for range b.N {
-		if _, err := Scan(root, ".", known); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 // BenchmarkVerifyCached is a verification of that tree with every file's
 // sums cached: the records and the digest, no content read.
 func BenchmarkVerifyCached(b *testing.B) {
@@ -94,6 +74,9 @@ func BenchmarkVerifyCached(b *testing.B) {
 	}
 }
 
+// BenchmarkRescanWorkers is a sender's final pass over a tree it scanned
+// before and nothing changed in (the scan with the earlier one as Known),
+// by the number of directories read at once.
 func BenchmarkRescanWorkers(b *testing.B) {
 	root, err := benchTree()
 	if err != nil {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/stateful-migration/stateful-migration/pkg/mover/safefs"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/tree"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/wire"
 )
 
 // Dir is the log's directory at the volume's root; scans leave it out.
@@ -464,103 +465,43 @@ func (l *Log) read() ([]record, error) {
 	}
 }
 
+// Records are coded as the wire's messages are: an entry as wire.PutEntry
+// writes it, lengths bounded on the way back.
 func encode(r *record) []byte {
-	b := []byte{byte(r.op)}
-	b = appendString(b, r.path)
+	e := &wire.Enc{}
+	e.Byte(byte(r.op))
+	e.Str(r.path)
 	switch r.op {
 	case opSize:
-		b = binary.AppendVarint(b, r.size)
+		e.I(r.size)
 	case opRange:
-		b = binary.AppendVarint(b, r.offset)
+		e.I(r.offset)
 	case opRenamed:
-		b = appendString(b, r.from)
+		e.Str(r.from)
 	case opMeta:
-		e := &r.entry
-		b = append(b, byte(e.Kind))
-		b = binary.AppendUvarint(b, uint64(e.Mode))
-		b = binary.AppendUvarint(b, uint64(e.UID))
-		b = binary.AppendUvarint(b, uint64(e.GID))
-		b = binary.AppendVarint(b, e.Mtime)
-		b = binary.AppendUvarint(b, uint64(len(e.Xattrs)))
-		for _, x := range e.Xattrs {
-			b = appendString(b, x.Name)
-			b = appendString(b, string(x.Value))
-		}
+		wire.PutEntry(e, &r.entry)
 	}
-	return b
-}
-
-func appendString(b []byte, s string) []byte {
-	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
-}
-
-type decoder struct {
-	b   []byte
-	err error
-}
-
-func (d *decoder) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.err = errors.New("undo: corrupt record")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) varint() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.err = errors.New("undo: corrupt record")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) string() string {
-	n := d.uvarint()
-	if d.err != nil || n > uint64(len(d.b)) {
-		d.err = errors.New("undo: corrupt record")
-		return ""
-	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
+	return e.B
 }
 
 func decode(b []byte) (record, error) {
-	if len(b) == 0 {
-		return record{}, errors.New("undo: empty record")
-	}
-	r := record{op: op(b[0])}
-	d := &decoder{b: b[1:]}
-	r.path = d.string()
+	d := &wire.Dec{B: b}
+	r := record{op: op(d.Byte()), path: d.Str()}
 	switch r.op {
 	case opSize:
-		r.size = d.varint()
+		r.size = d.I()
 	case opRange:
-		r.offset = d.varint()
+		r.offset = d.I()
 	case opRenamed:
-		r.from = d.string()
+		r.from = d.Str()
 	case opMeta:
-		if len(d.b) == 0 {
-			return record{}, errors.New("undo: corrupt record")
-		}
-		e := &r.entry
-		e.Path, e.Kind, d.b = r.path, tree.Kind(d.b[0]), d.b[1:]
-		e.Mode, e.UID, e.GID = uint32(d.uvarint()), uint32(d.uvarint()), uint32(d.uvarint())
-		e.Mtime = d.varint()
-		for range min(d.uvarint(), 1<<16) {
-			e.Xattrs = append(e.Xattrs, tree.Xattr{Name: d.string(), Value: []byte(d.string())})
-		}
+		r.entry = wire.GetEntry(d)
 	case opStash, opCreated:
 	default:
 		return record{}, fmt.Errorf("undo: unknown record %d", r.op)
 	}
-	if d.err != nil {
-		return record{}, d.err
+	if err := d.Done(); err != nil {
+		return record{}, err
 	}
 	for _, p := range []string{r.path, r.from} {
 		if err := safefs.CheckPath(p); err != nil && p != "." && p != "" {

@@ -38,7 +38,8 @@ func overwrite(l *Log, r *safefs.Root, p string, off int64, data []byte) error {
 	return err
 }
 
-func create(l *Log, r *safefs.Root, p, data string) error {
+// made keeps what is at p, records p as made by the pass, syncs, makes it.
+func made(l *Log, p string, mk func() error) error {
 	if err := l.Replace(p); err != nil {
 		return err
 	}
@@ -48,7 +49,11 @@ func create(l *Log, r *safefs.Root, p, data string) error {
 	if err := l.Sync(); err != nil {
 		return err
 	}
-	return write(r, p, data)
+	return mk()
+}
+
+func create(l *Log, r *safefs.Root, p, data string) error {
+	return made(l, p, func() error { return write(r, p, data) })
 }
 
 func remove(l *Log, p string) error {
@@ -94,13 +99,7 @@ var pass = []change{
 	}},
 	{"new file", func(l *Log, r *safefs.Root) error { return create(l, r, "a/new", "new") }},
 	{"new tree", func(l *Log, r *safefs.Root) error {
-		if err := l.Created("n"); err != nil {
-			return err
-		}
-		if err := l.Sync(); err != nil {
-			return err
-		}
-		if err := r.Mkdir("n"); err != nil {
+		if err := made(l, "n", func() error { return r.Mkdir("n") }); err != nil {
 			return err
 		}
 		return create(l, r, "n/f", "in a new dir")
@@ -112,16 +111,7 @@ var pass = []change{
 	{"make again where a file was renamed from", func(l *Log, r *safefs.Root) error { return create(l, r, "a/small", "again") }},
 	{"remove what the pass made", func(l *Log, r *safefs.Root) error { return remove(l, "a/small") }},
 	{"file becomes a directory", func(l *Log, r *safefs.Root) error {
-		if err := l.Replace("b/file"); err != nil {
-			return err
-		}
-		if err := l.Created("b/file"); err != nil {
-			return err
-		}
-		if err := l.Sync(); err != nil {
-			return err
-		}
-		return r.Mkdir("b/file")
+		return made(l, "b/file", func() error { return r.Mkdir("b/file") })
 	}},
 	{"metadata", func(l *Log, r *safefs.Root) error {
 		for _, p := range []string{"b", "big", "."} {
@@ -142,16 +132,7 @@ var pass = []change{
 	}},
 	{"rename back over a renamed path", func(l *Log, r *safefs.Root) error { return rename(l, r, "a/d2", "d") }},
 	{"symlink", func(l *Log, r *safefs.Root) error {
-		if err := l.Replace("e"); err != nil {
-			return err
-		}
-		if err := l.Created("e"); err != nil {
-			return err
-		}
-		if err := l.Sync(); err != nil {
-			return err
-		}
-		return r.Symlink("big", "e")
+		return made(l, "e", func() error { return r.Symlink("big", "e") })
 	}},
 }
 
