@@ -15,7 +15,8 @@
 #
 # Sections 1 and 2 run the mover, rsync, rsync over TLS and the limits on the same data (the
 # destination filesystem's own local copy, a raw TCP pipe) interleaved, RUNS times (default
-# 3), and report each median ratio with min and max.
+# 3), and report each median ratio with min and max, and the CPU seconds (user+sys, both
+# ends) the mover, rsync and cp -a took: on one machine both movers share its cores.
 #
 # Knobs: RUNS (3), MIXED_MIB (1024), SMALL_FILES (100000), SMALL_RUNS (RUNS), BIG_GIB (10),
 # SKIP_BIG=1, SECTIONS ("1 2 3 4": which of the numbered measurements to run).
@@ -30,14 +31,14 @@ BIG_GIB=${BIG_GIB:-10}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-mover.XXXXXX")
 PIDS=()
 cleanup() {
-	for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]:-}"; do [ -n "$p" ] && { pkill -P "$p" 2>/dev/null; kill "$p" 2>/dev/null; } || true; done
 	wait 2>/dev/null || true
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-if ! command -v rsync >/dev/null; then
-	apt-get update -qq && apt-get install -y -qq rsync >/dev/null
+if ! command -v rsync >/dev/null || ! command -v pkill >/dev/null || [ ! -x /usr/bin/time ]; then
+	apt-get update -qq && apt-get install -y -qq rsync time procps >/dev/null
 fi
 (cd "$ROOT" && go build -o "$WORK/bt" ./pkg/mover/internal/benchtool)
 BT="$WORK/bt"
@@ -53,12 +54,16 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
 mbps() { awk -v n="$1" -v t="$2" 'BEGIN{printf "%.0f", n/t/1048576}'; }
 fresh() { rm -rf "$1"; mkdir -p "$1"; sync; }
 bytes_of() { du -sb --apparent-size "$1" | cut -f1; }
+# TIMED FILE CMD...: runs CMD, writing its CPU seconds (user+sys, its waited-for children
+# included) to FILE; in the background, $! is time's PID and CMD its child.
+TIMED=(/usr/bin/time -f "%U %S" -o)
+cpu() { awk '{s += $1 + $2} END {printf "%.2f", s}' "$@"; }
 # Peak resident memory a mover reported in its last progress line (VmHWM), in MiB.
 peak_mib() { grep -o '"peakRSSBytes": *[0-9]*' "$1" | tail -1 | awk -F: '{printf "%.0f", $2/1048576}'; }
 peaks() { echo "peak RSS: sender $(peak_mib "$WORK/send.log") MiB, receiver $(peak_mib "$WORK/recv.log") MiB"; }
 
 start_receiver() { # DST LOG
-	"$BT" mover receive --dir "$1" --listen "127.0.0.1:$PORT" "${RECV_TLS[@]}" --progress-interval 10s >"$2" 2>&1 &
+	"${TIMED[@]}" "$WORK/cpu.recv" "$BT" mover receive --dir "$1" --listen "127.0.0.1:$PORT" "${RECV_TLS[@]}" --progress-interval 10s >"$2" 2>&1 &
 	RECV_PID=$!
 	PIDS+=("$RECV_PID")
 	sleep 0.2
@@ -69,9 +74,10 @@ mover_copy() { # SRC DST -> seconds
 	start_receiver "$2" "$WORK/recv.log"
 	local t0 t1
 	t0=$(now)
-	"$BT" mover send --dir "$1" --to "127.0.0.1:$PORT" "${SEND_TLS[@]}" --progress-interval 10s >"$WORK/send.log" 2>&1
+	"${TIMED[@]}" "$WORK/cpu.send" "$BT" mover send --dir "$1" --to "127.0.0.1:$PORT" "${SEND_TLS[@]}" --progress-interval 10s >"$WORK/send.log" 2>&1
 	t1=$(now)
 	wait "$RECV_PID"
+	cpu "$WORK/cpu.send" "$WORK/cpu.recv" >"$WORK/cpu.mover"
 	secs "$t0" "$t1"
 }
 
@@ -86,18 +92,19 @@ read only = no
 uid = root
 gid = root
 CONF
-	rsync --daemon --no-detach --address=127.0.0.1 --port=$((PORT + 1)) --config="$WORK/rsyncd.conf" &
+	"${TIMED[@]}" "$WORK/cpu.rsyncd" rsync --daemon --no-detach --address=127.0.0.1 --port=$((PORT + 1)) --config="$WORK/rsyncd.conf" &
 	local d=$!
 	PIDS+=("$d")
 	sleep 0.3
 	local t0 t1
 	t0=$(now)
-	rsync -aHS --numeric-ids "$1/" "rsync://127.0.0.1:$port/dst/"
+	"${TIMED[@]}" "$WORK/cpu.rsyncc" rsync -aHS --numeric-ids "$1/" "rsync://127.0.0.1:$port/dst/"
 	secs "$t0" "$(now)" >"$WORK/rsync-nosync"
 	sync # durable, as the mover's copy is when it exits (it syncfs'es and verifies)
 	t1=$(now)
-	kill "$d"
+	pkill -P "$d" 2>/dev/null || true # the daemon, time's child
 	wait "$d" 2>/dev/null || true
+	cpu "$WORK/cpu.rsyncc" "$WORK/cpu.rsyncd" >"$WORK/cpu.rsync"
 	secs "$t0" "$t1"
 }
 
@@ -120,7 +127,7 @@ local_copy() { # SRC DST -> seconds
 	fresh "$2"
 	local t0
 	t0=$(now)
-	cp -a "$1/." "$2/"
+	"${TIMED[@]}" "$WORK/cpu.cp" cp -a "$1/." "$2/"
 	sync
 	secs "$t0" "$(now)"
 }
@@ -136,16 +143,19 @@ stats() {
 # interleaved run by run on the same data; prints every time and the median
 # ratios (peer time / mover time: above 1 the mover is faster).
 compare() {
-	local name=$1 src=$2 runs=$3 i tm tr tt tl tp
+	local name=$1 src=$2 runs=$3 i tm tr tt tl tp cm cr
 	local -a vr=() vt=() vl=() vp=()
 	for i in $(seq 1 "$runs"); do
 		tm=$(mover_copy "$src" "$WORK/d.m$i")
+		cm=$(cat "$WORK/cpu.mover")
 		echo "RESULT $name run $i $(peaks)"
 		tr=$(rsync_copy "$src" "$WORK/d.r$i")
+		cr=$(cat "$WORK/cpu.rsync")
 		tt=$(rsync_tls_copy "$src" "$WORK/d.t$i")
 		tl=$(local_copy "$src" "$WORK/d.l$i")
 		tp=$(pipe_copy "$src" "$WORK/d.p$i")
 		echo "run $i: mover ${tm}s | rsync+sync ${tr}s (alone $(cat "$WORK/rsync-nosync")s) | rsync over TLS+sync ${tt}s | local cp -a+sync ${tl}s | tar|tcp+sync ${tp}s"
+		echo "run $i CPU (user+sys, both ends): mover ${cm}s | rsync ${cr}s | cp -a $(cpu "$WORK/cpu.cp")s"
 		vr+=("$(ratio "$tr" "$tm")")
 		vt+=("$(ratio "$tt" "$tm")")
 		vl+=("$(ratio "$tl" "$tm")")
