@@ -52,7 +52,18 @@ now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", b-a}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
 mbps() { awk -v n="$1" -v t="$2" 'BEGIN{printf "%.0f", n/t/1048576}'; }
-fresh() { rm -rf "$1"; mkdir -p "$1"; sync; }
+# fresh DST: an empty destination, everything written so far durable, and the copies made
+# so far out of the page cache (kept on disk, see above): each copy starts from the same
+# state — the source cached, little else — instead of paying to reclaim the earlier copies'
+# pages (which made cp -a's own CPU time vary 0.7-3.3 s for the same tree).
+fresh() {
+	rm -rf "$1"
+	mkdir -p "$1"
+	sync
+	local old=("$WORK"/d.*)
+	[ -e "${old[0]}" ] && "$BT" evict "${old[@]}"
+	return 0
+}
 bytes_of() { du -sb --apparent-size "$1" | cut -f1; }
 # TIMED FILE CMD...: runs CMD, writing its CPU seconds (user+sys, its waited-for children
 # included) to FILE; in the background, $! is time's PID and CMD its child.
@@ -77,7 +88,7 @@ mover_copy() { # SRC DST -> seconds
 	"${TIMED[@]}" "$WORK/cpu.send" "$BT" mover send --dir "$1" --to "127.0.0.1:$PORT" "${SEND_TLS[@]}" --progress-interval 10s >"$WORK/send.log" 2>&1
 	t1=$(now)
 	wait "$RECV_PID"
-	cpu "$WORK/cpu.send" "$WORK/cpu.recv" >"$WORK/cpu.mover"
+	echo "$(cpu "$WORK/cpu.send" "$WORK/cpu.recv")s (sender $(cpu "$WORK/cpu.send")s, receiver $(cpu "$WORK/cpu.recv")s)" >"$WORK/cpu.mover"
 	secs "$t0" "$t1"
 }
 
@@ -155,7 +166,7 @@ compare() {
 		tl=$(local_copy "$src" "$WORK/d.l$i")
 		tp=$(pipe_copy "$src" "$WORK/d.p$i")
 		echo "run $i: mover ${tm}s | rsync+sync ${tr}s (alone $(cat "$WORK/rsync-nosync")s) | rsync over TLS+sync ${tt}s | local cp -a+sync ${tl}s | tar|tcp+sync ${tp}s"
-		echo "run $i CPU (user+sys, both ends): mover ${cm}s | rsync ${cr}s | cp -a $(cpu "$WORK/cpu.cp")s"
+		echo "run $i CPU (user+sys, both ends): mover ${cm} | rsync ${cr}s | cp -a $(cpu "$WORK/cpu.cp")s"
 		vr+=("$(ratio "$tr" "$tm")")
 		vt+=("$(ratio "$tt" "$tm")")
 		vl+=("$(ratio "$tl" "$tm")")

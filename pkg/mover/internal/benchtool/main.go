@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/stateful-migration/stateful-migration/pkg/mover/cli"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/transport"
 )
@@ -50,6 +52,8 @@ func main() {
 		err = pipeSend(a[0])
 	case "pipe-recv": // ADDR: TCP -> stdout
 		err = pipeRecv(a[0])
+	case "evict": // DIR...: drop the (clean) cached pages of every file below each DIR
+		err = evict(a)
 	case "tls-relay": // server|client LISTEN TARGET CERTDIR: a TLS 1.3 mutual tunnel, as VolSync runs rsync through stunnel
 		err = tlsRelay(a[0], a[1], a[2], a[3])
 	default:
@@ -58,6 +62,29 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
+}
+
+// evict asks the kernel to drop the cached pages of the files below dirs
+// (after a sync they are clean): the copies made so far then no longer
+// fill the page cache, and the next copy does not pay for reclaiming it.
+func evict(dirs []string) error {
+	for _, d := range dirs {
+		err := filepath.WalkDir(d, func(p string, e os.DirEntry, err error) error {
+			if err != nil || !e.Type().IsRegular() {
+				return nil
+			}
+			f, err := os.Open(p)
+			if err != nil {
+				return nil
+			}
+			defer f.Close()
+			return unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func fail(err error) {
