@@ -133,6 +133,12 @@ func TestContinuousWithConcurrentWriter(t *testing.T) {
 	if res.res.Progress.Passes < 3 {
 		t.Errorf("expected several update passes, got %d", res.res.Progress.Passes)
 	}
+	// The app had stopped: the first verification must agree. A repair
+	// would hide a side that believes wrongly what it holds (the
+	// receiver's view, the sender's records), since it ends equal anyway.
+	if n := res.res.Progress.Repairs; n != 0 {
+		t.Errorf("the final sync needed %d repairs after the writer stopped (last error: %s)", n, res.res.Progress.LastError)
+	}
 }
 
 // An attribute changed on the destination behind the receiver's back (its
