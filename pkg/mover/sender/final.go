@@ -81,6 +81,11 @@ func (m *mismatch) Error() string {
 			diff = append(diff, p+" ("+l.why+")")
 		}
 	}
+	if len(diff) == 0 {
+		// The receiver's digest came from its view of its volume; the
+		// records it then listed come from a full scan, and agree.
+		return fmt.Sprintf("%v: the receiver's first digest differed, its full rescan agrees", ErrMismatch)
+	}
 	sort.Strings(diff)
 	if len(diff) > 10 {
 		diff = append(diff[:10], fmt.Sprintf("... %d more", len(diff)-10))
