@@ -356,12 +356,7 @@ func (s *session) fsync() error {
 	if s.dev != nil {
 		return s.dev.Sync()
 	}
-	fd, err := unix.Open(s.r.opts.Dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	return unix.Syncfs(fd)
+	return s.r.root.Syncfs()
 }
 
 func (s *session) verify(m *wire.VerifyReq) error {

@@ -55,6 +55,11 @@ func (v *view) current(root string, known tree.Known) ([]tree.Entry, error) {
 	if v.es != nil {
 		return v.es, nil
 	}
+	return scanWhole(root, known)
+}
+
+// scanWhole is a full scan, link-grouped as verification takes it.
+func scanWhole(root string, known tree.Known) ([]tree.Entry, error) {
 	es, err := tree.Scan(root, ".", known)
 	if err != nil {
 		return nil, err
@@ -76,7 +81,7 @@ func (v *view) update(root string, known tree.Known, start bool) error {
 		return nil
 	}
 	if v.w == nil {
-		w, err := watch.NewLimited(root, watchBudget())
+		w, err := watch.New(root, watchBudget())
 		if err != nil {
 			v.off = true
 			if v.logf != nil {
@@ -104,14 +109,9 @@ func (v *view) update(root string, known tree.Known, start bool) error {
 		}
 	}
 	// Watched before scanned: what changes during the scan is reported.
-	es, err := tree.Scan(root, ".", known)
-	if err != nil {
-		v.es = nil
-		return err
-	}
-	tree.LinkGroups(es)
+	es, err := scanWhole(root, known)
 	v.es = es
-	return nil
+	return err
 }
 
 func (v *view) close() {

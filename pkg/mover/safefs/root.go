@@ -350,6 +350,17 @@ func (r *Root) Rename(from, to string) error {
 	return nil
 }
 
+// Syncfs makes everything written to the root's filesystem durable (the
+// root's own handle is O_PATH, which syncfs refuses).
+func (r *Root) Syncfs() error {
+	fd, err := unix.Openat(r.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Syncfs(fd)
+}
+
 // Remove deletes p recursively; a missing p is not an error.
 func (r *Root) Remove(p string) error {
 	r.trim()

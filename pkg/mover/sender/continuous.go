@@ -10,7 +10,7 @@ import (
 
 type watcher = watch.Watcher
 
-func newWatcher(dir string) (*watcher, error) { return watch.New(dir) }
+func newWatcher(dir string) (*watcher, error) { return watch.New(dir, 0) }
 
 // settle batches bursts of events into one pass.
 const settle = 20 * time.Millisecond

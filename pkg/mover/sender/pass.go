@@ -3,7 +3,6 @@ package sender
 import (
 	"context"
 	"fmt"
-	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -33,13 +32,6 @@ func (pl *plan) at(p string) *tree.Entry {
 		}
 	}
 	return pl.curMap[p]
-}
-
-func parentOf(p string) string {
-	if d := path.Dir(p); d != "" {
-		return d
-	}
-	return "."
 }
 
 func under(p, root string) bool {
@@ -137,7 +129,7 @@ func (s *Sender) pass(ctx context.Context, k *conn, dirty []string, final bool) 
 			return false, err
 		}
 		s.record(e, e.Ino)
-		pl.touched[parentOf(e.Path)] = true
+		pl.touched[tree.Parent(e.Path)] = true
 	}
 	// Directory metadata last, deepest first, since every change inside a
 	// directory moved its mtime on the receiver.
@@ -258,8 +250,8 @@ func (s *Sender) renames(k *conn, pl *plan, scoped []string) error {
 				byIno[ino] = nq
 			}
 		}
-		pl.touched[parentOf(o)] = true
-		pl.touched[parentOf(e.Path)] = true
+		pl.touched[tree.Parent(o)] = true
+		pl.touched[tree.Parent(e.Path)] = true
 	}
 	return nil
 }
@@ -278,7 +270,7 @@ func (s *Sender) deletes(k *conn, pl *plan, scoped []string) error {
 		}
 		gone = p
 		s.forget(p)
-		pl.touched[parentOf(p)] = true
+		pl.touched[tree.Parent(p)] = true
 	}
 	return nil
 }
@@ -309,7 +301,7 @@ func (s *Sender) entries(k *conn, pl *plan) (jobs, links []*tree.Entry, err erro
 				c.Mtime = -1 // metadata follows at the end of the pass
 				s.sent[e.Path] = &c
 				s.srcIno[e.Path] = e.Ino
-				pl.touched[parentOf(e.Path)] = true
+				pl.touched[tree.Parent(e.Path)] = true
 			}
 		case e.Kind == tree.KindSymlink:
 			if err := s.create(k, pl, e, wire.TSymlink, o == nil || o.Kind != tree.KindSymlink || o.Target != e.Target); err != nil {
@@ -339,7 +331,7 @@ func (s *Sender) create(k *conn, pl *plan, e *tree.Entry, t wire.Type, changed b
 			return err
 		}
 		s.record(e, e.Ino)
-		pl.touched[parentOf(e.Path)] = true
+		pl.touched[tree.Parent(e.Path)] = true
 		return nil
 	}
 	if !s.sent[e.Path].SameMeta(e, s.owners) {
@@ -433,6 +425,6 @@ func (s *Sender) applyResult(pl *plan, e *tree.Entry, r xferResult) {
 	s.blocks[e.Path] = r.blocks
 	if r.whole {
 		pl.whole[e.Path] = true
-		pl.touched[parentOf(e.Path)] = true
+		pl.touched[tree.Parent(e.Path)] = true
 	}
 }

@@ -41,7 +41,7 @@ func (s *Sender) scan(dirty []string) (*plan, error) {
 			}
 		}
 		for _, r := range pl.roots {
-			d := parentOf(r)
+			d := tree.Parent(r)
 			if seen[d] || r == "." {
 				continue
 			}

@@ -64,6 +64,9 @@ type Entry struct {
 	Nlink uint32
 }
 
+// Key is the stat key of the entry's inode as the scan saw it.
+func (e *Entry) Key() StatKey { return StatKey{Size: e.Size, Mtime: e.Mtime, Ctime: e.Ctime} }
+
 // SameContentKey reports whether two file entries look unchanged by the
 // cheap size+mtime test (the receiver sets mtime only after the data).
 func (e *Entry) SameContentKey(o *Entry) bool {

@@ -292,7 +292,7 @@ func (c *SumCache) Contents(es []Entry, sums []Hash, hit []bool) {
 	for i := range es {
 		e := &es[i]
 		v, ok := c.m[e.Ino]
-		if hit[i] = ok && e.Kind == KindFile && !v.racy && v.key == (StatKey{Size: e.Size, Mtime: e.Mtime, Ctime: e.Ctime}); hit[i] {
+		if hit[i] = ok && e.Kind == KindFile && !v.racy && v.key == e.Key(); hit[i] {
 			sums[i] = v.content
 		}
 	}
@@ -334,7 +334,7 @@ func (c *SumCache) Xattrs(e *Entry) ([]Xattr, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	v, ok := c.m[e.Ino]
-	if !ok || !v.xknown || v.racy || v.key != (StatKey{Size: e.Size, Mtime: e.Mtime, Ctime: e.Ctime}) {
+	if !ok || !v.xknown || v.racy || v.key != e.Key() {
 		return nil, false
 	}
 	return v.xattrs, true

@@ -31,11 +31,7 @@ func Rescan(root string, es []Entry, changed []string, trees map[string]bool, kn
 		if i, found := find(es, p); found {
 			drop[i] = true
 		}
-		lo, _ := find(es, p+"/")
-		hi, _ := find(es, p+"0") // '0' follows '/': the end of p's subtree
-		if p == "." {
-			lo, hi = 0, len(es)
-		}
+		lo, hi := below(es, p)
 		for i := lo; i < hi; i++ {
 			drop[i] = true
 		}
@@ -67,7 +63,7 @@ func Rescan(root string, es []Entry, changed []string, trees map[string]bool, kn
 		} else if becameDir {
 			trees[p] = true // a directory where there was none: list it whole
 		}
-		if _, err := look(parentOf(p)); err != nil {
+		if _, err := look(Parent(p)); err != nil {
 			return nil, false, err
 		}
 	}
@@ -81,7 +77,7 @@ func Rescan(root string, es []Entry, changed []string, trees map[string]bool, kn
 			return nil, false, err
 		}
 		add = append(add, sub...)
-		if _, err := look(parentOf(p)); err != nil {
+		if _, err := look(Parent(p)); err != nil {
 			return nil, false, err
 		}
 	}
@@ -106,6 +102,16 @@ func Rescan(root string, es []Entry, changed []string, trees map[string]bool, kn
 	return merge(es, drop, add), true, nil
 }
 
+// below is the range of sorted es strictly below directory p.
+func below(es []Entry, p string) (lo, hi int) {
+	if p == "." {
+		return 0, len(es)
+	}
+	lo, _ = find(es, p+"/")
+	hi, _ = find(es, p+"0") // '0' follows '/': the end of p's subtree
+	return lo, hi
+}
+
 // find is the index of p in sorted es, or where it would go.
 func find(es []Entry, p string) (int, bool) {
 	return slices.BinarySearchFunc(es, p, func(e Entry, t string) int { return strings.Compare(e.Path, t) })
@@ -128,7 +134,8 @@ func merge(es []Entry, drop []bool, add []Entry) []Entry {
 	return append(out, add[j:]...)
 }
 
-func parentOf(p string) string {
+// Parent is the directory holding tree path p ("." for the root's entries).
+func Parent(p string) string {
 	if i := strings.LastIndexByte(p, '/'); i >= 0 {
 		return p[:i]
 	}

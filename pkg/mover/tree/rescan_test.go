@@ -69,7 +69,7 @@ func TestRescanMatchesFullScan(t *testing.T) {
 			for _, p := range []string{"a/f1", "a/f0", "b/x/f2", "b/y", "c/f3", "a0"} {
 				write(p, p)(t, root)
 			}
-			w, err := watch.New(root)
+			w, err := watch.New(root, 0)
 			must(t, err)
 			defer w.Close()
 			before, err := tree.Scan(root, ".", nil)
@@ -98,7 +98,7 @@ func TestRescanMatchesFullScan(t *testing.T) {
 func TestRescanRefusesHardLinks(t *testing.T) {
 	root := t.TempDir()
 	write("a/f", "x")(t, root)
-	w, err := watch.New(root)
+	w, err := watch.New(root, 0)
 	must(t, err)
 	defer w.Close()
 	before, err := tree.Scan(root, ".", nil)

@@ -43,8 +43,7 @@ func (p *Earlier) within(dir string) *Earlier {
 	if p == nil || p.Taken.IsZero() || dir == "." {
 		return p
 	}
-	lo, _ := find(p.Entries, dir+"/")
-	hi, _ := find(p.Entries, dir+"0") // '0' follows '/'
+	lo, hi := below(p.Entries, dir)
 	return &Earlier{Entries: p.Entries[lo:hi], Taken: p.Taken, Window: p.Window}
 }
 
@@ -66,7 +65,7 @@ func (p *Earlier) Xattrs(e *Entry) ([]Xattr, bool) {
 	}
 	o := &p.Entries[i]
 	if o.Ino != e.Ino || o.Kind != e.Kind || o.Size != e.Size || o.Mtime != e.Mtime || o.Ctime != e.Ctime ||
-		Racy(StatKey{Size: e.Size, Mtime: e.Mtime, Ctime: e.Ctime}, p.Taken, p.Window) {
+		Racy(e.Key(), p.Taken, p.Window) {
 		return nil, false
 	}
 	return o.Xattrs, true

@@ -94,7 +94,7 @@ func Warm(root string, es []Entry, cache *SumCache, stop <-chan struct{}) {
 			return
 		default:
 		}
-		if _, ok := cache.Get(e.Ino, StatKey{Size: e.Size, Mtime: e.Mtime, Ctime: e.Ctime}); !ok {
+		if _, ok := cache.Get(e.Ino, e.Key()); !ok {
 			contentSum(b, e, cache, false)
 		}
 	}

@@ -121,7 +121,7 @@ func (l *Log) Meta(p string) error {
 // Created records that the pass makes p (what was there is kept by Replace
 // first).
 func (l *Log) Created(p string) error {
-	if err := l.Meta(parent(p)); err != nil {
+	if err := l.Meta(tree.Parent(p)); err != nil {
 		return err
 	}
 	l.created[p] = l.n
@@ -131,7 +131,7 @@ func (l *Log) Created(p string) error {
 // Renamed records that the pass is about to rename from to to (what was at
 // to is kept by Replace first).
 func (l *Log) Renamed(from, to string) error {
-	for _, p := range []string{from, parent(from), parent(to)} {
+	for _, p := range []string{from, tree.Parent(from), tree.Parent(to)} {
 		if err := l.Meta(p); err != nil {
 			return err
 		}
@@ -146,7 +146,7 @@ func (l *Log) Replace(p string) error {
 	if _, err := l.root.Lstat(p); err != nil {
 		return nil // nothing there
 	}
-	if err := l.Meta(parent(p)); err != nil {
+	if err := l.Meta(tree.Parent(p)); err != nil {
 		return err
 	}
 	if k, made := l.created[p]; made {
@@ -205,7 +205,7 @@ func (l *Log) Sync() error {
 	if err := l.w.Flush(); err != nil {
 		return err
 	}
-	if err := syncfs(l.dir); err != nil {
+	if err := l.root.Syncfs(); err != nil {
 		return err
 	}
 	for _, m := range l.moves {
@@ -228,7 +228,7 @@ func (l *Log) Commit() error {
 	if err := l.root.Remove(logName); err != nil {
 		return err
 	}
-	if err := syncfs(l.dir); err != nil {
+	if err := l.root.Syncfs(); err != nil {
 		return err
 	}
 	return l.clean()
@@ -269,7 +269,7 @@ func (l *Log) Rollback() error {
 			return fmt.Errorf("undo %s: %w", rs[k].path, err)
 		}
 	}
-	if err := syncfs(l.dir); err != nil {
+	if err := l.root.Syncfs(); err != nil {
 		return err
 	}
 	if err := l.root.Remove(logName); err != nil {
@@ -283,13 +283,13 @@ const progressName = Dir + "/progress"
 // setProgress makes the steps after k durable, then records that a
 // rollback resumes at k.
 func (l *Log) setProgress(k int) error {
-	if err := syncfs(l.dir); err != nil {
+	if err := l.root.Syncfs(); err != nil {
 		return err
 	}
 	if err := write(l.root, progressName, strconv.Itoa(k)); err != nil {
 		return err
 	}
-	return syncfs(l.dir)
+	return l.root.Syncfs()
 }
 
 func (l *Log) progress() (int, bool) {
@@ -394,22 +394,6 @@ func (l *Log) clean() error {
 		}
 	}
 	return nil
-}
-
-func parent(p string) string {
-	if d := path.Dir(p); d != "" {
-		return d
-	}
-	return "."
-}
-
-func syncfs(dir string) error {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	return unix.Syncfs(fd)
 }
 
 // add appends record r (index l.n) to the log: length, CRC-32C, body, so

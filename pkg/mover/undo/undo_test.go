@@ -249,7 +249,7 @@ func TestRollbackAfterACrashAnywhere(t *testing.T) {
 			must(t, c.do(l, r))
 		}
 		after, _ := digest(t, dir)
-		must(t, syncfs(dir))
+		must(t, r.Syncfs())
 		must(t, l.Commit())
 		l2, err := Open(r, dir, owners)
 		must(t, err)

@@ -37,16 +37,13 @@ type Watcher struct {
 	done   chan struct{}
 }
 
-// New watches every directory under root.
-func New(root string) (*Watcher, error) { return NewLimited(root, 0) }
-
 // ErrTooMany: the tree has more directories than the watcher may watch.
 var ErrTooMany = errors.New("too many directories to watch")
 
-// NewLimited watches every directory under root, failing with ErrTooMany
-// past limit directories (0: no limit). Watches are a per-user budget of
+// New watches every directory under root, failing with ErrTooMany past
+// limit directories (0: no limit). Watches are a per-user budget of
 // the node (fs.inotify.max_user_watches), shared with the node's other pods.
-func NewLimited(root string, limit int) (*Watcher, error) {
+func New(root string, limit int) (*Watcher, error) {
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
 		return nil, &os.PathError{Op: "inotify_init", Path: root, Err: err}
