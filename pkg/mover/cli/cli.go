@@ -50,7 +50,7 @@ func NewCommand() *cobra.Command {
 		Use:   "mover",
 		Short: "Copy a live volume to another cluster over mutual TLS and prove the copy",
 	}
-	cmd.AddCommand(receiveCmd(), sendCmd(), certsCmd())
+	cmd.AddCommand(receiveCmd(), sendCmd(), promoteCmd(), certsCmd())
 	return cmd
 }
 
@@ -110,6 +110,7 @@ func signals(parent context.Context, finish func()) (context.Context, func()) {
 func receiveCmd() *cobra.Command {
 	var c common
 	var listen string
+	var points bool
 	cmd := &cobra.Command{
 		Use:   "receive",
 		Short: "Serve the destination volume until a sender completes a verified final sync",
@@ -117,8 +118,8 @@ func receiveCmd() *cobra.Command {
 			ctx, stop := signals(cmd.Context(), nil)
 			defer stop()
 			r, err := receiver.New(receiver.Options{Dir: c.dir, Block: c.block, Volume: c.volume, Listen: listen, TLS: c.files(),
-				Progress: c.reporter(cmd),
-				Logf:     func(f string, a ...any) { fmt.Fprintf(cmd.ErrOrStderr(), f+"\n", a...) }})
+				Points: points, Progress: c.reporter(cmd),
+				Logf: func(f string, a ...any) { fmt.Fprintf(cmd.ErrOrStderr(), f+"\n", a...) }})
 			if err != nil {
 				return err
 			}
@@ -133,6 +134,26 @@ func receiveCmd() *cobra.Command {
 	}
 	c.bind(cmd)
 	cmd.Flags().StringVar(&listen, "listen", ":8443", "host:port to listen on")
+	cmd.Flags().BoolVar(&points, "points", false, "standby: apply each pass under an undo log and commit it whole, so that the volume always holds a complete pass (roll back one a crash cut off on start)")
+	return cmd
+}
+
+func promoteCmd() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "promote",
+		Short: "Ready a standby volume (kept with receive --points) for the app: roll back to its last point, verify it, drop the log",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pt, err := receiver.Promote(dir)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "promoted %s: point of %s, %d paths, digest %x\n", dir, pt.Time.Format(time.RFC3339), pt.Entries, pt.Digest)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "the standby volume's directory")
+	cmd.MarkFlagRequired("dir")
 	return cmd
 }
 

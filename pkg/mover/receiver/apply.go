@@ -10,6 +10,7 @@ import (
 
 	"github.com/stateful-migration/stateful-migration/pkg/mover/safefs"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/tree"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/undo"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/wire"
 )
 
@@ -18,6 +19,9 @@ func (s *session) meta(e *tree.Entry) error {
 		return errBlockOp
 	}
 	if err := safefs.CheckPath(e.Path); err != nil {
+		return err
+	}
+	if err := s.keep(func(l *undo.Log) error { return l.Meta(e.Path) }); err != nil {
 		return err
 	}
 	before, berr := s.r.root.Lstat(e.Path)
@@ -47,6 +51,14 @@ func (s *session) mkdir(e *tree.Entry) error {
 	if s.block {
 		return errBlockOp
 	}
+	if err := safefs.CheckPath(e.Path); err != nil {
+		return err
+	}
+	if st, err := s.r.root.Lstat(e.Path); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		if err := s.replaced(e.Path); err != nil {
+			return err
+		}
+	}
 	if err := s.r.root.Mkdir(e.Path); err != nil {
 		return classify(err, "creating directory "+e.Path)
 	}
@@ -60,6 +72,9 @@ func (s *session) symlink(e *tree.Entry) error {
 	if e.Target == "" {
 		return fmt.Errorf("protocol error: empty symlink target for %q", e.Path)
 	}
+	if err := s.replaced(e.Path); err != nil {
+		return err
+	}
 	if err := s.r.root.Symlink(e.Target, e.Path); err != nil {
 		return classify(err, "creating symlink "+e.Path)
 	}
@@ -71,6 +86,9 @@ func (s *session) link(e *tree.Entry) error {
 		return errBlockOp
 	}
 	if err := safefs.CheckPath(e.LinkTo); err != nil {
+		return err
+	}
+	if err := s.replaced(e.Path); err != nil {
 		return err
 	}
 	before, berr := s.r.root.Lstat(e.LinkTo)
@@ -88,6 +106,13 @@ func (s *session) delete(p string) error {
 	if p == "." {
 		return fmt.Errorf("%w: refusing to delete the root", safefs.ErrBadPath)
 	}
+	if err := safefs.CheckPath(p); err != nil {
+		return err
+	}
+	// Under the undo log, keeping p is its removal (into the log).
+	if err := s.keep(func(l *undo.Log) error { return l.Replace(p) }); err != nil {
+		return err
+	}
 	if err := s.r.root.Remove(p); err != nil {
 		return classify(err, "deleting "+p)
 	}
@@ -100,6 +125,9 @@ func (s *session) rename(from, to string) error {
 	}
 	if from == "." || to == "." {
 		return fmt.Errorf("%w: refusing to rename the root", safefs.ErrBadPath)
+	}
+	if err := s.keepRename(from, to); err != nil {
+		return err
 	}
 	before, berr := s.r.root.Lstat(from)
 	if err := s.r.root.Rename(from, to); err != nil {
@@ -136,6 +164,9 @@ func (s *session) node(e *tree.Entry) error {
 	typ := map[tree.Kind]uint32{tree.KindFifo: unix.S_IFIFO, tree.KindChar: unix.S_IFCHR, tree.KindBlock: unix.S_IFBLK}[e.Kind]
 	if typ == 0 {
 		return fmt.Errorf("protocol error: %s sent as a node", e.Kind)
+	}
+	if err := s.replaced(e.Path); err != nil {
+		return err
 	}
 	if err := s.r.root.Mknod(e.Path, typ, e.Rdev); err != nil {
 		return classify(err, "creating "+e.Kind.String()+" "+e.Path)
@@ -232,6 +263,12 @@ func (s *session) begin(m *wire.File) error {
 			s.r.sumBudget.Add(n)
 			return classify(err, "opening "+e.Path)
 		}
+		// Its old size, metadata and any tail sizing cuts off.
+		if err := s.keep(func(l *undo.Log) error { return l.Overwrite(e.Path, f, e.Size, tailPast(f, e.Size)) }); err != nil {
+			f.Close()
+			s.r.sumBudget.Add(n)
+			return err
+		}
 		var st unix.Stat_t
 		if unix.Fstat(int(f.Fd()), &st) == nil {
 			if b, ok := s.r.cache.Get(st.Ino, tree.KeyOf(&st)); ok && track {
@@ -239,6 +276,10 @@ func (s *session) begin(m *wire.File) error {
 			}
 		}
 	} else {
+		if err := s.replaced(e.Path); err != nil {
+			s.r.sumBudget.Add(n)
+			return err
+		}
 		if f, err = s.r.root.Create(e.Path); err != nil {
 			s.r.sumBudget.Add(n)
 			return classify(err, "creating "+e.Path)
@@ -253,7 +294,7 @@ func (s *session) begin(m *wire.File) error {
 		s.r.sumBudget.Add(n)
 		return classify(err, "sizing "+e.Path)
 	}
-	s.files[m.ID] = &openFile{f: f, e: e, sums: sums, budget: n, fresh: !m.InPlace && !s.r.defaultACL.Load()}
+	s.files[m.ID] = &openFile{f: f, e: e, sums: sums, budget: n, inPlace: m.InPlace, fresh: !m.InPlace && !s.r.defaultACL.Load()}
 	return nil
 }
 
@@ -273,6 +314,9 @@ func (s *session) data(m *wire.Data) error {
 	// Off and len are bounded (wire.MaxFileSize, the frame size): no overflow.
 	if m.Off+int64(len(m.Data)) > of.e.Size {
 		return fmt.Errorf("protocol error: write past end of %q", of.e.Path)
+	}
+	if err := s.overwriting(of, m.Off, int64(len(m.Data))); err != nil {
+		return err
 	}
 	if _, err := of.f.WriteAt(m.Data, m.Off); err != nil {
 		return classify(err, "writing "+of.e.Path)
@@ -308,6 +352,9 @@ func (s *session) punch(m *wire.Data) error {
 	// Off and Len are each at most wire.MaxFileSize: the sum cannot overflow.
 	if m.Len == 0 || m.Off+m.Len > of.e.Size {
 		return fmt.Errorf("protocol error: punch [%d, +%d) outside %q (%d bytes)", m.Off, m.Len, of.e.Path, of.e.Size)
+	}
+	if err := s.overwriting(of, m.Off, m.Len); err != nil {
+		return err
 	}
 	const mode = unix.FALLOC_FL_PUNCH_HOLE | unix.FALLOC_FL_KEEP_SIZE
 	if err := unix.Fallocate(int(of.f.Fd()), mode, m.Off, m.Len); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/stateful-migration/stateful-migration/pkg/mover/safefs"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/transport"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/tree"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/undo"
 )
 
 // Options configure a receiver.
@@ -37,6 +38,10 @@ type Options struct {
 	Progress func(progress.Progress)
 	// Logf reports refused connections and session errors (may be nil).
 	Logf func(format string, args ...any)
+	// Points makes the volume a standby's: every pass after the first is
+	// applied under an undo log and committed whole at its sync, so that a
+	// crash at any moment leaves the last committed pass (docs/dr.md).
+	Points bool
 }
 
 // Receiver keeps what survives between sender sessions: the confined root
@@ -50,7 +55,7 @@ type Receiver struct {
 	mu      sync.Mutex
 	applyMu sync.Mutex
 	cur     net.Conn
-	digest  tree.Hash // last digest this side computed
+	last    undo.Point // the last verification this side made: digest, count, owners
 	flush   flusher
 	// defaultACL: some directory here has a default ACL, which files
 	// created in it inherit, so a new file's attributes must be listed.
@@ -62,6 +67,8 @@ type Receiver struct {
 	warmEnd  sync.Once
 	// view keeps verification's scan current between passes.
 	view view
+	// points is set with Options.Points.
+	points *points
 	// sumBudget is how many block sums the files being written may keep
 	// together, like the cache: the volume's size in blocks. Memory for
 	// sums is then at most twice volume/2048, whatever sizes a peer declares.
@@ -90,6 +97,14 @@ func New(opts Options) (*Receiver, error) {
 		budget := int64(fs.Blocks)*fs.Bsize/tree.BlockSize + minSumBudget
 		r.cache.SetLimit(budget)
 		r.sumBudget.Store(budget)
+	}
+	if opts.Points {
+		if opts.Block {
+			return nil, errors.New("points in time are kept for filesystem volumes only, not --block-device")
+		}
+		if err := r.openPoints(); err != nil {
+			return nil, err
+		}
 	}
 	return r, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/stateful-migration/stateful-migration/pkg/mover/progress"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/tree"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/undo"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/wire"
 )
 
@@ -93,6 +95,9 @@ type openFile struct {
 	sums   *fileSums // nil when the cache cannot be maintained
 	budget int64     // block sums reserved for it (Receiver.sumBudget)
 	fresh  bool      // created by us for this transfer (not updated in place)
+	// inPlace: an existing file updated in place, whose old bytes the
+	// undo log keeps before they are overwritten.
+	inPlace bool
 }
 
 // ServeConn runs one sender session on rw. It returns nil once the sender
@@ -142,12 +147,17 @@ func (r *Receiver) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 		case first != (fr.t == wire.THello):
 			err = errors.New("protocol error: session must start with Hello, once")
 		default:
-			m, err = wire.Decode(wire.Frame{Type: fr.t, Payload: *fr.buf})
+			if m, err = wire.Decode(wire.Frame{Type: fr.t, Payload: *fr.buf}); err == nil {
+				err = refuseReserved(m)
+			}
 		}
 		first = false
 		var done bool
 		if err == nil && fr.t == wire.TFile {
 			if err = s.checkFile(m.(*wire.File)); err == nil {
+				err = s.replaced(m.(*wire.File).Entry.Path)
+			}
+			if err == nil {
 				err = files.add(m.(*wire.File), fr.buf)
 				fr.buf = nil // the worker returns it
 			}
@@ -214,6 +224,30 @@ const refuseLinger = 2 * time.Second
 // maxFrame bounds what the receiver reads in one frame: the largest a sender
 // sends is a whole small file with its path and attributes.
 const maxFrame = wire.ChunkSize + wire.MaxXattrBytes + 64<<10
+
+// refuseReserved refuses a message naming a path in the directory the
+// receiver keeps for itself (the undo log): no sender may touch it.
+func refuseReserved(m wire.Msg) error {
+	var ps []string
+	switch m := m.(type) {
+	case *wire.EntryMsg:
+		ps = []string{m.E.Path, m.E.LinkTo}
+	case *wire.File:
+		ps = []string{m.Entry.Path}
+	case *wire.Text:
+		ps = []string{m.S}
+	case *wire.Rename:
+		ps = []string{m.From, m.To}
+	case *wire.HashReq:
+		ps = []string{m.Path}
+	}
+	for _, p := range ps {
+		if tree.IsReserved(path.Clean(p)) {
+			return fmt.Errorf("protocol error: %q is the receiver's own (%s)", p, tree.Reserved)
+		}
+	}
+	return nil
+}
 
 // fromSender reports the frame types a sender sends.
 func fromSender(t wire.Type) bool {
@@ -341,6 +375,14 @@ func (s *session) sync(m *wire.Sync) error {
 		if err := s.fsync(); err != nil {
 			return classify(err, "flushing the destination")
 		}
+	} else if s.r.points != nil {
+		// A standby's pass: durable, then committed as its point.
+		if err := s.fsync(); err != nil {
+			return classify(err, "flushing the destination")
+		}
+		if err := s.commit(nil); err != nil {
+			return err
+		}
 	} else if !s.block {
 		// Between passes the disk is idle: write back now, so that the
 		// final sync's own syncfs finds little left (it is downtime), and
@@ -371,7 +413,7 @@ func (s *session) verify(m *wire.VerifyReq) error {
 			s.r.view.forget()
 		}
 		var es []tree.Entry
-		if es, err = s.r.view.current(s.r.opts.Dir, s.r.known(m.Full)); err == nil {
+		if es, err = s.r.view.current(s.r.opts.Dir, s.r.known(m.Full), false); err == nil {
 			if v, err = tree.VerifyEntries(s.r.opts.Dir, es, s.r.cache, m.Full, m.Owners); err == nil {
 				d = v.Digest
 			}
@@ -380,11 +422,11 @@ func (s *session) verify(m *wire.VerifyReq) error {
 	if err != nil {
 		return s.w.Send(wire.TVerifyResp, &wire.VerifyResp{Err: err.Error()})
 	}
-	s.r.digest = d
 	var count uint64
 	if v != nil {
 		count = uint64(v.Count())
 	}
+	s.r.last = undo.Point{Digest: d, Entries: count, Owners: m.Owners}
 	if m.Detail && v != nil {
 		rs := v.Records()
 		const batch = 20000
@@ -409,8 +451,11 @@ func (r *Receiver) known(full bool) tree.Known {
 // done ends the receiver successfully only if the sender's verified digest
 // is the one this side computed.
 func (s *session) done(m *wire.VerifyResp) (bool, error) {
-	if m.Err != "" || m.Digest != s.r.digest {
-		return false, fmt.Errorf("sender reported completion with digest %x, receiver has %x", m.Digest, s.r.digest)
+	if m.Err != "" || m.Digest != s.r.last.Digest {
+		return false, fmt.Errorf("sender reported completion with digest %x, receiver has %x", m.Digest, s.r.last.Digest)
+	}
+	if err := s.commit(&s.r.last); err != nil { // a standby's: the verified pass is its point
+		return false, err
 	}
 	s.r.Tracker.Update(func(p *progress.Progress) {
 		p.Digest = fmt.Sprintf("%x", m.Digest)

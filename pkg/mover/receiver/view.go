@@ -44,12 +44,13 @@ func (v *view) refresh(root string, known tree.Known) {
 }
 
 // current returns the tree as it is now: the view brought up to date, or
-// a full scan where there is none (a one-shot copy never had passes to
-// build one between: watching the tree now would only add to the scan).
-func (v *view) current(root string, known tree.Known) ([]tree.Entry, error) {
+// a full scan where there is none and start is false (a one-shot copy never
+// had passes to build one between: watching the tree now would only add to
+// the scan).
+func (v *view) current(root string, known tree.Known, start bool) ([]tree.Entry, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if err := v.update(root, known, false); err != nil {
+	if err := v.update(root, known, start); err != nil {
 		return nil, err
 	}
 	if v.es != nil {

@@ -152,9 +152,24 @@ func Lookup(root, p string) (e Entry, ok bool, err error) {
 	return lookup(b, root, p)
 }
 
+// Reserved is the directory at a volume's root that the mover keeps for
+// itself (a standby's undo log, package undo): no scan lists it, so it is
+// never copied, compared or counted in a digest.
+const Reserved = ".smig-undo"
+
+// IsReserved reports whether p is Reserved or lies below it.
+func IsReserved(p string) bool { return reserved(p) }
+
+func reserved(p string) bool {
+	return p == Reserved || strings.HasPrefix(p, Reserved+"/")
+}
+
 // lookup returns the entry at sub with its attributes; ok is false when
-// it is gone or of a kind not copied.
+// it is gone, of a kind not copied, or reserved.
 func lookup(b *beneath.Root, root, sub string) (Entry, bool, error) {
+	if reserved(sub) {
+		return Entry{}, false, nil
+	}
 	dir, name := path.Split(sub)
 	dfd, xdir := unix.AT_FDCWD, root
 	if sub == "." {
@@ -298,6 +313,9 @@ func (s *scanner) readDir(dir string) ([]Entry, []string, error) {
 			}
 			p := prefix + string(name[:l])
 			nm := p[len(prefix):]
+			if dir == "." && p == Reserved {
+				continue
+			}
 			e, ok := FromStat(p, &st)
 			if !ok {
 				continue

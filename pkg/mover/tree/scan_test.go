@@ -59,3 +59,40 @@ func TestScanOrder(t *testing.T) {
 		t.Fatalf("subtree scan order\n got %q\nwant %q", gotSub, wantSub)
 	}
 }
+
+// The directory the mover keeps at a volume's root is in no scan, lookup
+// or rescan; a directory of that name deeper down is the app's own.
+func TestReservedIsNeverListed(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{Reserved + "/kept", "a/" + Reserved} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, Reserved, "log"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	es, err := Scan(root, ".", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range es {
+		got = append(got, e.Path)
+	}
+	if want := []string{".", "a", "a/" + Reserved}; !slices.Equal(got, want) {
+		t.Fatalf("scan lists %q, want %q", got, want)
+	}
+	for _, p := range []string{Reserved, Reserved + "/log", Reserved + "/kept"} {
+		if _, ok, err := Lookup(root, p); ok || err != nil {
+			t.Fatalf("Lookup(%s) = %v, %v", p, ok, err)
+		}
+		if sub, err := Scan(root, p, nil); len(sub) != 0 || err != nil {
+			t.Fatalf("Scan(%s) = %d entries, %v", p, len(sub), err)
+		}
+	}
+	out, ok, err := Rescan(root, es, []string{Reserved + "/log", Reserved + "/new"}, map[string]bool{Reserved + "/kept": true}, nil)
+	if err != nil || !ok || len(out) != len(es) {
+		t.Fatalf("Rescan of reserved paths: %d entries (want %d), %v, %v", len(out), len(es), ok, err)
+	}
+}

@@ -28,7 +28,7 @@ import (
 )
 
 // Dir is the log's directory at the volume's root; scans leave it out.
-const Dir = ".smig-undo"
+const Dir = tree.Reserved
 
 const logName = Dir + "/log"
 
@@ -72,16 +72,48 @@ type Log struct {
 // it). Pending tells whether a pass was interrupted: Rollback it before
 // anything else touches the volume.
 func Open(root *safefs.Root, dir string, owners bool) (*Log, error) {
-	if err := root.Mkdir(Dir); err != nil {
+	if err := makeDir(root, dir); err != nil {
 		return nil, err
 	}
 	l := &Log{root: root, dir: dir, owners: owners}
 	if !l.Pending() {
-		if err := l.clean(); err != nil { // left by a crash after a commit
+		if err := l.promoteNext(); err != nil { // a crash after a commit
+			return nil, err
+		}
+		if err := l.clean(); err != nil {
 			return nil, err
 		}
 	}
 	return l, nil
+}
+
+// makeDir makes Dir, leaving the root's metadata as it was: the root is
+// part of the volume the points are taken of, Dir is not.
+func makeDir(root *safefs.Root, dir string) error {
+	if _, err := root.Lstat(Dir); err == nil {
+		return root.Mkdir(Dir) // a directory already, or replaced by one
+	}
+	e, _, err := tree.Lookup(dir, ".")
+	if err != nil {
+		return err
+	}
+	if err := root.Mkdir(Dir); err != nil {
+		return err
+	}
+	return root.SetMeta(".", safefs.Meta{Mode: e.Mode, UID: e.UID, GID: e.GID, Mtime: e.Mtime, Xattrs: e.Xattrs})
+}
+
+// Remove deletes Dir and everything in it, the root's metadata left as it
+// was: the volume is handed to the app (promotion) and holds no point now.
+func Remove(root *safefs.Root, dir string) error {
+	e, _, err := tree.Lookup(dir, ".")
+	if err != nil {
+		return err
+	}
+	if err := root.Remove(Dir); err != nil {
+		return err
+	}
+	return root.SetMeta(".", safefs.Meta{Mode: e.Mode, UID: e.UID, GID: e.GID, Mtime: e.Mtime, Xattrs: e.Xattrs})
 }
 
 // Pending reports a pass begun and neither committed nor rolled back.
@@ -218,20 +250,36 @@ func (l *Log) Sync() error {
 }
 
 // Commit ends the pass once its changes are durable (the caller synced the
-// volume): the log goes first, in one step, then what it kept.
-func (l *Log) Commit() error {
+// volume) and makes pt the volume's point: pt is written down first, then
+// the log goes, in one step (the commit), then what it kept.
+func (l *Log) Commit(pt Point) error {
 	if err := l.w.Flush(); err != nil {
 		return err
 	}
 	l.f.Close()
 	l.f = nil
+	if err := l.writeNext(pt); err != nil {
+		return err
+	}
 	if err := l.root.Remove(logName); err != nil {
 		return err
 	}
-	if err := l.root.Syncfs(); err != nil {
+	if err := l.promoteNext(); err != nil {
 		return err
 	}
 	return l.clean()
+}
+
+// Mark makes pt the volume's point outside a pass: the first pass, which
+// has no earlier point to roll back to, is applied without a log.
+func (l *Log) Mark(pt Point) error {
+	if l.f != nil || l.Pending() {
+		return errors.New("undo: a pass is in progress")
+	}
+	if err := l.writeNext(pt); err != nil {
+		return err
+	}
+	return l.promoteNext()
 }
 
 // Rollback undoes an interrupted pass, last change first, and leaves the
@@ -256,6 +304,21 @@ func (l *Log) Rollback() error {
 	if k, ok := l.progress(); ok {
 		start = min(start, k)
 	}
+	// stashed[k]: for a path made by record k, the record that kept what
+	// was there before (-1: nothing was).
+	stashed := make([]int, len(rs))
+	last := map[string]int{}
+	for k := range rs {
+		stashed[k] = -1
+		switch rs[k].op {
+		case opStash:
+			last[rs[k].path] = k
+		case opCreated:
+			if j, ok := last[rs[k].path]; ok {
+				stashed[k] = j
+			}
+		}
+	}
 	for k := start; k >= 0; k-- {
 		if rollbackHook != nil && !rollbackHook(k) {
 			return errors.New("undo: rollback interrupted (test)")
@@ -265,9 +328,14 @@ func (l *Log) Rollback() error {
 				return err
 			}
 		}
-		if err := l.undo(k, &rs[k]); err != nil {
+		if err := l.undo(k, &rs[k], stashed[k]); err != nil {
 			return fmt.Errorf("undo %s: %w", rs[k].path, err)
 		}
+	}
+	// The pass's point, if it was written, goes before the log: with the
+	// log gone, a written point would be taken as committed.
+	if err := l.root.Remove(nextName); err != nil {
+		return err
 	}
 	if err := l.root.Syncfs(); err != nil {
 		return err
@@ -314,7 +382,7 @@ func write(r *safefs.Root, p, data string) error {
 // stops the rollback when it answers false: a crash mid-rollback.
 var rollbackHook func(step int) bool
 
-func (l *Log) undo(k int, r *record) error {
+func (l *Log) undo(k int, r *record, stashed int) error {
 	kept := l.name(k)
 	_, keptErr := l.root.Lstat(kept)
 	switch r.op {
@@ -324,6 +392,14 @@ func (l *Log) undo(k int, r *record) error {
 		}
 		if _, err := l.root.Lstat(r.path); err != nil {
 			return nil
+		}
+		// What was there before is kept first: if it is not in the log,
+		// the path still holds it (the crash came before it was moved,
+		// or its own step already brought it back).
+		if stashed >= 0 {
+			if _, err := l.root.Lstat(l.name(stashed)); err != nil {
+				return nil
+			}
 		}
 		return l.root.Rename(r.path, kept)
 	case opStash:
@@ -369,7 +445,7 @@ func (l *Log) undo(k int, r *record) error {
 // name is where record k keeps what it saved.
 func (l *Log) name(k int) string { return Dir + "/" + strconv.Itoa(k) }
 
-// clean removes everything in Dir but the log.
+// clean removes everything in Dir but the log and the point.
 func (l *Log) clean() error {
 	pfd, err := l.root.OpenDir(Dir)
 	if err != nil {
@@ -387,7 +463,7 @@ func (l *Log) clean() error {
 		return err
 	}
 	for _, n := range names {
-		if n != path.Base(logName) {
+		if n != path.Base(logName) && n != path.Base(pointName) {
 			if err := l.root.Remove(Dir + "/" + n); err != nil {
 				return err
 			}

@@ -14,126 +14,131 @@ import (
 	"github.com/stateful-migration/stateful-migration/pkg/mover/tree"
 )
 
-// change is one operation of a pass as the receiver would apply it: keep
-// what it destroys, sync, change.
+// change is one operation of a pass as the receiver applies it: keep what
+// it destroys, Sync (records durable, removals moved into the log), change.
 type change struct {
-	name string
-	do   func(l *Log, r *safefs.Root) error
+	name  string
+	keep  func(l *Log, r *safefs.Root) error
+	apply func(r *safefs.Root) error
+}
+
+func (c change) do(l *Log, r *safefs.Root) error {
+	if err := c.keep(l, r); err != nil {
+		return err
+	}
+	if err := l.Sync(); err != nil {
+		return err
+	}
+	return c.apply(r)
 }
 
 // overwrite writes data at off in the existing file p, in place.
-func overwrite(l *Log, r *safefs.Root, p string, off int64, data []byte) error {
-	f, err := r.OpenRW(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := l.Overwrite(p, f, off, int64(len(data))); err != nil {
-		return err
-	}
-	if err := l.Sync(); err != nil {
-		return err
-	}
-	_, err = f.WriteAt(data, off)
-	return err
+func overwrite(name, p string, off int64, data []byte) change {
+	return change{name,
+		func(l *Log, r *safefs.Root) error {
+			f, err := r.OpenRW(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			return l.Overwrite(p, f, off, int64(len(data)))
+		},
+		func(r *safefs.Root) error {
+			f, err := r.OpenRW(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = f.WriteAt(data, off)
+			return err
+		}}
 }
 
-// made keeps what is at p, records p as made by the pass, syncs, makes it.
-func made(l *Log, p string, mk func() error) error {
-	if err := l.Replace(p); err != nil {
-		return err
-	}
-	if err := l.Created(p); err != nil {
-		return err
-	}
-	if err := l.Sync(); err != nil {
-		return err
-	}
-	return mk()
+// made keeps what is at p, records p as made by the pass, then makes it.
+func made(name, p string, mk func(r *safefs.Root) error) change {
+	return change{name,
+		func(l *Log, r *safefs.Root) error {
+			if err := l.Replace(p); err != nil {
+				return err
+			}
+			return l.Created(p)
+		}, mk}
 }
 
-func create(l *Log, r *safefs.Root, p, data string) error {
-	return made(l, p, func() error { return write(r, p, data) })
+func create(name, p, data string) change {
+	return made(name, p, func(r *safefs.Root) error { return write(r, p, data) })
 }
 
-func remove(l *Log, p string) error {
-	if err := l.Replace(p); err != nil {
-		return err
-	}
-	return l.Sync()
+// remove: keeping p is its removal (Sync moves it into the log).
+func remove(name, p string) change {
+	return change{name, func(l *Log, r *safefs.Root) error { return l.Replace(p) },
+		func(*safefs.Root) error { return nil }}
 }
 
-func rename(l *Log, r *safefs.Root, from, to string) error {
-	if err := l.Replace(to); err != nil {
-		return err
-	}
-	if err := l.Renamed(from, to); err != nil {
-		return err
-	}
-	if err := l.Sync(); err != nil {
-		return err
-	}
-	return r.Rename(from, to)
+func rename(name, from, to string) change {
+	return change{name,
+		func(l *Log, r *safefs.Root) error {
+			if err := l.Replace(to); err != nil {
+				return err
+			}
+			return l.Renamed(from, to)
+		},
+		func(r *safefs.Root) error { return r.Rename(from, to) }}
 }
 
 // pass is every kind of change a receiver makes, in an order where later
 // changes depend on earlier ones (the same path removed, made, renamed).
 var pass = []change{
-	{"overwrite the middle of a file", func(l *Log, r *safefs.Root) error {
-		return overwrite(l, r, "big", 70000, bytes.Repeat([]byte("N"), 9000))
-	}},
-	{"append", func(l *Log, r *safefs.Root) error { return overwrite(l, r, "a/small", 5, []byte("appended")) }},
-	{"truncate", func(l *Log, r *safefs.Root) error {
-		f, err := r.OpenRW("a/trunc")
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := l.Overwrite("a/trunc", f, 3, 1<<20); err != nil {
-			return err
-		}
-		if err := l.Sync(); err != nil {
-			return err
-		}
-		return f.Truncate(3)
-	}},
-	{"new file", func(l *Log, r *safefs.Root) error { return create(l, r, "a/new", "new") }},
-	{"new tree", func(l *Log, r *safefs.Root) error {
-		if err := made(l, "n", func() error { return r.Mkdir("n") }); err != nil {
-			return err
-		}
-		return create(l, r, "n/f", "in a new dir")
-	}},
-	{"remove a file", func(l *Log, r *safefs.Root) error { return remove(l, "b/gone") }},
-	{"remove a tree", func(l *Log, r *safefs.Root) error { return remove(l, "c") }},
-	{"rename over a file", func(l *Log, r *safefs.Root) error { return rename(l, r, "a/small", "b/target") }},
-	{"rename a directory", func(l *Log, r *safefs.Root) error { return rename(l, r, "d", "a/d2") }},
-	{"make again where a file was renamed from", func(l *Log, r *safefs.Root) error { return create(l, r, "a/small", "again") }},
-	{"remove what the pass made", func(l *Log, r *safefs.Root) error { return remove(l, "a/small") }},
-	{"file becomes a directory", func(l *Log, r *safefs.Root) error {
-		return made(l, "b/file", func() error { return r.Mkdir("b/file") })
-	}},
-	{"metadata", func(l *Log, r *safefs.Root) error {
-		for _, p := range []string{"b", "big", "."} {
-			if err := l.Meta(p); err != nil {
+	overwrite("overwrite the middle of a file", "big", 70000, bytes.Repeat([]byte("N"), 9000)),
+	overwrite("append", "a/small", 5, []byte("appended")),
+	{"truncate",
+		func(l *Log, r *safefs.Root) error {
+			f, err := r.OpenRW("a/trunc")
+			if err != nil {
 				return err
 			}
-		}
-		if err := l.Sync(); err != nil {
-			return err
-		}
-		if err := r.SetMeta("b", safefs.Meta{Mode: 0o700, Mtime: 12345}); err != nil {
-			return err
-		}
-		if err := r.SetMeta(".", safefs.Meta{Mode: 0o711, Mtime: 54321}); err != nil {
-			return err
-		}
-		return r.SetMeta("big", safefs.Meta{Mode: 0o600, Mtime: 999, Xattrs: []tree.Xattr{{Name: "user.k", Value: []byte("v2")}}})
-	}},
-	{"rename back over a renamed path", func(l *Log, r *safefs.Root) error { return rename(l, r, "a/d2", "d") }},
-	{"symlink", func(l *Log, r *safefs.Root) error {
-		return made(l, "e", func() error { return r.Symlink("big", "e") })
-	}},
+			defer f.Close()
+			return l.Overwrite("a/trunc", f, 3, 1<<20)
+		},
+		func(r *safefs.Root) error {
+			f, err := r.OpenRW("a/trunc")
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			return f.Truncate(3)
+		}},
+	create("new file", "a/new", "new"),
+	made("new tree", "n", func(r *safefs.Root) error { return r.Mkdir("n") }),
+	create("a file in the new tree", "n/f", "in a new dir"),
+	remove("remove a file", "b/gone"),
+	remove("remove a tree", "c"),
+	rename("rename over a file", "a/small", "b/target"),
+	rename("rename a directory", "d", "a/d2"),
+	create("make again where a file was renamed from", "a/small", "again"),
+	remove("remove what the pass made", "a/small"),
+	made("file becomes a directory", "b/file", func(r *safefs.Root) error { return r.Mkdir("b/file") }),
+	{"metadata",
+		func(l *Log, r *safefs.Root) error {
+			for _, p := range []string{"b", "big", "."} {
+				if err := l.Meta(p); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		func(r *safefs.Root) error {
+			if err := r.SetMeta("b", safefs.Meta{Mode: 0o700, Mtime: 12345}); err != nil {
+				return err
+			}
+			if err := r.SetMeta(".", safefs.Meta{Mode: 0o711, Mtime: 54321}); err != nil {
+				return err
+			}
+			return r.SetMeta("big", safefs.Meta{Mode: 0o600, Mtime: 999, Xattrs: []tree.Xattr{{Name: "user.k", Value: []byte("v2")}}})
+		}},
+	rename("rename back over a renamed path", "a/d2", "d"),
+	create("replace a file the pass made", "a/new", "newer"),
+	made("symlink", "e", func(r *safefs.Root) error { return r.Symlink("big", "e") }),
 }
 
 // volume makes the tree the pass starts from.
@@ -163,18 +168,18 @@ func must(t *testing.T, err error) {
 	}
 }
 
-// digest is the tree's verification digest, the log's directory left out.
+// digest is the tree's verification digest; the scan leaves the log's
+// directory out by itself.
 func digest(t *testing.T, dir string) (tree.Hash, []string) {
 	t.Helper()
-	es, err := tree.Scan(dir, ".", nil)
+	kept, err := tree.Scan(dir, ".", nil)
 	must(t, err)
-	var kept []tree.Entry
 	var paths []string
-	for _, e := range es {
-		if e.Path != Dir && !strings.HasPrefix(e.Path, Dir+"/") {
-			kept = append(kept, e)
-			paths = append(paths, fmt.Sprintf("%s %o %d", e.Path, e.Mode, e.Mtime))
+	for _, e := range kept {
+		if e.Path == Dir || strings.HasPrefix(e.Path, Dir+"/") {
+			t.Fatalf("the scan lists %s", e.Path)
 		}
+		paths = append(paths, fmt.Sprintf("%s %o %d", e.Path, e.Mode, e.Mtime))
 	}
 	tree.LinkGroups(kept)
 	v, err := tree.VerifyEntries(dir, kept, nil, true, os.Geteuid() == 0)
@@ -192,25 +197,47 @@ func TestRollbackAfterACrashAnywhere(t *testing.T) {
 		every[i] = i
 	}
 	for crash := 0; crash <= len(pass); crash++ {
-		interrupts := []int{-1, 0, 3}
-		if crash == len(pass) {
-			interrupts = append([]int{-1}, every...)
+		type cut struct {
+			interrupt int  // rollback interrupted after this many steps (-1: not)
+			moved     bool // the next change's records durable, and its moves into the log made
 		}
-		for _, interrupt := range interrupts {
-			name := fmt.Sprintf("after %d changes, rollback interrupted at step %d", crash, interrupt)
+		cuts := []cut{{-1, true}, {0, true}, {3, true}, {-1, false}, {3, false}}
+		if crash == len(pass) {
+			cuts = []cut{{-1, true}}
+			for _, i := range every {
+				cuts = append(cuts, cut{i, true})
+			}
+		}
+		for _, c := range cuts {
+			interrupt := c.interrupt
+			name := fmt.Sprintf("after %d changes (moved %v), rollback interrupted at step %d", crash, c.moved, interrupt)
 			t.Run(name, func(t *testing.T) {
 				dir, r := volume(t)
+				before, _ := digest(t, dir)
 				l, err := Open(r, dir, owners)
 				must(t, err)
 				want, wantPaths := digest(t, dir) // the log's directory made: the committed state
+				if want != before {
+					t.Fatal("making the log's directory changed the volume's digest (the root's mtime)")
+				}
+				must(t, l.Mark(Point{Digest: want}))
 				must(t, l.Begin())
 				for _, c := range pass[:crash] {
 					if err := c.do(l, r); err != nil {
 						t.Fatalf("%s: %v", c.name, err)
 					}
 				}
-				if crash < len(pass) { // kept, not yet changed: Sync made it durable
+				switch {
+				case crash < len(pass) && !c.moved: // the crash inside Sync: records durable, nothing moved yet
+					must(t, pass[crash].keep(l, r))
+					must(t, l.w.Flush())
+					must(t, r.Syncfs())
+				case crash < len(pass): // kept, not yet changed: Sync made it durable
+					must(t, pass[crash].keep(l, r))
 					must(t, l.Sync())
+				default: // the crash inside Commit: its point written, the log not yet removed
+					must(t, l.w.Flush())
+					must(t, l.writeNext(Point{Digest: tree.Hash{1}}))
 				}
 				l.f.Close() // the crash: nothing more is written
 				l2, err := Open(r, dir, owners)
@@ -236,6 +263,9 @@ func TestRollbackAfterACrashAnywhere(t *testing.T) {
 				if l2.Pending() {
 					t.Fatal("still pending after the rollback")
 				}
+				if pt, ok, err := l2.Point(); err != nil || !ok || pt.Digest != want {
+					t.Fatalf("the point after the rollback: %x %v %v, want the last committed %x", pt.Digest, ok, err, want)
+				}
 			})
 		}
 	}
@@ -250,7 +280,7 @@ func TestRollbackAfterACrashAnywhere(t *testing.T) {
 		}
 		after, _ := digest(t, dir)
 		must(t, r.Syncfs())
-		must(t, l.Commit())
+		must(t, l.Commit(Point{Digest: after}))
 		l2, err := Open(r, dir, owners)
 		must(t, err)
 		if l2.Pending() {
@@ -259,12 +289,52 @@ func TestRollbackAfterACrashAnywhere(t *testing.T) {
 		if got, _ := digest(t, dir); got != after || got == want {
 			t.Fatalf("committed pass: digest %x, want %x (and not the old %x)", got, after, want)
 		}
+		if pt, ok, err := l2.Point(); err != nil || !ok || pt.Digest != after {
+			t.Fatalf("the committed pass's point: %x %v %v", pt.Digest, ok, err)
+		}
 		names, err := os.ReadDir(filepath.Join(dir, Dir))
 		must(t, err)
-		if len(names) != 0 {
-			t.Fatalf("the log kept %d entries after the commit", len(names))
+		if len(names) != 1 || names[0].Name() != "point" {
+			t.Fatalf("the log kept %d entries after the commit, want only the point", len(names))
 		}
 	})
+}
+
+// A crash inside Commit after the log is gone: the pass is committed, and
+// Open makes its point the volume's point.
+func TestCommitFinishedByOpen(t *testing.T) {
+	dir, r := volume(t)
+	l, err := Open(r, dir, false)
+	must(t, err)
+	must(t, l.Mark(Point{Digest: tree.Hash{1}}))
+	must(t, l.Begin())
+	must(t, pass[0].do(l, r))
+	must(t, l.w.Flush())
+	l.f.Close()
+	must(t, l.writeNext(Point{Digest: tree.Hash{2}}))
+	must(t, r.Remove(logName)) // the commit step; the crash before the point's rename
+	l2, err := Open(r, dir, false)
+	must(t, err)
+	if pt, ok, err := l2.Point(); err != nil || !ok || pt.Digest != (tree.Hash{2}) || l2.Pending() {
+		t.Fatalf("point %x %v %v, pending %v: want the committed pass's", pt.Digest, ok, err, l2.Pending())
+	}
+}
+
+// Remove hands the volume back without the log's directory, the root's
+// metadata as the point had it.
+func TestRemoveLeavesTheVolume(t *testing.T) {
+	dir, r := volume(t)
+	want, _ := digest(t, dir)
+	l, err := Open(r, dir, false)
+	must(t, err)
+	must(t, l.Mark(Point{Digest: want}))
+	must(t, Remove(r, dir))
+	if _, err := os.Lstat(filepath.Join(dir, Dir)); !os.IsNotExist(err) {
+		t.Fatalf("%s still there: %v", Dir, err)
+	}
+	if got, _ := digest(t, dir); got != want {
+		t.Fatal("removing the log's directory changed the volume")
+	}
 }
 
 // A record torn by the crash ends the log; its change never ran.

@@ -1,0 +1,225 @@
+package receiver
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/stateful-migration/stateful-migration/pkg/mover/safefs"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/tree"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/undo"
+)
+
+// points makes each pass a standby receives a point in time (Options.Points,
+// docs/dr.md): once the volume holds a committed pass, every later pass is
+// applied under an undo log, so that a crash mid-pass rolls back to the last
+// committed one, and a pass commits at its sync, with its digest.
+type points struct {
+	log     *undo.Log
+	have    bool // a pass is committed: the next is applied under the log
+	logging bool // the log holds the pass in progress
+	// crash, when set (tests), is asked before each record and each change
+	// the log covers; an error ends the session as a crash would.
+	crash func() error
+	// committed, when set (tests), is called after each commit.
+	committed func()
+}
+
+// openPoints opens the volume's log and rolls back a pass a crash left.
+func (r *Receiver) openPoints() error {
+	l, err := undo.Open(r.root, r.opts.Dir, r.owners)
+	if err != nil {
+		return fmt.Errorf("opening the undo log: %w", err)
+	}
+	if l.Pending() {
+		if err := l.Rollback(); err != nil {
+			return fmt.Errorf("rolling back the interrupted pass: %w", err)
+		}
+		r.logf("rolled back an interrupted pass to the last committed point")
+	}
+	_, have, err := l.Point()
+	if err != nil {
+		return err
+	}
+	r.points = &points{log: l, have: have}
+	return nil
+}
+
+// keep records, before a change, what the change destroys (record) and
+// makes that durable: the change may follow.
+func (s *session) keep(record func(*undo.Log) error) error {
+	p := s.r.points
+	if p == nil || !p.have {
+		return nil
+	}
+	if err := p.hit(); err != nil {
+		return err
+	}
+	if !p.logging {
+		if err := p.log.Begin(); err != nil {
+			return classify(err, "starting the undo log")
+		}
+		p.logging = true
+	}
+	if err := record(p.log); err != nil {
+		return classify(err, "keeping the standby's point")
+	}
+	if err := p.log.Sync(); err != nil {
+		return classify(err, "keeping the standby's point")
+	}
+	return p.hit()
+}
+
+// replaced keeps what is at path p, which the next change replaces, and
+// records that the change makes p.
+func (s *session) replaced(p string) error {
+	return s.keep(func(l *undo.Log) error {
+		if err := l.Replace(p); err != nil {
+			return err
+		}
+		return l.Created(p)
+	})
+}
+
+func (p *points) hit() error {
+	if p.crash != nil {
+		if err := p.crash(); err != nil {
+			return fmt.Errorf("%w: %v", ErrFatal, err)
+		}
+	}
+	return nil
+}
+
+// commit makes the volume, synced by the caller, the standby's point, with
+// its digest: verified is the one the sender agreed to; otherwise it is
+// computed here (the view makes that cheap). The log, if the pass had one,
+// is removed in one step.
+func (s *session) commit(verified *undo.Point) error {
+	p := s.r.points
+	if p == nil {
+		return nil
+	}
+	pt := undo.Point{Owners: s.owners}
+	if verified != nil {
+		pt = *verified
+	} else {
+		es, err := s.r.view.current(s.r.opts.Dir, s.r.known(false), true)
+		if err != nil {
+			return classify(err, "listing the committed pass")
+		}
+		v, err := tree.VerifyEntries(s.r.opts.Dir, es, s.r.cache, false, s.owners)
+		if err != nil {
+			return classify(err, "summing the committed pass")
+		}
+		pt.Digest, pt.Entries = v.Digest, uint64(v.Count())
+	}
+	pt.Time = time.Now().UTC()
+	if err := p.hit(); err != nil {
+		return err
+	}
+	var err error
+	if p.logging {
+		err = p.log.Commit(pt)
+	} else {
+		err = p.log.Mark(pt)
+	}
+	if err != nil {
+		return classify(err, "committing the standby's point")
+	}
+	p.have, p.logging = true, false
+	if p.committed != nil {
+		p.committed()
+	}
+	return nil
+}
+
+// overwriting keeps the bytes of [off, off+n) of a file updated in place.
+func (s *session) overwriting(of *openFile, off, n int64) error {
+	if !of.inPlace {
+		return nil
+	}
+	return s.keep(func(l *undo.Log) error { return l.Overwrite(of.e.Path, of.f, off, n) })
+}
+
+// tailPast is how many bytes f holds past size.
+func tailPast(f *os.File, size int64) int64 {
+	st, err := f.Stat()
+	if err != nil {
+		return 0
+	}
+	return max(0, st.Size()-size)
+}
+
+// keepRename keeps what renaming from to to changes: what is at to, and
+// the parents of to that the rename makes (they are the pass's own).
+func (s *session) keepRename(from, to string) error {
+	return s.keep(func(l *undo.Log) error {
+		var made []string
+		for d := tree.Parent(to); d != "."; d = tree.Parent(d) {
+			if st, err := s.r.root.Lstat(d); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				break
+			}
+			made = append(made, d)
+		}
+		for i := len(made) - 1; i >= 0; i-- {
+			if err := l.Replace(made[i]); err != nil {
+				return err
+			}
+			if err := l.Created(made[i]); err != nil {
+				return err
+			}
+		}
+		if err := l.Replace(to); err != nil {
+			return err
+		}
+		return l.Renamed(from, to)
+	})
+}
+
+// Promote readies a standby volume for the app (failover, docs/dr.md): it
+// rolls back a pass a crash left, checks the volume against its point's
+// digest, every byte reread, and removes the undo log's directory. A
+// volume without a point, or whose digest differs, is refused untouched
+// but for the rollback.
+func Promote(dir string) (undo.Point, error) {
+	root, err := safefs.Open(dir)
+	if err != nil {
+		return undo.Point{}, err
+	}
+	defer root.Close()
+	if _, err := root.Lstat(undo.Dir); err != nil {
+		return undo.Point{}, fmt.Errorf("%s holds no standby point (no %s)", dir, undo.Dir)
+	}
+	l, err := undo.Open(root, dir, os.Geteuid() == 0)
+	if err != nil {
+		return undo.Point{}, err
+	}
+	if l.Pending() {
+		if err := l.Rollback(); err != nil {
+			return undo.Point{}, fmt.Errorf("rolling back the interrupted pass: %w", err)
+		}
+	}
+	pt, ok, err := l.Point()
+	if err != nil {
+		return undo.Point{}, err
+	}
+	if !ok {
+		return undo.Point{}, fmt.Errorf("%s holds no committed point yet: its first pass did not complete", dir)
+	}
+	es, err := tree.Scan(dir, ".", nil)
+	if err != nil {
+		return pt, err
+	}
+	tree.LinkGroups(es)
+	v, err := tree.VerifyEntries(dir, es, nil, true, pt.Owners)
+	if err != nil {
+		return pt, err
+	}
+	if v.Digest != pt.Digest {
+		return pt, fmt.Errorf("%s differs from its point of %s (digest %x, the point's %x): refusing to promote it",
+			dir, pt.Time.Format(time.RFC3339), v.Digest, pt.Digest)
+	}
+	return pt, undo.Remove(root, dir)
+}
