@@ -1,0 +1,166 @@
+package integration_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stateful-migration/stateful-migration/pkg/mover/cli"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/receiver"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/sender"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/undo"
+)
+
+// execArgs, set in the environment, makes the test binary run the mover
+// command with these arguments (separated by newlines) instead of the
+// tests: a receiver process a test can kill.
+const execArgs = "MOVER_TEST_EXEC"
+
+func TestMain(m *testing.M) {
+	if args := os.Getenv(execArgs); args != "" {
+		cmd := cli.NewCommand()
+		cmd.SetArgs(strings.Split(args, "\n"))
+		if err := cmd.Execute(); err != nil {
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// A standby receiver process killed (SIGKILL) at any moment of a pass —
+// small files being replaced by its workers, a large file rewritten in
+// place, trees removed and made — leaves a volume that `promote` rolls
+// back to the last committed pass, byte for byte, metadata included.
+func TestStandbySurvivesAKilledReceiver(t *testing.T) {
+	c := makeCreds(t)
+	srcA, srcB := t.TempDir(), t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(srcA, "many"), 0o755))
+	must(t, os.MkdirAll(filepath.Join(srcA, "old/sub"), 0o755))
+	writeRandom(t, filepath.Join(srcA, "db"), 48<<20, 1)
+	writeRandom(t, filepath.Join(srcA, "old/sub/f"), 5000, 2)
+	for i := range 400 {
+		must(t, os.WriteFile(filepath.Join(srcA, fmt.Sprintf("many/f%03d", i)), []byte(fmt.Sprintf("file %d before", i)), 0o644))
+	}
+	must(t, exec.Command("cp", "-a", srcA+"/.", srcB).Run())
+	f, err := os.OpenFile(filepath.Join(srcB, "db"), os.O_RDWR, 0)
+	must(t, err)
+	_, err = f.WriteAt(randomBytes(24<<20, 3), 8<<20)
+	must(t, err)
+	must(t, f.Close())
+	for i := range 400 {
+		must(t, os.WriteFile(filepath.Join(srcB, fmt.Sprintf("many/f%03d", i)), []byte(fmt.Sprintf("file %d after", i)), 0o644))
+	}
+	must(t, os.RemoveAll(filepath.Join(srcB, "old")))
+	must(t, os.MkdirAll(filepath.Join(srcB, "new/sub"), 0o700))
+	writeRandom(t, filepath.Join(srcB, "new/sub/g"), 300<<10, 4)
+
+	// An uncut pass first: how long one takes, and that it commits B.
+	dst := t.TempDir()
+	standbyCopy(t, c, srcA, dst, 0)
+	start := time.Now()
+	if killed := standbyCopy(t, c, srcB, dst, 0); killed {
+		t.Fatal("an uncut pass was killed")
+	}
+	full := time.Since(start)
+	promoteAndCompare(t, dst, srcB)
+
+	cut := 0
+	for _, frac := range []float64{0.05, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9} {
+		dst := t.TempDir()
+		standbyCopy(t, c, srcA, dst, 0)
+		killed := standbyCopy(t, c, srcB, dst, time.Duration(frac*float64(full)))
+		want := srcA
+		if killed && pending(dst) {
+			cut++
+		} else if !killed {
+			want = srcB // done before the kill: committed
+		}
+		promoteAndCompare(t, dst, want)
+	}
+	t.Logf("an uncut pass took %v; %d of 7 kills cut one off", full.Round(time.Millisecond), cut)
+	if cut < 3 {
+		t.Fatalf("only %d kills landed inside a pass: the test does not exercise the rollback", cut)
+	}
+}
+
+// standbyCopy runs a receiver process keeping points on dst and a one-shot
+// sender from src; with kill > 0 the receiver is killed that long after the
+// sender starts. It reports whether the kill came before the receiver ended.
+func standbyCopy(t *testing.T, c creds, src, dst string, kill time.Duration) bool {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	args := []string{"receive", "--dir", dst, "--points", "--listen", addr, "--progress-interval", "1h",
+		"--ca", c.server.CA, "--cert", c.server.Cert, "--key", c.server.Key}
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), execArgs+"="+strings.Join(args, "\n"))
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	must(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for { // listening?
+		if conn, err := net.Dial("tcp", addr); err == nil {
+			conn.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the receiver does not listen: %s", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o := sendOpts(c, src, addr)
+	o.RetryTimeout = time.Second
+	sent := make(chan error, 1)
+	go func() { _, err := sender.Run(ctx, o); sent <- err }()
+	if kill > 0 {
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Fatalf("receiver: %v: %s", err, out.String())
+			}
+			<-sent
+			return false
+		case <-time.After(kill):
+			cmd.Process.Signal(syscall.SIGKILL)
+			<-exited
+			cancel()
+			<-sent
+			return true
+		}
+	}
+	if err := <-sent; err != nil {
+		t.Fatalf("sender: %v", err)
+	}
+	if err := <-exited; err != nil {
+		t.Fatalf("receiver: %v: %s", err, out.String())
+	}
+	return false
+}
+
+// pending reports a pass the log holds, neither committed nor rolled back.
+func pending(dst string) bool {
+	_, err := os.Lstat(filepath.Join(dst, undo.Dir, "log"))
+	return err == nil
+}
+
+func promoteAndCompare(t *testing.T, dst, want string) {
+	t.Helper()
+	if _, err := receiver.Promote(dst); err != nil {
+		t.Fatalf("promote: %v", err)
+	}
+	assertSame(t, want, dst)
+}
