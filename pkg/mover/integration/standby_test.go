@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/stateful-migration/stateful-migration/pkg/mover/cli"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/receiver"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/sender"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/tree"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/undo"
 )
 
@@ -163,4 +165,78 @@ func promoteAndCompare(t *testing.T, dst, want string) {
 		t.Fatalf("promote: %v", err)
 	}
 	assertSame(t, want, dst)
+}
+
+// Under a continuous sender every update pass commits a point — renames
+// of a file and of a directory among its changes (a continuous sender's
+// own) — whose digest is the volume's, and the final sync commits the last.
+func TestStandbyContinuousPassesArePoints(t *testing.T) {
+	c := makeCreds(t)
+	src, dst := t.TempDir(), t.TempDir()
+	populate(t, src)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	recvDone := make(chan error, 1)
+	go func() {
+		recvDone <- receiver.Run(ctx, receiver.Options{Dir: dst, Listener: ln, TLS: c.server, Points: true})
+	}()
+	finish := make(chan struct{})
+	res := startContinuous(t, sendOpts(c, src, ln.Addr().String()), finish)
+
+	first := waitPoint(t, dst, time.Time{}, src)
+	must(t, os.Rename(filepath.Join(src, "a/b"), filepath.Join(src, "moved")))
+	must(t, os.Rename(filepath.Join(src, "setuid"), filepath.Join(src, "a/setuid2")))
+	must(t, os.Remove(filepath.Join(src, "empty.txt")))
+	writeRandom(t, filepath.Join(src, "a/fresh"), 70<<10, 9)
+	waitPoint(t, dst, first.Time, src)
+
+	close(finish)
+	if err := <-res; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-recvDone; err != nil {
+		t.Fatal(err)
+	}
+	promoteAndCompare(t, dst, src)
+}
+
+// waitPoint waits for a point committed after since that holds what src
+// holds now, and checks its digest against the volume.
+func waitPoint(t *testing.T, dst string, since time.Time, src string) undo.Point {
+	t.Helper()
+	want := snapshot(t, src)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var pt undo.Point
+		b, err := os.ReadFile(filepath.Join(dst, undo.Dir, "point"))
+		if err == nil && json.Unmarshal(b, &pt) == nil && pt.Time.After(since) {
+			got := snapshot(t, dst)
+			for p := range got {
+				if p == undo.Dir || strings.HasPrefix(p, undo.Dir+"/") {
+					delete(got, p)
+				}
+			}
+			if len(diffTrees(want, got)) == 0 && !pending(dst) {
+				if d := volumeDigest(t, dst, pt.Owners); d != pt.Digest {
+					t.Fatalf("the point of %v: digest %x, the volume's %x", pt.Time, pt.Digest, d)
+				}
+				return pt
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no point after %v holding the source (last read: %v %v)", since, pt.Time, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func volumeDigest(t *testing.T, root string, owners bool) tree.Hash {
+	es, err := tree.Scan(root, ".", nil)
+	must(t, err)
+	tree.LinkGroups(es)
+	v, err := tree.VerifyEntries(root, es, nil, true, owners)
+	must(t, err)
+	return v.Digest
 }
