@@ -72,20 +72,23 @@ func TestStandbySurvivesAKilledReceiver(t *testing.T) {
 		t.Fatal("an uncut pass was killed")
 	}
 	full := time.Since(start)
-	promoteAndCompare(t, dst, srcB)
+	b := promoteAndCompare(t, dst, func(undo.Point) string { return srcB })
 
 	cut := 0
 	for _, frac := range []float64{0.05, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9} {
 		dst := t.TempDir()
 		standbyCopy(t, c, srcA, dst, 0)
-		killed := standbyCopy(t, c, srcB, dst, time.Duration(frac*float64(full)))
-		want := srcA
-		if killed && pending(dst) {
+		if standbyCopy(t, c, srcB, dst, time.Duration(frac*float64(full))) && pending(dst) {
 			cut++
-		} else if !killed {
-			want = srcB // done before the kill: committed
 		}
-		promoteAndCompare(t, dst, want)
+		// B once its pass committed (the kill may come after the commit),
+		// A before.
+		promoteAndCompare(t, dst, func(pt undo.Point) string {
+			if pt.Digest == b.Digest {
+				return srcB
+			}
+			return srcA
+		})
 	}
 	t.Logf("an uncut pass took %v; %d of 7 kills cut one off", full.Round(time.Millisecond), cut)
 	if cut < 3 {
@@ -159,12 +162,16 @@ func pending(dst string) bool {
 	return err == nil
 }
 
-func promoteAndCompare(t *testing.T, dst, want string) {
+// promoteAndCompare promotes dst and compares it with the source want
+// names for its point.
+func promoteAndCompare(t *testing.T, dst string, want func(undo.Point) string) undo.Point {
 	t.Helper()
-	if _, err := receiver.Promote(dst); err != nil {
+	pt, err := receiver.Promote(dst)
+	if err != nil {
 		t.Fatalf("promote: %v", err)
 	}
-	assertSame(t, want, dst)
+	assertSame(t, want(pt), dst)
+	return pt
 }
 
 // Under a continuous sender every update pass commits a point — renames
@@ -199,7 +206,7 @@ func TestStandbyContinuousPassesArePoints(t *testing.T) {
 	if err := <-recvDone; err != nil {
 		t.Fatal(err)
 	}
-	promoteAndCompare(t, dst, src)
+	promoteAndCompare(t, dst, func(undo.Point) string { return src })
 }
 
 // waitPoint waits for a point committed after since that holds what src

@@ -10,6 +10,7 @@ import (
 	"github.com/stateful-migration/stateful-migration/pkg/mover/safefs"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/tree"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/undo"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/wire"
 )
 
 // points makes each pass a standby receives a point in time (Options.Points,
@@ -50,10 +51,21 @@ func (r *Receiver) openPoints() error {
 // keep records, before a change, what the change destroys (record) and
 // makes that durable: the change may follow.
 func (s *session) keep(record func(*undo.Log) error) error {
-	p := s.r.points
-	if p == nil || !p.have {
+	if !s.r.points.logs() {
 		return nil
 	}
+	if err := s.r.points.record(record); err != nil {
+		return err
+	}
+	return s.r.points.sync()
+}
+
+// logs reports whether changes are applied under the log now: once the
+// volume holds a point.
+func (p *points) logs() bool { return p != nil && p.have }
+
+// record writes what record keeps to the log, not yet durable.
+func (p *points) record(record func(*undo.Log) error) error {
 	if err := p.hit(); err != nil {
 		return err
 	}
@@ -66,10 +78,75 @@ func (s *session) keep(record func(*undo.Log) error) error {
 	if err := record(p.log); err != nil {
 		return classify(err, "keeping the standby's point")
 	}
+	return nil
+}
+
+// sync makes the records durable: the changes they cover may follow.
+func (p *points) sync() error {
 	if err := p.log.Sync(); err != nil {
 		return classify(err, "keeping the standby's point")
 	}
 	return p.hit()
+}
+
+// Whole small files under the log are held in runs, so that one sync makes
+// the records of many durable: a run's files have distinct paths in
+// directories that exist, so no record depends on another's change.
+const (
+	heldFiles = 256
+	heldBytes = 8 << 20
+)
+
+type heldRun struct {
+	jobs  []fileJob
+	bytes int
+}
+
+// queueFile hands a checked whole file to the workers; under the log it
+// records what the file replaces and holds it until its run is durable.
+func (s *session) queueFile(files *pool, m *wire.File, buf *[]byte) error {
+	if !s.r.points.logs() {
+		return files.add(m, buf)
+	}
+	s.held.jobs = append(s.held.jobs, fileJob{m, buf})
+	s.held.bytes += len(m.Data)
+	err := s.r.points.record(func(l *undo.Log) error {
+		if err := l.Replace(m.Entry.Path); err != nil {
+			return err
+		}
+		return l.Created(m.Entry.Path)
+	})
+	if err == nil && (len(s.held.jobs) >= heldFiles || s.held.bytes >= heldBytes) {
+		err = s.release(files)
+	}
+	return err
+}
+
+// release makes the held files' records durable and queues the files; it
+// runs before any other frame is applied.
+func (s *session) release(files *pool) error {
+	if len(s.held.jobs) == 0 {
+		return nil
+	}
+	jobs := s.held.jobs
+	s.held = heldRun{}
+	err := s.r.points.sync()
+	for i, j := range jobs {
+		if err == nil {
+			err = files.add(j.m, j.buf)
+		} else {
+			putFrame(jobs[i].buf)
+		}
+	}
+	return err
+}
+
+// dropHeld returns the buffers of held files a failed session never applies.
+func (s *session) dropHeld() {
+	for _, j := range s.held.jobs {
+		putFrame(j.buf)
+	}
+	s.held = heldRun{}
 }
 
 // replaced keeps what is at path p, which the next change replaces, and

@@ -54,6 +54,7 @@ type session struct {
 	block  bool
 	files  map[uint64]*openFile
 	dev    *os.File
+	held   heldRun // whole files under the undo log, waiting for their run's sync
 }
 
 // flushEvery is how much written data starts a background syncfs, so that
@@ -135,6 +136,7 @@ func (r *Receiver) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 	}()
 	files := newPool(s)
 	defer files.close()
+	defer s.dropHeld()
 	first := true
 	for fr := range frames {
 		// The type is checked before the body is decoded: a frame the
@@ -155,14 +157,12 @@ func (r *Receiver) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 		var done bool
 		if err == nil && fr.t == wire.TFile {
 			if err = s.checkFile(m.(*wire.File)); err == nil {
-				err = s.replaced(m.(*wire.File).Entry.Path)
-			}
-			if err == nil {
-				err = files.add(m.(*wire.File), fr.buf)
+				err = s.queueFile(files, m.(*wire.File), fr.buf)
 				fr.buf = nil // the worker returns it
 			}
 		} else if err == nil {
-			if !streams(fr.t) {
+			err = s.release(files)
+			if err == nil && !streams(fr.t) {
 				err = files.wait()
 			}
 			if err == nil {
@@ -186,7 +186,11 @@ func (r *Receiver) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 			return ctx.Err()
 		}
 	}
-	if err := files.wait(); err != nil { // a refused file explains more than the EOF
+	err := s.release(files)
+	if err == nil {
+		err = files.wait()
+	}
+	if err != nil { // a refused file explains more than the EOF
 		s.refuse(err, frames)
 		return err
 	}
