@@ -315,17 +315,21 @@ func (s *session) data(m *wire.Data) error {
 	if m.Off+int64(len(m.Data)) > of.e.Size {
 		return fmt.Errorf("protocol error: write past end of %q", of.e.Path)
 	}
-	if err := s.overwriting(of, m.Off, int64(len(m.Data))); err != nil {
-		return err
+	if of.inPlace && s.r.points.logs() {
+		return s.holdWrite(of, m.Off, m.Data)
 	}
-	if _, err := of.f.WriteAt(m.Data, m.Off); err != nil {
+	return s.write(of, m.Off, m.Data)
+}
+
+func (s *session) write(of *openFile, off int64, p []byte) error {
+	if _, err := of.f.WriteAt(p, off); err != nil {
 		return classify(err, "writing "+of.e.Path)
 	}
-	s.r.Tracker.AddCopied(int64(len(m.Data)), 0)
+	s.r.Tracker.AddCopied(int64(len(p)), 0)
 	if !s.block {
-		s.wrote(int64(len(m.Data)))
+		s.wrote(int64(len(p)))
 	}
-	s.track(of, m.Off, m.Data)
+	s.track(of, off, p)
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"time"
@@ -83,30 +84,63 @@ func (p *points) record(record func(*undo.Log) error) error {
 
 // sync makes the records durable: the changes they cover may follow.
 func (p *points) sync() error {
+	if err := p.hit(); err != nil {
+		return err
+	}
 	if err := p.log.Sync(); err != nil {
 		return classify(err, "keeping the standby's point")
 	}
 	return p.hit()
 }
 
-// Whole small files under the log are held in runs, so that one sync makes
-// the records of many durable: a run's files have distinct paths in
-// directories that exist, so no record depends on another's change.
+// Whole small files and the chunks of files updated in place are held in
+// runs under the log, so that one sync makes the records of many durable:
+// a run's files have distinct paths in directories that exist, its chunks
+// distinct ranges, so no record depends on another's change. Any frame of
+// another kind releases the run first.
 const (
 	heldFiles = 256
 	heldBytes = 8 << 20
 )
 
 type heldRun struct {
-	jobs  []fileJob
-	bytes int
+	jobs   []fileJob
+	writes []heldWrite
+	bytes  int
+}
+
+type heldWrite struct {
+	of   *openFile
+	off  int64
+	data []byte
+}
+
+// holds reports the frames a run holds: any other releases it first.
+func holds(t wire.Type) bool { return t == wire.TFile || t == wire.TData }
+
+// holdWrite keeps the bytes a chunk of a file updated in place overwrites
+// and holds the chunk until its run is durable.
+func (s *session) holdWrite(of *openFile, off int64, p []byte) error {
+	if err := s.r.points.record(func(l *undo.Log) error { return l.Overwrite(of.e.Path, of.f, off, int64(len(p))) }); err != nil {
+		return err
+	}
+	s.held.writes = append(s.held.writes, heldWrite{of, off, bytes.Clone(p)})
+	s.held.bytes += len(p)
+	return s.releaseIfFull()
+}
+
+func (s *session) releaseIfFull() error {
+	if len(s.held.jobs)+len(s.held.writes) >= heldFiles || s.held.bytes >= heldBytes {
+		return s.release()
+	}
+	return nil
 }
 
 // queueFile hands a checked whole file to the workers; under the log it
 // records what the file replaces and holds it until its run is durable.
-func (s *session) queueFile(files *pool, m *wire.File, buf *[]byte) error {
+func (s *session) queueFile(m *wire.File, buf *[]byte) error {
 	if !s.r.points.logs() {
-		return files.add(m, buf)
+		return s.pool.add(m, buf)
 	}
 	s.held.jobs = append(s.held.jobs, fileJob{m, buf})
 	s.held.bytes += len(m.Data)
@@ -116,26 +150,31 @@ func (s *session) queueFile(files *pool, m *wire.File, buf *[]byte) error {
 		}
 		return l.Created(m.Entry.Path)
 	})
-	if err == nil && (len(s.held.jobs) >= heldFiles || s.held.bytes >= heldBytes) {
-		err = s.release(files)
+	if err == nil {
+		err = s.releaseIfFull()
 	}
 	return err
 }
 
-// release makes the held files' records durable and queues the files; it
-// runs before any other frame is applied.
-func (s *session) release(files *pool) error {
-	if len(s.held.jobs) == 0 {
+// release makes the held run's records durable, writes its chunks and
+// queues its files.
+func (s *session) release() error {
+	if len(s.held.jobs)+len(s.held.writes) == 0 {
 		return nil
 	}
-	jobs := s.held.jobs
+	run := s.held
 	s.held = heldRun{}
 	err := s.r.points.sync()
-	for i, j := range jobs {
+	for _, w := range run.writes {
 		if err == nil {
-			err = files.add(j.m, j.buf)
+			err = s.write(w.of, w.off, w.data)
+		}
+	}
+	for _, j := range run.jobs {
+		if err == nil {
+			err = s.pool.add(j.m, j.buf)
 		} else {
-			putFrame(jobs[i].buf)
+			putFrame(j.buf)
 		}
 	}
 	return err

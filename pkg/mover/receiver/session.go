@@ -54,7 +54,8 @@ type session struct {
 	block  bool
 	files  map[uint64]*openFile
 	dev    *os.File
-	held   heldRun // whole files under the undo log, waiting for their run's sync
+	pool   *pool   // the workers writing whole small files
+	held   heldRun // changes under the undo log, waiting for their run's sync
 }
 
 // flushEvery is how much written data starts a background syncfs, so that
@@ -135,6 +136,7 @@ func (r *Receiver) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 		}
 	}()
 	files := newPool(s)
+	s.pool = files
 	defer files.close()
 	defer s.dropHeld()
 	first := true
@@ -157,11 +159,13 @@ func (r *Receiver) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 		var done bool
 		if err == nil && fr.t == wire.TFile {
 			if err = s.checkFile(m.(*wire.File)); err == nil {
-				err = s.queueFile(files, m.(*wire.File), fr.buf)
+				err = s.queueFile(m.(*wire.File), fr.buf)
 				fr.buf = nil // the worker returns it
 			}
 		} else if err == nil {
-			err = s.release(files)
+			if !holds(fr.t) {
+				err = s.release()
+			}
 			if err == nil && !streams(fr.t) {
 				err = files.wait()
 			}
@@ -186,7 +190,7 @@ func (r *Receiver) ServeConn(ctx context.Context, rw io.ReadWriter) error {
 			return ctx.Err()
 		}
 	}
-	err := s.release(files)
+	err := s.release()
 	if err == nil {
 		err = files.wait()
 	}
