@@ -287,6 +287,9 @@ func (r *Reconciler) volume(ctx context.Context, rd *replv1.ReplicationDestinati
 	ms := mover.Read(ctx, r.Logs, pod)
 	if p := ms.Progress; p != nil {
 		vs.BytesReceived = p.BytesCopied
+		if p.Point != nil {
+			vs.Point = &replv1.VolumePoint{Time: metav1.NewTime(p.Point.Time), Digest: p.Point.Digest}
+		}
 	}
 	poll := r.Poll
 	if rd.Spec.FinalSync {
@@ -584,7 +587,7 @@ func (r *Reconciler) ensureReceiver(ctx context.Context, rd *replv1.ReplicationD
 	want := mover.Pod(mover.PodSpec{
 		Namespace: rd.Namespace, Name: name, Image: image, MigrationID: rd.Spec.MigrationID,
 		Role: mover.RoleReceiver, PVCName: v.PVCName, Block: block, TLSSecret: rd.Spec.TLSSecretName,
-		Args:      mover.ReceiverArgs(block, rd.Namespace+"/"+v.PVCName),
+		Args:      mover.ReceiverArgs(block, rd.Namespace+"/"+v.PVCName, rd.Spec.Standby),
 		Resources: rd.Spec.MoverResources, Capacity: v.Capacity,
 	})
 	if err := controllerutil.SetControllerReference(rd, want, r.Client.Scheme()); err != nil {

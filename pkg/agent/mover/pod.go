@@ -95,9 +95,14 @@ type PodSpec struct {
 	Capacity  resource.Quantity
 }
 
-// ReceiverArgs are the arguments of `mover receive`.
-func ReceiverArgs(block bool, volume string) []string {
-	return append(commonArgs(block, volume), "--listen", ":"+strconv.Itoa(replv1.ReceiverPort))
+// ReceiverArgs are the arguments of `mover receive`; a standby's receiver
+// keeps points in time (--points).
+func ReceiverArgs(block bool, volume string, standby bool) []string {
+	args := append(commonArgs(block, volume), "--listen", ":"+strconv.Itoa(replv1.ReceiverPort))
+	if standby {
+		args = append(args, "--points")
+	}
+	return args
 }
 
 // SenderArgs are the arguments of `mover send`: a continuous sender that

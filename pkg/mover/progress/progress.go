@@ -63,6 +63,15 @@ type Progress struct {
 	LastError    string `json:"lastError,omitempty"`
 	Digest       string `json:"digest,omitempty"`
 	Verified     bool   `json:"verified"`
+	// Point is a standby receiver's (receive --points) last committed
+	// pass: what a failover would start from.
+	Point *Point `json:"point,omitempty"`
+}
+
+// Point is a committed pass of a standby volume.
+type Point struct {
+	Time   time.Time `json:"time"`
+	Digest string    `json:"digest"`
 }
 
 // Tracker accumulates progress; all methods are safe for concurrent use.

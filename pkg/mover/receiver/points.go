@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/stateful-migration/stateful-migration/pkg/mover/progress"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/safefs"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/tree"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/undo"
@@ -41,11 +42,14 @@ func (r *Receiver) openPoints() error {
 		}
 		r.logf("rolled back an interrupted pass to the last committed point")
 	}
-	_, have, err := l.Point()
+	pt, have, err := l.Point()
 	if err != nil {
 		return err
 	}
 	r.points = &points{log: l, have: have}
+	if have {
+		r.reportPoint(pt)
+	}
 	return nil
 }
 
@@ -199,6 +203,13 @@ func (s *session) replaced(p string) error {
 	})
 }
 
+// reportPoint puts the committed point in the receiver's progress.
+func (r *Receiver) reportPoint(pt undo.Point) {
+	r.Tracker.Update(func(p *progress.Progress) {
+		p.Point = &progress.Point{Time: pt.Time, Digest: fmt.Sprintf("%x", pt.Digest)}
+	})
+}
+
 func (p *points) hit() error {
 	if p.crash != nil {
 		if err := p.crash(); err != nil {
@@ -245,6 +256,7 @@ func (s *session) commit(verified *undo.Point) error {
 		return classify(err, "committing the standby's point")
 	}
 	p.have, p.logging = true, false
+	s.r.reportPoint(pt)
 	if p.committed != nil {
 		p.committed()
 	}

@@ -176,6 +176,12 @@ func standbyPass(t *testing.T, c testCredFiles, src, dst string, crash func() er
 	if err == nil && serr != nil {
 		t.Fatalf("the receiver completed, the sender failed: %v", serr)
 	}
+	if err == nil { // its progress names the point it committed
+		pt, ok, perr := r.points.log.Point()
+		if rp := r.Tracker.Snapshot().Point; perr != nil || !ok || rp == nil || rp.Digest != fmt.Sprintf("%x", pt.Digest) || !rp.Time.Equal(pt.Time) {
+			t.Fatalf("progress reports point %+v, the volume's is %x of %v (%v)", rp, pt.Digest, pt.Time, perr)
+		}
+	}
 	return err
 }
 

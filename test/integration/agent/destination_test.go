@@ -385,3 +385,50 @@ var _ = Describe("Agent rights", func() {
 })
 
 func itoa(i int32) string { return fmtInt(int64(i)) }
+
+var _ = Describe("ReplicationDestination for a standby", func() {
+	var agent *agentRun
+	BeforeEach(func() { agent = startAgent() })
+	AfterEach(func() { agent.stop() })
+
+	It("runs its receivers keeping points in time and reports each volume's last point; standby is immutable", func() {
+		ctx := context.Background()
+		const ns, id = "dst-standby", "s1"
+		appNamespace(ctx, ns)
+		rd := &replv1.ReplicationDestination{
+			ObjectMeta: metav1.ObjectMeta{Name: "smig-s1", Namespace: ns},
+			Spec: replv1.ReplicationDestinationSpec{
+				MigrationID: id, TLSSecretName: "smig-s1-tls", EndpointType: replv1.EndpointNodePort, Standby: true,
+				Volumes: []replv1.DestinationVolume{{PVCName: "data", Capacity: resource.MustParse("1Gi"),
+					AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, StorageClassName: ptr.To("fast")}},
+			},
+		}
+		Expect(k8s.Create(ctx, rd)).To(Succeed())
+		tlsSecret(ctx, ns, "smig-s1-tls")
+		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, mover.RoleReceiver) }).Should(HaveLen(1))
+		recv := mover.PodName(id, mover.RoleReceiver, "data")
+		var pod corev1.Pod
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: recv}, &pod)).To(Succeed())
+		Expect(pod.Spec.Containers[0].Args).To(ContainElement("--points"))
+
+		By("reporting the point the receiver's progress names")
+		setPodStatus(ctx, ns, recv, running("10.0.0.9"))
+		logs.set(ns, recv, `{"role":"receiver","phase":"Receiving","time":"2026-12-07T10:00:01Z","bytesCopied":10,"passes":3,`+
+			`"point":{"time":"2026-12-07T10:00:00Z","digest":"abcd"},"verified":false}`)
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rd), rd)).To(Succeed())
+			g.Expect(rd.Status.Volumes).To(HaveLen(1))
+			p := rd.Status.Volumes[0].Point
+			g.Expect(p).NotTo(BeNil())
+			g.Expect(p.Digest).To(Equal("abcd"))
+			g.Expect(p.Time.UTC().Format(time.RFC3339)).To(Equal("2026-12-07T10:00:00Z"))
+		}).Should(Succeed())
+
+		By("refusing to turn a standby into a plain destination")
+		rd.Spec.Standby = false
+		err := k8s.Update(ctx, rd)
+		Expect(err).To(HaveOccurred())
+		Expect(err.Error()).To(ContainSubstring("standby is immutable"))
+		Expect(k8s.Delete(ctx, rd)).To(Succeed())
+	})
+})

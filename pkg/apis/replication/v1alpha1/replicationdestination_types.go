@@ -53,6 +53,7 @@ type DestinationVolume struct {
 // ReplicationDestinationSpec is written by the hub.
 // +kubebuilder:validation:XValidation:rule="self.migrationID == oldSelf.migrationID",message="migrationID is immutable"
 // +kubebuilder:validation:XValidation:rule="self.volumes == oldSelf.volumes",message="volumes are immutable"
+// +kubebuilder:validation:XValidation:rule="(has(self.standby) && self.standby) == (has(oldSelf.standby) && oldSelf.standby)",message="standby is immutable"
 type ReplicationDestinationSpec struct {
 	// MigrationID identifies the migration (the hub's Migration UID prefix).
 	// +kubebuilder:validation:MinLength=1
@@ -103,6 +104,20 @@ type ReplicationDestinationSpec struct {
 	// success is what "the app is back" means.
 	// +optional
 	PostLaunchHook *Hook `json:"postLaunchHook,omitempty"`
+	// Standby makes the PVCs a disaster-recovery standby: each pass is
+	// applied under an undo log and committed whole, so that they always
+	// hold the last complete pass, reported as status.volumes[].point
+	// (mover receive --points; docs/dr.md).
+	// +optional
+	Standby bool `json:"standby,omitempty"`
+}
+
+// VolumePoint is the last pass a standby volume committed whole.
+type VolumePoint struct {
+	// Time the pass was committed.
+	Time metav1.Time `json:"time"`
+	// Digest of the volume as that pass left it.
+	Digest string `json:"digest"`
 }
 
 // DestinationVolumeStatus is one volume's progress.
@@ -124,6 +139,9 @@ type DestinationVolumeStatus struct {
 	// PVC, once spec.hubVerified is set.
 	// +optional
 	AppPod string `json:"appPod,omitempty"`
+	// Point is the last committed pass of a standby volume (spec.standby).
+	// +optional
+	Point *VolumePoint `json:"point,omitempty"`
 }
 
 // ReplicationDestinationStatus is written by the agent.
