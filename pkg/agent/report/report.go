@@ -62,6 +62,15 @@ type Message struct {
 	// namespaces that run it; nil when the spec asks for none.
 	Hook  *replv1.HookStatus `json:"hook,omitempty"`
 	Error string             `json:"error,omitempty"`
+	// Point (a standby's destination): once every volume committed a pass,
+	// the oldest of their points, with the digest over all of them.
+	Point *Point `json:"point,omitempty"`
+}
+
+// Point is a standby's recovery point over all its volumes.
+type Point struct {
+	Time   metav1.Time `json:"time"`
+	Digest string      `json:"digest"`
 }
 
 // Reporter writes conditions, skipping writes that would change nothing.
@@ -216,6 +225,8 @@ func DestinationCondition(migrationID string, items []replv1.ReplicationDestinat
 	digests := map[string]string{}
 	appReady, verified := len(items) > 0, len(items) > 0
 	var hooks []namespacedHook
+	var point *Point
+	pointDigests, allPoints := map[string]string{}, len(items) > 0
 	for _, o := range items {
 		s := o.Status
 		if o.Spec.PostLaunchHook != nil {
@@ -248,7 +259,20 @@ func DestinationCondition(migrationID string, items []replv1.ReplicationDestinat
 				m.Endpoints[o.Namespace+"/"+v.PVCName] = v.Endpoint
 			}
 			digests[o.Namespace+"/"+v.PVCName] = v.Digest
+			if v.Point == nil {
+				allPoints = false
+				continue
+			}
+			pointDigests[o.Namespace+"/"+v.PVCName] = v.Point.Digest
+			if point == nil || v.Point.Time.Before(&point.Time) {
+				point = &Point{Time: v.Point.Time}
+			}
 		}
+		allPoints = allPoints && len(s.Volumes) == len(o.Spec.Volumes) && len(s.Volumes) > 0
+	}
+	if allPoints && point != nil {
+		point.Digest = CombineDigests(pointDigests)
+		m.Point = point
 	}
 	if len(m.Endpoints) == 0 {
 		m.Endpoints = nil

@@ -89,3 +89,34 @@ func TestHookAggregatesNamespaces(t *testing.T) {
 		t.Fatalf("no hook asked, got %+v", h)
 	}
 }
+
+// A standby's point is reported once every volume of every namespace has
+// one: the oldest time (what a failover would lose from), the digest over all.
+func TestDestinationPointIsTheOldestOnceEveryVolumeHasOne(t *testing.T) {
+	t1, t2 := metav1.Unix(1000, 0), metav1.Unix(2000, 0)
+	rd := func(ns string, points ...*replv1.VolumePoint) replv1.ReplicationDestination {
+		o := replv1.ReplicationDestination{}
+		o.Namespace = ns
+		o.Status.Phase = replv1.DestinationReceiving
+		for i, p := range points {
+			name := string(rune('x' + i))
+			o.Spec.Volumes = append(o.Spec.Volumes, replv1.DestinationVolume{PVCName: name})
+			o.Status.Volumes = append(o.Status.Volumes, replv1.DestinationVolumeStatus{PVCName: name, Point: p})
+		}
+		return o
+	}
+	msg := func(items ...replv1.ReplicationDestination) Message {
+		var m Message
+		if err := json.Unmarshal([]byte(DestinationCondition("s1", items).Message), &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	if m := msg(rd("a", &replv1.VolumePoint{Time: t2, Digest: "d1"}, nil)); m.Point != nil {
+		t.Fatalf("a volume without a point: reported %+v", m.Point)
+	}
+	m := msg(rd("a", &replv1.VolumePoint{Time: t2, Digest: "d1"}), rd("b", &replv1.VolumePoint{Time: t1, Digest: "d2"}))
+	if m.Point == nil || !m.Point.Time.Equal(&t1) || m.Point.Digest != CombineDigests(map[string]string{"a/x": "d1", "b/x": "d2"}) {
+		t.Fatalf("point %+v", m.Point)
+	}
+}

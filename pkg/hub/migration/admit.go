@@ -12,6 +12,8 @@ import (
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/decision"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/tenancy"
+
+	clusterv1beta1 "open-cluster-management.io/api/cluster/v1beta1"
 )
 
 // Reasons of the Admitted condition when a Migration is refused.
@@ -58,6 +60,12 @@ func (r *Reconciler) admit(ctx context.Context, s *state) (string, string, error
 	if !slices.Contains(actual, m.Spec.SourceCluster) {
 		return ReasonSourceNotActual, fmt.Sprintf("The app does not run on %s (Placement %s decides %v)", m.Spec.SourceCluster, pl.Name, actual), nil
 	}
+	if m.Spec.Standby {
+		if reason, msg := admitStandby(m, p); reason != "" {
+			return reason, msg, nil
+		}
+		return r.admitNamespaces(ctx, m, p, pl)
+	}
 	var desired []string
 	if p.Status.DesiredPlacement != "" {
 		if desired, err = decision.Clusters(ctx, r.APIReader, pl.Namespace, p.Status.DesiredPlacement); err != nil {
@@ -67,6 +75,12 @@ func (r *Reconciler) admit(ctx context.Context, s *state) (string, string, error
 	if !slices.Contains(desired, m.Spec.DestinationCluster) {
 		return ReasonDestinationNotDesired, fmt.Sprintf("The scheduler did not choose %s (Placement %s decides %v)", m.Spec.DestinationCluster, p.Status.DesiredPlacement, desired), nil
 	}
+	return r.admitNamespaces(ctx, m, p, pl)
+}
+
+// admitNamespaces checks that the volumes lie in namespaces the app owns.
+func (r *Reconciler) admitNamespaces(ctx context.Context, m *migrationv1alpha1.Migration, p *migrationv1alpha1.MigrationPolicy,
+	pl *clusterv1beta1.Placement) (string, string, error) {
 	owned, mwrs, err := tenancy.AppNamespaces(ctx, r.Client, m.Namespace, pl.Name)
 	if err != nil {
 		return "", "", err

@@ -92,4 +92,5 @@ func (t *phaseTracker) forget(namespace, name string) {
 	}
 	bytesCopied.DeleteLabelValues(namespace, name)
 	lagBytes.DeleteLabelValues(namespace, name)
+	rpoSeconds.DeleteLabelValues(namespace, name)
 }

@@ -153,6 +153,12 @@ func (r *Reconciler) initialSync(ctx context.Context, s *state) (ctrl.Result, er
 }
 
 func (r *Reconciler) syncing(ctx context.Context, s *state) (ctrl.Result, error) {
+	if s.m.Spec.Standby { // no catch-up deadline: a standby replicates for as long as it is kept
+		if res, done, err := r.replicate(ctx, s, nil, ""); done {
+			return res, err
+		}
+		return r.standby(s), nil
+	}
 	if res, done, err := r.replicate(ctx, s, s.policy.Spec.Timeouts.CatchUp, ReasonCatchUpTimeout); done {
 		return res, err
 	}
@@ -269,6 +275,7 @@ func (r *Reconciler) destinationWork(s *state, src *workv1.ManifestWork, server 
 		FinalSync:          final,
 		HubVerified:        s.hubVerified(),
 		PostLaunchHook:     s.policy.Spec.Hooks.PostLaunch,
+		Standby:            s.m.Spec.Standby,
 	})
 	return w, nil, err
 }

@@ -133,6 +133,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.mirrorCompanion,
 		r.observe,
 		r.converge,
+		r.keepStandby,
 		r.mirrorPlacementStatus,
 	} {
 		stop, err := st(ctx, s)

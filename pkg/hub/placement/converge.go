@@ -31,9 +31,13 @@ func (r *Reconciler) observe(ctx context.Context, s *state) (bool, error) {
 	}
 	// Only the policy's own Migrations count: a Migration merely labelled
 	// with its name must not block or fake a move.
-	s.migrations = nil
+	s.migrations, s.standbys = nil, nil
 	for _, m := range l.Items {
-		if owner := metav1.GetControllerOf(&m); owner != nil && owner.UID == s.policy.UID {
+		switch owner := metav1.GetControllerOf(&m); {
+		case owner == nil || owner.UID != s.policy.UID:
+		case m.Spec.Standby:
+			s.standbys = append(s.standbys, m)
+		default:
 			s.migrations = append(s.migrations, m)
 		}
 	}
@@ -135,7 +139,14 @@ func (s *state) previous(src, dst string) *migrationv1alpha1.Migration {
 }
 
 func (r *Reconciler) createMigration(ctx context.Context, s *state, src, dst string) (*migrationv1alpha1.Migration, error) {
+	return r.create(ctx, s, src, dst, false)
+}
+
+func (r *Reconciler) create(ctx context.Context, s *state, src, dst string, standby bool) (*migrationv1alpha1.Migration, error) {
 	prefix := fmt.Sprintf("%s-%s-to-%s-", s.placement.Name, src, dst)
+	if standby {
+		prefix = fmt.Sprintf("%s-standby-%s-", s.placement.Name, dst)
+	}
 	if len(prefix) > 200 {
 		prefix = s.policy.Name[:min(len(s.policy.Name), 200)] + "-"
 	}
@@ -154,6 +165,7 @@ func (r *Reconciler) createMigration(ctx context.Context, s *state, src, dst str
 			PlacementName:      s.placement.Name,
 			SourceCluster:      src,
 			DestinationCluster: dst,
+			Standby:            standby,
 		},
 	}
 	if err := controllerutil.SetControllerReference(s.policy, m, r.Scheme()); err != nil {
@@ -168,6 +180,9 @@ func (r *Reconciler) createMigration(ctx context.Context, s *state, src, dst str
 	m.Status.PhaseTransitionTime = &now
 	m.Status.Reason = "Detected"
 	m.Status.Message = fmt.Sprintf("Placement %s moved from %s to %s", s.placement.Name, src, dst)
+	if standby {
+		m.Status.Message = fmt.Sprintf("Standby of Placement %s (on %s) kept on %s", s.placement.Name, src, dst)
+	}
 	// Best effort: an empty phase already reads as Pending. Optimistic lock:
 	// the sequencing controller may already have moved the new Migration on,
 	// and this write must not set it back to Pending.

@@ -18,10 +18,12 @@ type state struct {
 	companionChanged bool
 	desiredKnown     bool
 	desired, actual  []string
-	migrations       []migrationv1alpha1.Migration
+	migrations       []migrationv1alpha1.Migration // moves
+	standbys         []migrationv1alpha1.Migration // spec.standby: never moves, never locks a cluster
 
 	enrolled  metav1.Condition
 	converged *metav1.Condition
+	standby   *metav1.Condition
 }
 
 func newState(p *migrationv1alpha1.MigrationPolicy) *state {

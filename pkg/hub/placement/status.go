@@ -62,6 +62,11 @@ func (r *Reconciler) writeStatus(ctx context.Context, s *state) error {
 	if s.converged != nil {
 		setCondition(&p.Status.Conditions, *s.converged, gen)
 	}
+	if s.standby != nil {
+		setCondition(&p.Status.Conditions, *s.standby, gen)
+	} else if s.policy.Spec.Standby == nil {
+		meta.RemoveStatusCondition(&p.Status.Conditions, migrationv1alpha1.ConditionStandby)
+	}
 	if s.companion != nil {
 		p.Status.DesiredPlacement = s.companion.Name
 		p.Status.DesiredClusters = s.desired

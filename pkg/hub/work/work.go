@@ -107,6 +107,7 @@ type DestinationSpec struct {
 	FinalSync          bool
 	HubVerified        bool // the hub compared both digests: the app starts there
 	PostLaunchHook     *replv1.Hook
+	Standby            bool // a disaster-recovery standby: each pass committed whole
 }
 
 // SourceSpec describes the source work. Without Endpoints it only carries
@@ -161,6 +162,7 @@ func Destination(s DestinationSpec) (*workv1.ManifestWork, error) {
 				TLSSecretName:      TLSSecretName(s.ID),
 				FinalSync:          s.FinalSync,
 				HubVerified:        s.HubVerified,
+				Standby:            s.Standby,
 				MoverResources:     s.MoverResources,
 				PostLaunchHook:     s.PostLaunchHook,
 			},

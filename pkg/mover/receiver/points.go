@@ -53,6 +53,21 @@ func (r *Receiver) openPoints() error {
 	return nil
 }
 
+// dropPoints removes the undo log a standby left on a volume a plain
+// receiver now serves (a move reusing a former standby's PVCs): the move
+// brings the volume to the source's state whatever pass it held, and the
+// app must not find the log there.
+func (r *Receiver) dropPoints() error {
+	if _, err := r.root.Lstat(undo.Dir); err != nil {
+		return nil
+	}
+	if err := undo.Remove(r.root, r.opts.Dir); err != nil {
+		return fmt.Errorf("removing the standby's undo log %s: %w", undo.Dir, err)
+	}
+	r.logf("removed %s, left by a standby: this volume is a plain destination now", undo.Dir)
+	return nil
+}
+
 // keep records, before a change, what the change destroys (record) and
 // makes that durable: the change may follow.
 func (s *session) keep(record func(*undo.Log) error) error {

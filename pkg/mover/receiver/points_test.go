@@ -387,4 +387,18 @@ func TestPromote(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(dst2, undo.Dir, "point")); err != nil {
 		t.Fatalf("the refused volume lost its point: %v", err)
 	}
+
+	// A plain receiver on a former standby's volume (a move reusing it)
+	// drops the log, and the copy ends equal to the source.
+	dst3 := t.TempDir()
+	must(t, standbyPass(t, c, before, dst3, nil, nil))
+	r, err := New(Options{Dir: dst3, TLS: c.server})
+	must(t, err)
+	r.Close()
+	if _, err := os.Lstat(filepath.Join(dst3, undo.Dir)); !os.IsNotExist(err) {
+		t.Fatalf("a plain receiver left %s: %v", undo.Dir, err)
+	}
+	if d := diffListings(listing(t, before), listing(t, dst3)); d != "" {
+		t.Fatalf("dropping the log changed the volume: %s", d)
+	}
 }

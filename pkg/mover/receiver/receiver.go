@@ -98,11 +98,15 @@ func New(opts Options) (*Receiver, error) {
 		r.cache.SetLimit(budget)
 		r.sumBudget.Store(budget)
 	}
-	if opts.Points {
-		if opts.Block {
-			return nil, errors.New("points in time are kept for filesystem volumes only, not --block-device")
-		}
+	switch {
+	case opts.Points && opts.Block:
+		return nil, errors.New("points in time are kept for filesystem volumes only, not --block-device")
+	case opts.Points:
 		if err := r.openPoints(); err != nil {
+			return nil, err
+		}
+	case !opts.Block:
+		if err := r.dropPoints(); err != nil {
 			return nil, err
 		}
 	}

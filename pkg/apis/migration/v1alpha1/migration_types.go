@@ -62,6 +62,11 @@ type MigrationSpec struct {
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	DestinationCluster string `json:"destinationCluster"`
+	// Standby makes this a disaster-recovery standby (the policy's
+	// spec.standby): it replicates to DestinationCluster, committing each
+	// pass whole there, and never cuts over; the app stays where it runs.
+	// +optional
+	Standby bool `json:"standby,omitempty"`
 }
 
 // Progress of the copy, summarised from the agents' reports.
@@ -202,6 +207,29 @@ type MigrationStatus struct {
 	// this migration: a credentials Secret holding another CA is refused.
 	// +optional
 	CredentialsFingerprint string `json:"credentialsFingerprint,omitempty"`
+	// Standby is a standby's last point and its recovery point objective.
+	// +optional
+	Standby *StandbyStatus `json:"standby,omitempty"`
+}
+
+// StandbyStatus is what a failover to a standby would start from now.
+type StandbyStatus struct {
+	// PointTime is when the standby last committed a whole pass of every
+	// volume (the oldest of the volumes' points).
+	// +optional
+	PointTime *metav1.Time `json:"pointTime,omitempty"`
+	// PointDigest is the digest of that point over all volumes.
+	// +optional
+	PointDigest string `json:"pointDigest,omitempty"`
+	// RPOSeconds is the age of that point when last observed: the writes
+	// a failover then would lose.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	RPOSeconds int64 `json:"rpoSeconds,omitempty"`
+	// LagBytes is what the source has not sent yet.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	LagBytes int64 `json:"lagBytes,omitempty"`
 }
 
 // Migration records one move of an enrolled app from one cluster to another.

@@ -216,6 +216,22 @@ type MigrationPolicySpec struct {
 	// Hooks run commands in the app's pods around the cutover.
 	// +optional
 	Hooks Hooks `json:"hooks,omitempty"`
+
+	// Standby keeps a disaster-recovery standby of the app's volumes on
+	// another cluster while the app runs (docs/dr.md): a Migration with
+	// spec.standby that replicates continuously and never cuts over.
+	// +optional
+	Standby *Standby `json:"standby,omitempty"`
+}
+
+// Standby names where a policy keeps its standby.
+type Standby struct {
+	// ClusterName is the ManagedCluster that holds the standby; never the
+	// app's own (a standby there is not kept).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	ClusterName string `json:"clusterName"`
 }
 
 // Hooks are the app's own steps in a move (docs/hooks.md), as Velero hooks,
@@ -245,6 +261,9 @@ const (
 	ConditionEnrolled = "Enrolled"
 	// ConditionConverged: actual clusters equal desired clusters.
 	ConditionConverged = "Converged"
+	// ConditionStandby: the standby spec.standby asks for is kept (its
+	// Migration named in the message); absent without spec.standby.
+	ConditionStandby = "Standby"
 
 	ReasonEnrolled                 = "Enrolled"
 	ReasonPlacementNotFound        = "PlacementNotFound"
@@ -262,6 +281,12 @@ const (
 	ReasonMigrationInProgress  = "MigrationInProgress"
 	ReasonMigrationBlocked     = "MigrationBlocked"
 	ReasonWaitingForMigration  = "WaitingForMigration"
+
+	ReasonStandbyKept            = "StandbyKept"
+	ReasonStandbyOnAppCluster    = "StandbyOnAppCluster"
+	ReasonStandbyWaitingForMove  = "StandbyWaitingForMove"
+	ReasonStandbyFailed          = "StandbyFailed"
+	ReasonStandbyAppNotOnOneSite = "StandbyNeedsOneCluster"
 )
 
 // MigrationPolicyStatus is what the hub observed and did.

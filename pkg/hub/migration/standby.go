@@ -1,0 +1,62 @@
+package migration
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
+)
+
+// A standby Migration (spec.standby, docs/dr.md) runs the phases of a move
+// up to Syncing and stays there: the source keeps replicating, the
+// destination commits each pass whole, and the hub reports the recovery
+// point. It never touches the Placement's decisions.
+const (
+	ReasonStandbyNotConfigured = "StandbyNotConfigured"
+	ReasonWaitingForFirstPoint = "WaitingForFirstPoint"
+	ReasonStandbyCurrent       = "StandbyCurrent"
+)
+
+// standbyPoll is how often the recovery point's age is brought up to date
+// without a report.
+const standbyPoll = 15 * time.Second
+
+var rpoSeconds = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "stateful_migration_standby_rpo_seconds",
+	Help: "Age of a standby's last committed point: the writes a failover now would lose (seconds).",
+}, []string{"namespace", "migration"})
+
+func init() { metrics.Registry.MustRegister(rpoSeconds) }
+
+// admitStandby checks what a standby needs beyond the move's checks: the
+// policy asks for a standby on its destination.
+func admitStandby(m *migrationv1alpha1.Migration, p *migrationv1alpha1.MigrationPolicy) (string, string) {
+	if p.Spec.Standby == nil || p.Spec.Standby.ClusterName != m.Spec.DestinationCluster {
+		return ReasonStandbyNotConfigured, fmt.Sprintf("MigrationPolicy %s keeps no standby on %s", p.Name, m.Spec.DestinationCluster)
+	}
+	return "", ""
+}
+
+// standby is a standby's Syncing: replicate, and report the point.
+func (r *Reconciler) standby(s *state) ctrl.Result {
+	st := &migrationv1alpha1.StandbyStatus{LagBytes: s.m.Status.Progress.LagBytes}
+	if s.dst != nil && s.dst.Point != nil {
+		t := s.dst.Point.Time
+		st.PointTime, st.PointDigest = &t, s.dst.Point.Digest
+		st.RPOSeconds = max(0, int64(s.now.Sub(t.Time).Seconds()))
+		rpoSeconds.WithLabelValues(s.m.Namespace, s.m.Name).Set(float64(st.RPOSeconds))
+	}
+	s.m.Status.Standby = st
+	if st.PointTime == nil {
+		s.wait(ReasonWaitingForFirstPoint, fmt.Sprintf("Standby on %s: waiting for its first whole pass (lag %d bytes)",
+			s.m.Spec.DestinationCluster, st.LagBytes))
+	} else {
+		s.wait(ReasonStandbyCurrent, fmt.Sprintf("Standby on %s holds the point of %s (RPO %ds, lag %d bytes)",
+			s.m.Spec.DestinationCluster, st.PointTime.UTC().Format(time.RFC3339), st.RPOSeconds, st.LagBytes))
+	}
+	return ctrl.Result{RequeueAfter: standbyPoll}
+}

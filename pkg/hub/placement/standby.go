@@ -1,0 +1,112 @@
+package placement
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
+)
+
+// keepStandby keeps the standby spec.standby asks for (docs/dr.md): one
+// standby Migration from the cluster the app runs on to the standby
+// cluster. While a move is active, a standby is kept replicating from the
+// cluster the app leaves, but one on the move's destination is removed at
+// once: its receivers hold the PVCs the move writes into (once they are
+// gone, the move reuses them and copies only what differs). After the move,
+// a standby whose pair is no longer the one wanted is deleted (its
+// finalizer cleans both clusters) and the wanted one created. A standby
+// that failed blocks a new one of the same pair, as a failed move does:
+// deleting it retries.
+func (r *Reconciler) keepStandby(ctx context.Context, s *state) (bool, error) {
+	sb := s.policy.Spec.Standby
+	if sb == nil && len(s.standbys) == 0 {
+		return false, nil
+	}
+	if active := s.active(); len(active) > 0 {
+		for i := range s.standbys {
+			m := &s.standbys[i]
+			for _, mv := range active {
+				if m.Spec.DestinationCluster == mv.Spec.DestinationCluster {
+					if err := r.removeStandby(ctx, s, m, "the move "+mv.Name+" writes there"); err != nil {
+						return true, err
+					}
+				}
+			}
+		}
+		if sb != nil {
+			s.setStandby(metav1.ConditionFalse, migrationv1alpha1.ReasonStandbyWaitingForMove, "A move is in progress: "+names(active))
+		}
+		return false, nil
+	}
+	var src, dst string
+	switch {
+	case sb == nil:
+	case len(s.actual) != 1:
+		s.setStandby(metav1.ConditionFalse, migrationv1alpha1.ReasonStandbyAppNotOnOneSite,
+			fmt.Sprintf("A standby is kept for an app on one cluster; Placement %s decides %v", s.placement.Name, s.actual))
+	case s.actual[0] == sb.ClusterName:
+		s.setStandby(metav1.ConditionFalse, migrationv1alpha1.ReasonStandbyOnAppCluster,
+			fmt.Sprintf("The app runs on the standby cluster %s: no standby is kept there", sb.ClusterName))
+	default:
+		src, dst = s.actual[0], sb.ClusterName
+	}
+	var kept *migrationv1alpha1.Migration
+	for i := range s.standbys {
+		m := &s.standbys[i]
+		if m.Spec.SourceCluster == src && m.Spec.DestinationCluster == dst {
+			kept = m
+			continue
+		}
+		if err := r.removeStandby(ctx, s, m, "the policy now wants "+wanted(src, dst)); err != nil {
+			return true, err
+		}
+	}
+	switch {
+	case dst == "":
+		return false, nil
+	case kept == nil:
+		m, err := r.create(ctx, s, src, dst, true)
+		if err != nil {
+			return true, err
+		}
+		s.standbys = append(s.standbys, *m)
+		s.setStandby(metav1.ConditionTrue, migrationv1alpha1.ReasonStandbyKept, fmt.Sprintf("Standby %s: %s -> %s", m.Name, src, dst))
+	case kept.CurrentPhase().IsFinished():
+		s.setStandby(metav1.ConditionFalse, migrationv1alpha1.ReasonStandbyFailed, fmt.Sprintf(
+			"Standby %s ended %s (%s): delete it to retry", kept.Name, kept.CurrentPhase(), kept.Status.Message))
+	default:
+		s.setStandby(metav1.ConditionTrue, migrationv1alpha1.ReasonStandbyKept, fmt.Sprintf("Standby %s: %s -> %s (%s)",
+			kept.Name, src, dst, kept.CurrentPhase()))
+	}
+	return false, nil
+}
+
+// removeStandby deletes a standby Migration; its finalizer cleans both clusters.
+func (r *Reconciler) removeStandby(ctx context.Context, s *state, m *migrationv1alpha1.Migration, why string) error {
+	if !m.DeletionTimestamp.IsZero() {
+		return nil
+	}
+	if err := r.Delete(ctx, m); client.IgnoreNotFound(err) != nil {
+		return err
+	}
+	klog.FromContext(ctx).Info("Standby removed", "migration", m.Name, "source", m.Spec.SourceCluster, "destination", m.Spec.DestinationCluster, "why", why)
+	r.Recorder.Eventf(s.policy, m, corev1.EventTypeNormal, "StandbyRemoved", "DeleteMigration",
+		"Standby %s (%s -> %s) removed: %s", m.Name, m.Spec.SourceCluster, m.Spec.DestinationCluster, why)
+	return nil
+}
+
+func wanted(src, dst string) string {
+	if dst == "" {
+		return "none"
+	}
+	return src + " -> " + dst
+}
+
+func (s *state) setStandby(status metav1.ConditionStatus, reason, msg string) {
+	s.standby = &metav1.Condition{Type: migrationv1alpha1.ConditionStandby, Status: status, Reason: reason, Message: msg}
+}

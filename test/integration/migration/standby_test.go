@@ -1,0 +1,156 @@
+package migration_test
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	workv1 "open-cluster-management.io/api/work/v1"
+
+	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
+	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
+	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
+)
+
+var _ = Describe("Standby", func() {
+	It("keeps a standby on the policy's standby cluster: it replicates, reports its point and RPO, never moves the app; dropping spec.standby removes it", func() {
+		a := newApp("standby", "a", func(p *migrationv1alpha1.MigrationPolicy) {
+			p.Spec.Standby = &migrationv1alpha1.Standby{ClusterName: "cluster2"}
+		})
+		rec := recordDecisions(a.ns, a.placement)
+		defer rec.stop()
+
+		By("a standby Migration from the app's cluster to the standby cluster, owned by the policy")
+		m := a.migrationOf()
+		Expect(m.Spec.Standby).To(BeTrue())
+		Expect(m.Spec.SourceCluster).To(Equal("cluster1"))
+		Expect(m.Spec.DestinationCluster).To(Equal("cluster2"))
+		Eventually(standbyCondition(a), timeout, interval).Should(HavePrefix("True/StandbyKept"))
+		id := work.MigrationID(m)
+
+		By("its destination work asks for a standby: receivers that commit each pass whole")
+		Eventually(phaseOf(m), timeout, interval).Should(Equal(phPreparing))
+		feedPVC("cluster1", id, a.appNS, "5Gi", "standard")
+		Eventually(func() bool {
+			w, err := getWork("cluster2", work.DestinationName(id))()
+			return err == nil && destinationStandby(w)
+		}, timeout, interval).Should(BeTrue())
+
+		By("replicating: it stays in Syncing however small the lag, and the app stays where it is")
+		reportDestination("cluster2", id, replv1.DestinationReady, "192.0.2.20:30443", "", "")
+		reportSource("cluster1", id, srcState{phase: replv1.SourceSyncing, protected: true, pods: 1, total: 1000, copied: 1000, lag: 0, tput: 100})
+		Eventually(phaseOf(m), timeout, interval).Should(Equal(phSyncing))
+		Eventually(func() string { return get(m).Status.Reason }, timeout, interval).Should(Equal("WaitingForFirstPoint"))
+		Consistently(phaseOf(m), 2*time.Second, interval).Should(Equal(phSyncing))
+		Expect(rec.last()).To(Equal([]string{"cluster1"}), "a standby never touches the decisions")
+
+		By("reporting the point the standby committed, and its age as the RPO")
+		point := metav1.NewTime(time.Now().Add(-30 * time.Second).Truncate(time.Second))
+		reportStandbyPoint("cluster2", id, point, "d1")
+		Eventually(func(g Gomega) {
+			st := get(m).Status.Standby
+			g.Expect(st).NotTo(BeNil())
+			g.Expect(st.PointTime).NotTo(BeNil())
+			g.Expect(st.PointTime.Time.Equal(point.Time)).To(BeTrue())
+			g.Expect(st.PointDigest).To(Equal(report.CombineDigests(map[string]string{"app/data": "d1"})))
+			g.Expect(st.RPOSeconds).To(BeNumerically(">=", 30))
+			g.Expect(get(m).Status.Reason).To(Equal("StandbyCurrent"))
+		}, timeout, interval).Should(Succeed())
+		Expect(gaugeValue("stateful_migration_standby_rpo_seconds", map[string]string{"namespace": m.Namespace, "migration": m.Name})).
+			To(BeNumerically(">=", 30))
+		Expect(rec.last()).To(Equal([]string{"cluster1"}))
+
+		By("dropping spec.standby removes the standby Migration and the condition")
+		p := getPolicy(a)
+		p.Spec.Standby = nil
+		Expect(k8s.Update(ctx, p)).To(Succeed())
+		withdraw("cluster1", id)
+		withdraw("cluster2", id)
+		Eventually(func() bool {
+			var l migrationv1alpha1.MigrationList
+			Expect(k8s.List(ctx, &l, client.InNamespace(a.ns))).To(Succeed())
+			return len(l.Items) == 0
+		}, timeout, interval).Should(BeTrue())
+		Eventually(standbyCondition(a), timeout, interval).Should(BeEmpty())
+		Expect(rec.last()).To(Equal([]string{"cluster1"}))
+	})
+
+	It("refuses a standby Migration the policy does not ask for", func() {
+		a := newApp("standby-refused", "a", nil)
+		pol := getPolicy(a)
+		m := &migrationv1alpha1.Migration{
+			ObjectMeta: metav1.ObjectMeta{Namespace: a.ns, Name: "rogue-standby"},
+			Spec: migrationv1alpha1.MigrationSpec{PolicyName: a.policy, PlacementName: a.placement,
+				SourceCluster: "cluster1", DestinationCluster: "cluster3", Standby: true},
+		}
+		m.OwnerReferences = []metav1.OwnerReference{{APIVersion: migrationv1alpha1.GroupVersion.String(), Kind: "MigrationPolicy",
+			Name: pol.Name, UID: pol.UID, Controller: ptr.To(true)}}
+		Expect(k8s.Create(ctx, m)).To(Succeed())
+		Eventually(func() string { return get(m).Status.Reason }, timeout, interval).Should(Equal("StandbyNotConfigured"))
+		Expect(get(m).Status.Phase).To(Equal(migrationv1alpha1.PhaseFailed))
+		Consistently(workExists("cluster3", work.DestinationName(work.MigrationID(m))), 500*time.Millisecond, interval).Should(BeFalse())
+	})
+})
+
+func standbyCondition(a *app) func() string {
+	return func() string {
+		c := meta.FindStatusCondition(getPolicy(a).Status.Conditions, migrationv1alpha1.ConditionStandby)
+		if c == nil {
+			return ""
+		}
+		return string(c.Status) + "/" + c.Reason + ": " + c.Message
+	}
+}
+
+// reportStandbyPoint plays the standby's destination agent: its volume
+// committed a pass at t.
+func reportStandbyPoint(cluster, id string, t metav1.Time, digest string) {
+	rd := replv1.ReplicationDestination{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "smig-" + id}}
+	rd.Spec.MigrationID, rd.Spec.Standby = id, true
+	rd.Spec.Volumes = []replv1.DestinationVolume{{PVCName: "data"}}
+	rd.Status = replv1.ReplicationDestinationStatus{Phase: replv1.DestinationReceiving, Endpoint: "192.0.2.20:30443", BytesReceived: 1000,
+		Volumes: []replv1.DestinationVolumeStatus{{PVCName: "data", Endpoint: "192.0.2.20:30443", Point: &replv1.VolumePoint{Time: t, Digest: digest}}}}
+	writeCondition(cluster, report.DestinationCondition(id, []replv1.ReplicationDestination{rd}))
+}
+
+// destinationStandby tells whether every ReplicationDestination in w asks for a standby.
+func destinationStandby(w *workv1.ManifestWork) bool {
+	n := 0
+	for _, mf := range w.Spec.Workload.Manifests {
+		var rd replv1.ReplicationDestination
+		if err := jsonUnmarshal(mf.Raw, &rd); err == nil && rd.Kind == "ReplicationDestination" {
+			if !rd.Spec.Standby {
+				return false
+			}
+			n++
+		}
+	}
+	return n > 0
+}
+
+func gaugeValue(name string, labels map[string]string) float64 {
+	families, err := metrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if v, ok := labels[l.GetName()]; ok && v != l.GetValue() {
+					continue next
+				}
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return -1
+}
