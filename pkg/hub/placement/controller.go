@@ -42,6 +42,9 @@ type Reconciler struct {
 	// second Migration for the same move.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
+	// StandbyRenewAfter is the age at which a standby is replaced by a new
+	// one with fresh credentials (default: a day before they expire).
+	StandbyRenewAfter time.Duration
 }
 
 // SetupWithManager registers the controller and its index.
@@ -153,7 +156,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if s.companionChanged && stepErr == nil {
 		return ctrl.Result{RequeueAfter: schedulerSettle}, nil
 	}
-	return ctrl.Result{}, stepErr
+	return ctrl.Result{RequeueAfter: s.requeueAfter}, stepErr
 }
 
 // schedulerSettle is how long after a companion edit its decisions are trusted

@@ -3,6 +3,7 @@ package placement
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -10,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/credentials"
 )
 
 // keepStandby keeps the standby spec.standby asks for (docs/dr.md): one
@@ -21,7 +23,10 @@ import (
 // a standby whose pair is no longer the one wanted is deleted (its
 // finalizer cleans both clusters) and the wanted one created. A standby
 // that failed blocks a new one of the same pair, as a failed move does:
-// deleting it retries.
+// deleting it retries. A standby is renewed before its per-migration
+// credentials expire (credentials.Validity): it is replaced by a new one,
+// whose receivers reuse its PVCs and its last point, so only what changed
+// since is copied again.
 func (r *Reconciler) keepStandby(ctx context.Context, s *state) (bool, error) {
 	sb := s.policy.Spec.Standby
 	if sb == nil && len(s.standbys) == 0 {
@@ -76,14 +81,29 @@ func (r *Reconciler) keepStandby(ctx context.Context, s *state) (bool, error) {
 		}
 		s.standbys = append(s.standbys, *m)
 		s.setStandby(metav1.ConditionTrue, migrationv1alpha1.ReasonStandbyKept, fmt.Sprintf("Standby %s: %s -> %s", m.Name, src, dst))
+	case kept.DeletionTimestamp.IsZero() && time.Since(kept.CreationTimestamp.Time) >= r.renewAfter():
+		if err := r.removeStandby(ctx, s, kept, fmt.Sprintf("renewing its credentials (valid %s)", credentials.Validity)); err != nil {
+			return true, err
+		}
+		s.setStandby(metav1.ConditionTrue, migrationv1alpha1.ReasonStandbyKept, fmt.Sprintf("Standby %s: %s -> %s, being renewed", kept.Name, src, dst))
 	case kept.CurrentPhase().IsFinished():
 		s.setStandby(metav1.ConditionFalse, migrationv1alpha1.ReasonStandbyFailed, fmt.Sprintf(
 			"Standby %s ended %s (%s): delete it to retry", kept.Name, kept.CurrentPhase(), kept.Status.Message))
 	default:
 		s.setStandby(metav1.ConditionTrue, migrationv1alpha1.ReasonStandbyKept, fmt.Sprintf("Standby %s: %s -> %s (%s)",
 			kept.Name, src, dst, kept.CurrentPhase()))
+		if kept.DeletionTimestamp.IsZero() {
+			s.requeueAfter = max(time.Second, time.Until(kept.CreationTimestamp.Add(r.renewAfter())))
+		}
 	}
 	return false, nil
+}
+
+func (r *Reconciler) renewAfter() time.Duration {
+	if r.StandbyRenewAfter > 0 {
+		return r.StandbyRenewAfter
+	}
+	return credentials.Validity - 24*time.Hour
 }
 
 // removeStandby deletes a standby Migration; its finalizer cleans both clusters.

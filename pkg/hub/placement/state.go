@@ -1,6 +1,8 @@
 package placement
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	clusterv1beta1 "open-cluster-management.io/api/cluster/v1beta1"
@@ -24,6 +26,8 @@ type state struct {
 	enrolled  metav1.Condition
 	converged *metav1.Condition
 	standby   *metav1.Condition
+	// requeueAfter: look again then, without an event (a standby's renewal).
+	requeueAfter time.Duration
 }
 
 func newState(p *migrationv1alpha1.MigrationPolicy) *state {

@@ -1,6 +1,7 @@
 package migration_test
 
 import (
+	"fmt"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -18,6 +19,10 @@ import (
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
 )
+
+// standbyRenewal is the age at which the suite's placement controller
+// renews a standby (its credentials' validity, less a day, in a real hub).
+const standbyRenewal = 30 * time.Second
 
 var _ = Describe("Standby", func() {
 	It("keeps a standby on the policy's standby cluster: it replicates, reports its point and RPO, never moves the app; dropping spec.standby removes it", func() {
@@ -80,6 +85,42 @@ var _ = Describe("Standby", func() {
 		}, timeout, interval).Should(BeTrue())
 		Eventually(standbyCondition(a), timeout, interval).Should(BeEmpty())
 		Expect(rec.last()).To(Equal([]string{"cluster1"}))
+	})
+
+	It("renews a standby before its credentials expire: a new standby Migration, with new credentials, replaces it", func() {
+		a := newApp("standby-renew", "a", func(p *migrationv1alpha1.MigrationPolicy) {
+			p.Spec.Standby = &migrationv1alpha1.Standby{ClusterName: "cluster2"}
+		})
+		m1 := a.migrationOf()
+		id1 := work.MigrationID(m1)
+		Eventually(phaseOf(m1), timeout, interval).Should(Equal(phPreparing))
+		feedPVC("cluster1", id1, a.appNS, "5Gi", "standard")
+		reportDestination("cluster2", id1, replv1.DestinationReady, "192.0.2.20:30443", "", "")
+		reportSource("cluster1", id1, srcState{phase: replv1.SourceSyncing, protected: true, pods: 1, total: 1000, copied: 1000, tput: 100})
+		Eventually(phaseOf(m1), timeout, interval).Should(Equal(phSyncing))
+		fp1 := get(m1).Status.CredentialsFingerprint
+		Expect(fp1).NotTo(BeEmpty())
+
+		By(fmt.Sprintf("after %s the standby is deleted; the agents clean up", standbyRenewal))
+		Eventually(func() bool { return !get(m1).DeletionTimestamp.IsZero() }, standbyRenewal+timeout, interval).Should(BeTrue())
+		Expect(time.Since(m1.CreationTimestamp.Time)).To(BeNumerically(">=", standbyRenewal-time.Second))
+		withdraw("cluster1", id1)
+		withdraw("cluster2", id1)
+
+		By("a new standby of the same pair replaces it, with its own credentials")
+		var m2 migrationv1alpha1.Migration
+		Eventually(func(g Gomega) {
+			var l migrationv1alpha1.MigrationList
+			g.Expect(k8s.List(ctx, &l, client.InNamespace(a.ns))).To(Succeed())
+			g.Expect(l.Items).To(HaveLen(1))
+			m2 = l.Items[0]
+			g.Expect(m2.UID).NotTo(Equal(m1.UID))
+		}, timeout, interval).Should(Succeed())
+		Expect(m2.Spec.Standby).To(BeTrue())
+		Expect(m2.Spec.SourceCluster).To(Equal("cluster1"))
+		Expect(m2.Spec.DestinationCluster).To(Equal("cluster2"))
+		Eventually(func() string { return get(&m2).Status.CredentialsFingerprint }, timeout, interval).ShouldNot(Or(BeEmpty(), Equal(fp1)))
+		Eventually(standbyCondition(a), timeout, interval).Should(HavePrefix("True/StandbyKept"))
 	})
 
 	It("refuses a standby Migration the policy does not ask for", func() {

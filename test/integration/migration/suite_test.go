@@ -135,7 +135,7 @@ func startManager() {
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	Expect(err).NotTo(HaveOccurred())
-	Expect((&placement.Reconciler{}).SetupWithManager(mgr)).To(Succeed())
+	Expect((&placement.Reconciler{StandbyRenewAfter: standbyRenewal}).SetupWithManager(mgr)).To(Succeed())
 	Expect((&migration.Reconciler{RetryBackoff: 300 * time.Millisecond, MaxRetryBackoff: time.Second}).SetupWithManager(mgr)).To(Succeed())
 	var ctx context.Context
 	ctx, stopMgr = context.WithCancel(suiteCtx)
