@@ -240,10 +240,7 @@ func waitPoint(t *testing.T, dst string, since time.Time, src string) undo.Point
 }
 
 func volumeDigest(t *testing.T, root string, owners bool) tree.Hash {
-	es, err := tree.Scan(root, ".", nil)
-	must(t, err)
-	tree.LinkGroups(es)
-	v, err := tree.VerifyEntries(root, es, nil, true, owners)
+	v, err := tree.VerifyTree(root, owners)
 	must(t, err)
 	return v.Digest
 }

@@ -351,12 +351,7 @@ func Promote(dir string) (undo.Point, error) {
 	if !ok {
 		return undo.Point{}, fmt.Errorf("%s holds no committed point yet: its first pass did not complete", dir)
 	}
-	es, err := tree.Scan(dir, ".", nil)
-	if err != nil {
-		return pt, err
-	}
-	tree.LinkGroups(es)
-	v, err := tree.VerifyEntries(dir, es, nil, true, pt.Owners)
+	v, err := tree.VerifyTree(dir, pt.Owners)
 	if err != nil {
 		return pt, err
 	}

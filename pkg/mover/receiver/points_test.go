@@ -321,10 +321,7 @@ func diffListings(want, got map[string]string) string {
 
 // digestOf is the volume's verification digest, everything reread.
 func digestOf(t *testing.T, root string, owners bool) tree.Hash {
-	es, err := tree.Scan(root, ".", nil)
-	must(t, err)
-	tree.LinkGroups(es)
-	v, err := tree.VerifyEntries(root, es, nil, true, owners)
+	v, err := tree.VerifyTree(root, owners)
 	must(t, err)
 	return v.Digest
 }

@@ -16,6 +16,16 @@ import (
 // VerifyWorkers bounds parallel hashing during verification.
 var VerifyWorkers = 4
 
+// VerifyTree scans root and verifies it, every byte reread.
+func VerifyTree(root string, owners bool) (*Verification, error) {
+	es, err := Scan(root, ".", nil)
+	if err != nil {
+		return nil, err
+	}
+	LinkGroups(es)
+	return VerifyEntries(root, es, nil, true, owners)
+}
+
 // VerifyEntries verifies a sorted, link-grouped scan of root. Content
 // sums come from cache when the inode's stat key is unchanged, unless full
 // asks to reread every byte. Work is handed out in runs of entries, not one

@@ -93,24 +93,23 @@ func makeDir(root *safefs.Root, dir string) error {
 	if _, err := root.Lstat(Dir); err == nil {
 		return root.Mkdir(Dir) // a directory already, or replaced by one
 	}
-	e, _, err := tree.Lookup(dir, ".")
-	if err != nil {
-		return err
-	}
-	if err := root.Mkdir(Dir); err != nil {
-		return err
-	}
-	return root.SetMeta(".", safefs.Meta{Mode: e.Mode, UID: e.UID, GID: e.GID, Mtime: e.Mtime, Xattrs: e.Xattrs})
+	return keepingRoot(root, dir, func() error { return root.Mkdir(Dir) })
 }
 
 // Remove deletes Dir and everything in it, the root's metadata left as it
 // was: the volume is handed to the app (promotion) and holds no point now.
 func Remove(root *safefs.Root, dir string) error {
+	return keepingRoot(root, dir, func() error { return root.Remove(Dir) })
+}
+
+// keepingRoot runs change, which adds or removes Dir, and sets the root's
+// mtime and attributes back to what they were.
+func keepingRoot(root *safefs.Root, dir string, change func() error) error {
 	e, _, err := tree.Lookup(dir, ".")
 	if err != nil {
 		return err
 	}
-	if err := root.Remove(Dir); err != nil {
+	if err := change(); err != nil {
 		return err
 	}
 	return root.SetMeta(".", safefs.Meta{Mode: e.Mode, UID: e.UID, GID: e.GID, Mtime: e.Mtime, Xattrs: e.Xattrs})

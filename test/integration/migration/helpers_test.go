@@ -408,7 +408,7 @@ func jsonUnmarshal(raw []byte, v any) error { return json.Unmarshal(raw, v) }
 // moverResources is what every test policy asks for its mover pods.
 var moverResources = corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("3Gi")}}
 
-// counterValue reads a counter of the manager's registry by its labels (0 if absent).
+// counterValue reads a counter or gauge of the manager's registry by its labels (0 if absent).
 func counterValue(name string, labels map[string]string) float64 {
 	families, err := metrics.Registry.Gather()
 	Expect(err).NotTo(HaveOccurred())
@@ -422,6 +422,9 @@ func counterValue(name string, labels map[string]string) float64 {
 				if v, ok := labels[l.GetName()]; ok && v != l.GetValue() {
 					continue next
 				}
+			}
+			if g := m.GetGauge(); g != nil {
+				return g.GetValue()
 			}
 			return m.GetCounter().GetValue()
 		}

@@ -10,7 +10,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	workv1 "open-cluster-management.io/api/work/v1"
 
@@ -68,7 +67,7 @@ var _ = Describe("Standby", func() {
 			g.Expect(st.RPOSeconds).To(BeNumerically(">=", 30))
 			g.Expect(get(m).Status.Reason).To(Equal("StandbyCurrent"))
 		}, timeout, interval).Should(Succeed())
-		Expect(gaugeValue("stateful_migration_standby_rpo_seconds", map[string]string{"namespace": m.Namespace, "migration": m.Name})).
+		Expect(counterValue("stateful_migration_standby_rpo_seconds", map[string]string{"namespace": m.Namespace, "migration": m.Name})).
 			To(BeNumerically(">=", 30))
 		Expect(rec.last()).To(Equal([]string{"cluster1"}))
 
@@ -174,24 +173,4 @@ func destinationStandby(w *workv1.ManifestWork) bool {
 		}
 	}
 	return n > 0
-}
-
-func gaugeValue(name string, labels map[string]string) float64 {
-	families, err := metrics.Registry.Gather()
-	Expect(err).NotTo(HaveOccurred())
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if v, ok := labels[l.GetName()]; ok && v != l.GetValue() {
-					continue next
-				}
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	return -1
 }
