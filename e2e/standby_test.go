@@ -11,9 +11,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/stateful-migration/stateful-migration/pkg/agent/mover"
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
-	"github.com/stateful-migration/stateful-migration/pkg/agent/mover"
 )
 
 var _ = Describe("Keeping a standby of a running app", Ordered, func() {
