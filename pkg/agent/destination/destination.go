@@ -268,6 +268,10 @@ func (r *Reconciler) volume(ctx context.Context, rd *replv1.ReplicationDestinati
 		return waiting, false, 2 * time.Second, err
 	}
 
+	if rd.Spec.Promote { // failover: no more receiving
+		return r.promote(ctx, rd, v, vs)
+	}
+
 	// 3. Service exposing the receiver.
 	svc, err := r.ensureService(ctx, rd, v.PVCName)
 	if err != nil {
@@ -579,24 +583,27 @@ func (r *Reconciler) ensureReceiver(ctx context.Context, rd *replv1.ReplicationD
 	if !apierrors.IsNotFound(err) {
 		return nil, err
 	}
-	image := rd.Spec.MoverImage
-	if image == "" {
-		image = r.Image
-	}
 	block := ptr.Deref(v.VolumeMode, corev1.PersistentVolumeFilesystem) == corev1.PersistentVolumeBlock
-	want := mover.Pod(mover.PodSpec{
-		Namespace: rd.Namespace, Name: name, Image: image, MigrationID: rd.Spec.MigrationID,
-		Role: mover.RoleReceiver, PVCName: v.PVCName, Block: block, TLSSecret: rd.Spec.TLSSecretName,
-		Args:      mover.ReceiverArgs(block, rd.Namespace+"/"+v.PVCName, rd.Spec.Standby),
-		Resources: rd.Spec.MoverResources, Capacity: v.Capacity,
-	})
+	return nil, r.createMover(ctx, rd, v, mover.PodSpec{Name: name, Role: mover.RoleReceiver, Block: block,
+		Args: mover.ReceiverArgs(block, rd.Namespace+"/"+v.PVCName, rd.Spec.Standby)})
+}
+
+// createMover creates a mover pod of rd for volume v; s names its role, name
+// and arguments, the rest comes from rd.
+func (r *Reconciler) createMover(ctx context.Context, rd *replv1.ReplicationDestination, v replv1.DestinationVolume, s mover.PodSpec) error {
+	s.Namespace, s.MigrationID, s.PVCName, s.TLSSecret = rd.Namespace, rd.Spec.MigrationID, v.PVCName, rd.Spec.TLSSecretName
+	s.Image, s.Resources, s.Capacity = rd.Spec.MoverImage, rd.Spec.MoverResources, v.Capacity
+	if s.Image == "" {
+		s.Image = r.Image
+	}
+	want := mover.Pod(s)
 	if err := controllerutil.SetControllerReference(rd, want, r.Client.Scheme()); err != nil {
-		return nil, err
+		return err
 	}
 	if err := r.Client.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
-		return nil, fmt.Errorf("creating receiver pod %s/%s: %w", rd.Namespace, name, err)
+		return fmt.Errorf("creating %s pod %s/%s: %w", s.Role, rd.Namespace, s.Name, err)
 	}
-	return nil, nil
+	return nil
 }
 
 func (r *Reconciler) removeReceiver(ctx context.Context, rd *replv1.ReplicationDestination, pvcName string) error {

@@ -19,6 +19,7 @@ import (
 const (
 	RoleReceiver  = "receiver"
 	RoleSender    = "sender"
+	RolePromote   = "promote" // readies a standby's volume for the app (mover promote)
 	ContainerName = "mover"
 	dataMount     = "/data"
 	blockDevice   = "/dev/data"
@@ -49,7 +50,7 @@ func VolumeKey(pvcName string) string {
 // PodName is the deterministic name of a mover pod: a restarted agent finds
 // the pods of its predecessor instead of starting a second one.
 func PodName(migrationID, role, pvcName string) string {
-	short := map[string]string{RoleReceiver: "recv", RoleSender: "send"}[role]
+	short := map[string]string{RoleReceiver: "recv", RoleSender: "send", RolePromote: "prom"}[role]
 	return fmt.Sprintf("smig-%s-%s-%s", migrationID, short, VolumeKey(pvcName))
 }
 
@@ -150,8 +151,9 @@ func commonArgs(block bool, volume string) []string {
 func Pod(s PodSpec) *corev1.Pod {
 	sub := "send"
 	caps := []corev1.Capability{"DAC_READ_SEARCH"}
-	if s.Role == RoleReceiver {
-		sub = "receive"
+	switch s.Role {
+	case RoleReceiver, RolePromote: // the rollback restores what the receiver wrote
+		sub = map[string]string{RoleReceiver: "receive", RolePromote: "promote"}[s.Role]
 		caps = []corev1.Capability{"CHOWN", "FOWNER", "DAC_OVERRIDE", "FSETID", "MKNOD"} // MKNOD: device nodes on the volume
 	}
 	c := corev1.Container{
@@ -190,7 +192,7 @@ func Pod(s PodSpec) *corev1.Pod {
 			Annotations: map[string]string{replv1.VolumeLabel: s.PVCName},
 		},
 		Spec: corev1.PodSpec{
-			RestartPolicy:                 corev1.RestartPolicyOnFailure,
+			RestartPolicy:                 restartPolicy(s.Role),
 			AutomountServiceAccountToken:  ptr.To(false),
 			EnableServiceLinks:            ptr.To(false),
 			TerminationGracePeriodSeconds: ptr.To[int64](30),
@@ -233,6 +235,17 @@ func Pod(s PodSpec) *corev1.Pod {
 	}
 	return pod
 }
+
+// restartPolicy: a promotion that refuses the volume would refuse it again.
+func restartPolicy(role string) corev1.RestartPolicy {
+	if role == RolePromote {
+		return corev1.RestartPolicyNever
+	}
+	return corev1.RestartPolicyOnFailure
+}
+
+// PromoteArgs are the arguments of `mover promote`.
+func PromoteArgs() []string { return []string{"--dir", dataMount} }
 
 // PinnedNode returns the node a mover pod was pinned to ("" if none).
 func PinnedNode(pod *corev1.Pod) string {

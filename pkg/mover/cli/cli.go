@@ -5,6 +5,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -148,8 +149,11 @@ func promoteCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "promoted %s: point of %s, %d paths, digest %x\n", dir, pt.Time.Format(time.RFC3339), pt.Entries, pt.Digest)
-			return nil
+			fmt.Fprintf(cmd.ErrOrStderr(), "promoted %s: point of %s, %d paths, digest %x\n", dir, pt.Time.Format(time.RFC3339), pt.Entries, pt.Digest)
+			// The agent reads this line as it reads a mover's progress.
+			d := fmt.Sprintf("%x", pt.Digest)
+			return json.NewEncoder(cmd.OutOrStdout()).Encode(progress.Progress{Role: "promote", Phase: progress.Completed, Time: time.Now().UTC(),
+				Digest: d, Verified: true, Point: &progress.Point{Time: pt.Time, Digest: d}})
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "the standby volume's directory")

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +15,9 @@ import (
 	"time"
 
 	"github.com/stateful-migration/stateful-migration/pkg/mover/progress"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/safefs"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/tree"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/undo"
 )
 
 type syncBuf struct {
@@ -130,5 +134,53 @@ func TestParseBytes(t *testing.T) {
 	}
 	if _, err := ParseBytes("-1"); err == nil {
 		t.Error("negative accepted")
+	}
+}
+
+// promote prints a progress line the agent reads: Completed, verified,
+// the point's digest; the log's directory is gone. A plain directory is
+// refused with a non-zero exit.
+func TestCLIPromote(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuf
+	if err := run(context.Background(), &out, "promote", "--dir", dir); err == nil || !strings.Contains(err.Error(), "no standby point") {
+		t.Fatalf("promoting a plain directory: %v", err)
+	}
+	root, err := safefs.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	l, err := undo.Open(root, dir, os.Geteuid() == 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := tree.VerifyTree(dir, os.Geteuid() == 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Mark(undo.Point{Digest: v.Digest, Owners: os.Geteuid() == 0, Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	out = syncBuf{}
+	if err := run(context.Background(), &out, "promote", "--dir", dir); err != nil {
+		t.Fatalf("promote: %v\n%s", err, out.String())
+	}
+	var p progress.Progress
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.HasPrefix(line, "{") {
+			if err := json.Unmarshal([]byte(line), &p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if want := fmt.Sprintf("%x", v.Digest); p.Phase != progress.Completed || !p.Verified || p.Digest != want || p.Point == nil || p.Point.Digest != want {
+		t.Fatalf("progress line %+v, want Completed, verified, digest %s\n%s", p, want, out.String())
+	}
+	if _, err := os.Lstat(filepath.Join(dir, undo.Dir)); !os.IsNotExist(err) {
+		t.Fatalf("%s left: %v", undo.Dir, err)
 	}
 }

@@ -429,6 +429,68 @@ var _ = Describe("ReplicationDestination for a standby", func() {
 		err := k8s.Update(ctx, rd)
 		Expect(err).To(HaveOccurred())
 		Expect(err.Error()).To(ContainSubstring("standby is immutable"))
+
+		By("promoting: the receiver goes, a promote pod rolls the volume back to its point and checks it; its digest is the volume's")
+		patchSpec(ctx, rd, func() { rd.Spec.Promote = true })
+		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, mover.RoleReceiver) }).Should(BeEmpty())
+		prom := mover.PodName(id, mover.RolePromote, "data")
+		Eventually(func() error { return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: prom}, &pod) }).Should(Succeed())
+		c := pod.Spec.Containers[0]
+		Expect(c.Args).To(Equal([]string{"mover", "promote", "--dir", "/data"}))
+		Expect(pod.Spec.RestartPolicy).To(Equal(corev1.RestartPolicyNever), "a refused volume would be refused again")
+		Expect(c.VolumeMounts).To(ContainElement(And(HaveField("MountPath", "/data"), HaveField("ReadOnly", false))))
+		Expect(c.SecurityContext.Capabilities.Add).To(ContainElement(corev1.Capability("CHOWN")), "the rollback restores owners")
+		setPodStatus(ctx, ns, prom, succeeded(`{"role":"promote","phase":"Completed","time":"2026-12-07T10:05:00Z","digest":"abcd",`+
+			`"verified":true,"point":{"time":"2026-12-07T10:00:00Z","digest":"abcd"}}`))
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rd), rd)).To(Succeed())
+			g.Expect(rd.Status.Phase).To(Equal(replv1.DestinationVerified))
+			g.Expect(rd.Status.Volumes[0].Digest).To(Equal("abcd"))
+			g.Expect(rd.Status.Digest).To(Equal("abcd"), "one volume: its digest")
+		}).Should(Succeed())
+
+		By("refusing to withdraw a promotion")
+		rd.Spec.Promote = false
+		err = k8s.Update(ctx, rd)
+		Expect(err).To(HaveOccurred())
+		Expect(err.Error()).To(ContainSubstring("promote cannot be withdrawn"))
+		Expect(k8s.Delete(ctx, rd)).To(Succeed())
+	})
+
+	It("reports a promotion the volume refuses, and refuses promote without standby", func() {
+		ctx := context.Background()
+		const ns, id = "dst-promote-refused", "s2"
+		appNamespace(ctx, ns)
+		plain := &replv1.ReplicationDestination{
+			ObjectMeta: metav1.ObjectMeta{Name: "smig-plain", Namespace: ns},
+			Spec: replv1.ReplicationDestinationSpec{MigrationID: "p1", TLSSecretName: "smig-p1-tls", Promote: true,
+				Volumes: []replv1.DestinationVolume{{PVCName: "other", Capacity: resource.MustParse("1Gi"),
+					AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}}}},
+		}
+		err := k8s.Create(ctx, plain)
+		Expect(err).To(HaveOccurred())
+		Expect(err.Error()).To(ContainSubstring("promote needs standby"))
+
+		rd := &replv1.ReplicationDestination{
+			ObjectMeta: metav1.ObjectMeta{Name: "smig-s2", Namespace: ns},
+			Spec: replv1.ReplicationDestinationSpec{
+				MigrationID: id, TLSSecretName: "smig-s2-tls", Standby: true, Promote: true,
+				Volumes: []replv1.DestinationVolume{{PVCName: "data", Capacity: resource.MustParse("1Gi"),
+					AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, StorageClassName: ptr.To("fast")}},
+			},
+		}
+		Expect(k8s.Create(ctx, rd)).To(Succeed())
+		tlsSecret(ctx, ns, "smig-s2-tls")
+		prom := mover.PodName(id, mover.RolePromote, "data")
+		var pod corev1.Pod
+		Eventually(func() error { return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: prom}, &pod) }).Should(Succeed())
+		Expect(moverPods(ctx, ns, id, mover.RoleReceiver)).To(BeEmpty(), "a promoted standby starts no receiver")
+		setPodStatus(ctx, ns, prom, failed("error: /data differs from its point of 2026-12-07T10:00:00Z (digest 01, the point's 02): refusing to promote it"))
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rd), rd)).To(Succeed())
+			g.Expect(rd.Status.Phase).To(Equal(replv1.DestinationFailed))
+			g.Expect(rd.Status.LastError).To(ContainSubstring("refusing to promote it"))
+		}).Should(Succeed())
 		Expect(k8s.Delete(ctx, rd)).To(Succeed())
 	})
 })

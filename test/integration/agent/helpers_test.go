@@ -68,12 +68,17 @@ func running(hostIP string) func(*corev1.Pod) {
 }
 
 // succeeded ends the mover container with exit 0 and the given termination message.
-func succeeded(message string) func(*corev1.Pod) {
+func succeeded(message string) func(*corev1.Pod) { return exited(corev1.PodSucceeded, 0, message) }
+
+// failed ends the mover container with exit 1 and the given termination message.
+func failed(message string) func(*corev1.Pod) { return exited(corev1.PodFailed, 1, message) }
+
+func exited(phase corev1.PodPhase, code int32, message string) func(*corev1.Pod) {
 	return func(p *corev1.Pod) {
-		p.Status.Phase = corev1.PodSucceeded
+		p.Status.Phase = phase
 		p.Status.ContainerStatuses = []corev1.ContainerStatus{{
 			Name: "mover", Image: moverImage, ImageID: "sha256:1",
-			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", Message: message}},
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code, Reason: "Exited", Message: message}},
 		}}
 	}
 }

@@ -52,8 +52,10 @@ type DestinationVolume struct {
 
 // ReplicationDestinationSpec is written by the hub.
 // +kubebuilder:validation:XValidation:rule="self.migrationID == oldSelf.migrationID",message="migrationID is immutable"
+// +kubebuilder:validation:XValidation:rule="!has(self.promote) || !self.promote || (has(self.standby) && self.standby)",message="promote needs standby"
 // +kubebuilder:validation:XValidation:rule="self.volumes == oldSelf.volumes",message="volumes are immutable"
 // +kubebuilder:validation:XValidation:rule="(has(self.standby) && self.standby) == (has(oldSelf.standby) && oldSelf.standby)",message="standby is immutable"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.promote) || !oldSelf.promote || (has(self.promote) && self.promote)",message="promote cannot be withdrawn"
 type ReplicationDestinationSpec struct {
 	// MigrationID identifies the migration (the hub's Migration UID prefix).
 	// +kubebuilder:validation:MinLength=1
@@ -110,6 +112,13 @@ type ReplicationDestinationSpec struct {
 	// (mover receive --points; docs/dr.md).
 	// +optional
 	Standby bool `json:"standby,omitempty"`
+	// Promote fails over to this standby: the agent stops the receivers,
+	// rolls each volume back to its last committed point and checks it
+	// against the point's digest (mover promote), then reports that digest
+	// as the volume's. With hubVerified it hands the PVCs to the app, as
+	// after a move. It needs standby and cannot be withdrawn.
+	// +optional
+	Promote bool `json:"promote,omitempty"`
 }
 
 // VolumePoint is the last pass a standby volume committed whole.
