@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -201,10 +202,17 @@ func (s *session) release() error {
 
 // dropHeld returns the buffers of held files a failed session never applies.
 func (s *session) dropHeld() {
+	var paths []string
 	for _, j := range s.held.jobs {
+		paths = append(paths, j.m.Entry.Path)
 		putFrame(j.buf)
 	}
 	s.held = heldRun{}
+	// Their removals, not made yet, must not be made by a later session's
+	// first sync: that session's index lists those paths as they are.
+	if p := s.r.points; p != nil && p.logging {
+		p.log.Forget(paths)
+	}
 }
 
 // replaced keeps what is at path p, which the next change replaces, and
@@ -227,12 +235,18 @@ func (r *Receiver) reportPoint(pt undo.Point) {
 
 func (p *points) hit() error {
 	if p.crash != nil {
-		if err := p.crash(); err != nil {
+		if err := p.crash(); errors.Is(err, errCut) {
+			return err // the session ends, the receiver goes on
+		} else if err != nil {
 			return fmt.Errorf("%w: %v", ErrFatal, err)
 		}
 	}
 	return nil
 }
+
+// errCut, from the crash hook (tests), ends the session only, as a dropped
+// connection does.
+var errCut = errors.New("session cut (test)")
 
 // commit makes the volume, synced by the caller, the standby's point, with
 // its digest: verified is the one the sender agreed to; otherwise it is

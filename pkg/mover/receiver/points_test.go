@@ -399,3 +399,56 @@ func TestPromote(t *testing.T) {
 		t.Fatalf("dropping the log changed the volume: %s", d)
 	}
 }
+
+// A session cut in the middle of a standby's pass (a dropped connection:
+// the receiver goes on) — small files held for their run's sync among
+// what it had received — leaves nothing for the next session to undo by
+// mistake: the sender's retry completes, its verification agrees at once,
+// and the volume is the source.
+func TestStandbySessionCutMidPass(t *testing.T) {
+	c := testCreds(t)
+	before, after := t.TempDir(), t.TempDir()
+	standbyBefore(t, before)
+	standbyAfter(t, before, after)
+	for _, cutAt := range []int{3, 8, 15, 25, 40} {
+		dst := t.TempDir()
+		must(t, standbyPass(t, c, before, dst, nil, nil))
+		r, err := New(Options{Dir: dst, Points: true, TLS: c.server})
+		must(t, err)
+		hits := 0
+		r.points.crash = func() error {
+			if hits++; hits == cutAt {
+				r.dropCurrent() // the connection drops: the sender retries
+				return errCut
+			}
+			return nil
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		must(t, err)
+		r.opts.Listener = ln
+		ctx, cancel := context.WithCancel(context.Background())
+		served := make(chan error, 1)
+		go func() { served <- r.Serve(ctx) }()
+		res, err := sender.Run(ctx, sender.Options{Dir: after, To: ln.Addr().String(), TLS: c.client, RetryTimeout: 20 * time.Second})
+		if err != nil {
+			t.Fatalf("cut after %d steps: the sender failed: %v", cutAt, err)
+		}
+		if serr := <-served; serr != nil {
+			t.Fatalf("cut after %d steps: the receiver failed: %v", cutAt, serr)
+		}
+		cancel()
+		r.Close()
+		if hits < cutAt {
+			t.Fatalf("the pass had only %d steps: no cut at %d", hits, cutAt)
+		}
+		if res.Progress.Reconnects == 0 {
+			t.Fatalf("cut after %d steps: the sender never reconnected", cutAt)
+		}
+		if res.Progress.Repairs != 0 {
+			t.Fatalf("cut after %d steps: verification needed %d repairs (last error: %s)", cutAt, res.Progress.Repairs, res.Progress.LastError)
+		}
+		if d := diffListings(listing(t, after), listing(t, dst)); d != "" {
+			t.Fatalf("cut after %d steps: the volume differs from the source: %s", cutAt, d)
+		}
+	}
+}

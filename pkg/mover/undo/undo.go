@@ -248,6 +248,17 @@ func (l *Log) Sync() error {
 	return nil
 }
 
+// Forget drops the removals Replace asked for and Sync has not made, and
+// the paths recorded as made: the changes they were for will not follow.
+// Their records, if durable, roll back to the same state (nothing moved,
+// nothing made); a later change of such a path keeps it anew.
+func (l *Log) Forget(made []string) {
+	l.moves = l.moves[:0]
+	for _, p := range made {
+		delete(l.created, p)
+	}
+}
+
 // Commit ends the pass once its changes are durable (the caller synced the
 // volume) and makes pt the volume's point: pt is written down first, then
 // the log goes, in one step (the commit), then what it kept.

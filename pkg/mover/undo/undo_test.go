@@ -356,3 +356,28 @@ func TestTornRecordEndsTheLog(t *testing.T) {
 		t.Fatal("rollback with a torn last record did not restore the volume")
 	}
 }
+
+// Changes recorded but dropped before their sync (a session cut while they
+// were held) leave nothing behind: a later change of the same path in the
+// same pass is kept anew, and a rollback restores what was there.
+func TestForgottenChangesAreKeptAnew(t *testing.T) {
+	dir, r := volume(t)
+	l, err := Open(r, dir, os.Geteuid() == 0)
+	must(t, err)
+	want, _ := digest(t, dir)
+	must(t, l.Begin())
+	c := create("replace a file", "b/target", "dropped")
+	must(t, c.keep(l, r)) // held, never synced, never made
+	l.Forget([]string{"b/target"})
+	must(t, create("replace it again", "b/target", "made").do(l, r))
+	if b, err := os.ReadFile(filepath.Join(dir, "b/target")); err != nil || string(b) != "made" {
+		t.Fatalf("b/target: %q, %v", b, err)
+	}
+	l.f.Close() // the crash
+	l2, err := Open(r, dir, os.Geteuid() == 0)
+	must(t, err)
+	must(t, l2.Rollback())
+	if got, paths := digest(t, dir); got != want {
+		t.Fatalf("after rollback the volume differs: %q", paths)
+	}
+}
