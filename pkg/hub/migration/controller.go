@@ -224,6 +224,8 @@ func (r *Reconciler) step(ctx context.Context, s *state) (ctrl.Result, error) {
 		return r.quiescing(ctx, s)
 	case migrationv1alpha1.PhaseFinalSync:
 		return r.finalSync(ctx, s)
+	case migrationv1alpha1.PhaseFailingOver:
+		return r.failingOver(ctx, s)
 	case migrationv1alpha1.PhaseLaunching:
 		return r.launching(ctx, s)
 	case migrationv1alpha1.PhaseRollingBack:

@@ -154,6 +154,9 @@ func (r *Reconciler) initialSync(ctx context.Context, s *state) (ctrl.Result, er
 
 func (r *Reconciler) syncing(ctx context.Context, s *state) (ctrl.Result, error) {
 	if s.m.Spec.Standby { // no catch-up deadline: a standby replicates for as long as it is kept
+		if s.m.Annotations[migrationv1alpha1.FailoverAnnotation] == "true" {
+			return r.beginFailover(s), nil
+		}
 		if res, done, err := r.replicate(ctx, s, nil, ""); done {
 			return res, err
 		}
@@ -276,6 +279,7 @@ func (r *Reconciler) destinationWork(s *state, src *workv1.ManifestWork, server 
 		HubVerified:        s.hubVerified(),
 		PostLaunchHook:     s.policy.Spec.Hooks.PostLaunch,
 		Standby:            s.m.Spec.Standby,
+		Promote:            s.m.Status.Failover != nil,
 	})
 	return w, nil, err
 }
@@ -360,7 +364,11 @@ func (r *Reconciler) launching(ctx context.Context, s *state) (ctrl.Result, erro
 	if err := r.setActual(ctx, s, s.m.Spec.DestinationCluster, s.m.Spec.SourceCluster); err != nil && !errors.Is(err, decision.ErrSchedulingEnabled) {
 		return ctrl.Result{}, err
 	}
-	if s.policy != nil && replicating(s) {
+	if s.m.Status.Failover != nil {
+		if err := r.ensurePromoted(ctx, s); err != nil { // hubVerified: hand the PVCs to the app
+			return ctrl.Result{}, err
+		}
+	} else if s.policy != nil && replicating(s) {
 		// Tell both agents the hub verified the data (hubVerified): the
 		// destination watches the app's pods, the source marks its PVCs.
 		if err := r.askFinalSync(ctx, s); err != nil {
@@ -417,7 +425,8 @@ func (r *Reconciler) launching(ctx context.Context, s *state) (ctrl.Result, erro
 // complete releases source data when asked and allowed, deletes both works
 // and the hub credentials, then records Completed.
 func (r *Reconciler) complete(ctx context.Context, s *state, appAvailable bool, reason, msg string) (ctrl.Result, error) {
-	if appAvailable && s.policy != nil && s.policy.Spec.SourceDataPolicy == migrationv1alpha1.SourceDataDelete && replicating(s) {
+	// After a failover the source is lost: nothing to release there.
+	if appAvailable && s.policy != nil && s.policy.Spec.SourceDataPolicy == migrationv1alpha1.SourceDataDelete && replicating(s) && s.m.Status.Failover == nil {
 		if err := r.ensureReplicating(ctx, s, true, true); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -469,7 +478,7 @@ func handOverPending(s *state) string {
 		return ""
 	}
 	var waiting []string
-	if s.srcWork != nil && work.HasReplication(s.srcWork) && (s.src == nil || !s.src.MovedOut) {
+	if s.srcWork != nil && work.HasReplication(s.srcWork) && (s.src == nil || !s.src.MovedOut) && s.m.Status.Failover == nil {
 		waiting = append(waiting, fmt.Sprintf("cluster %s to label the source PVCs moved-out", s.m.Spec.SourceCluster))
 	}
 	if s.dstWork != nil && work.HasReplication(s.dstWork) && (s.dst == nil || !s.dst.HubVerified) {

@@ -35,7 +35,7 @@ func (r *Reconciler) observe(ctx context.Context, s *state) (bool, error) {
 	for _, m := range l.Items {
 		switch owner := metav1.GetControllerOf(&m); {
 		case owner == nil || owner.UID != s.policy.UID:
-		case m.Spec.Standby:
+		case m.Spec.Standby && m.Annotations[migrationv1alpha1.FailoverAnnotation] != "true":
 			s.standbys = append(s.standbys, m)
 		default:
 			s.migrations = append(s.migrations, m)
@@ -83,6 +83,13 @@ func (r *Reconciler) converge(ctx context.Context, s *state) (bool, error) {
 
 	var blocked []string
 	for i := range n {
+		if m, err := r.failover(ctx, s, removed[i], added[i]); err != nil {
+			return true, err
+		} else if m != nil {
+			s.migrations = append(s.migrations, *m)
+			active = append(active, *m)
+			continue
+		}
 		if m := s.previous(removed[i], added[i]); m != nil {
 			blocked = append(blocked, fmt.Sprintf("%s (%s)", m.Name, m.CurrentPhase()))
 			continue
@@ -96,6 +103,15 @@ func (r *Reconciler) converge(ctx context.Context, s *state) (bool, error) {
 	}
 
 	extraAdd, extraRemove := added[n:], removed[n:]
+	// A failover that could not promote its standby leaves volumes that are
+	// not its point there: adding that cluster would start the app on them.
+	extraAdd = slices.DeleteFunc(slices.Clone(extraAdd), func(c string) bool {
+		if m := s.failedFailover(c); m != nil {
+			blocked = append(blocked, fmt.Sprintf("%s (failover to %s: %s)", m.Name, c, m.Status.Reason))
+			return true
+		}
+		return false
+	})
 	waiting := len(extraAdd)+len(extraRemove) > 0 && len(active) > 0
 	if !waiting && len(extraAdd)+len(extraRemove) > 0 {
 		next := actual.Clone().Insert(extraAdd...).Delete(extraRemove...)
@@ -124,6 +140,18 @@ func (r *Reconciler) converge(ctx context.Context, s *state) (bool, error) {
 		s.setConverged(metav1.ConditionTrue, migrationv1alpha1.ReasonActualMatchesDesired, "")
 	}
 	return false, nil
+}
+
+// failedFailover returns a failover to cluster that ended without starting
+// the app there.
+func (s *state) failedFailover(cluster string) *migrationv1alpha1.Migration {
+	for i := range s.migrations {
+		m := &s.migrations[i]
+		if m.Status.Failover != nil && m.Spec.DestinationCluster == cluster && m.CurrentPhase() == migrationv1alpha1.PhaseFailed {
+			return m
+		}
+	}
+	return nil
 }
 
 // previous returns an unsuccessful Migration of the same pair. It blocks a new

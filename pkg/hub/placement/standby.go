@@ -3,12 +3,16 @@ package placement
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	clusterv1 "open-cluster-management.io/api/cluster/v1"
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/credentials"
@@ -129,4 +133,43 @@ func wanted(src, dst string) string {
 
 func (s *state) setStandby(status metav1.ConditionStatus, reason, msg string) {
 	s.standby = &metav1.Condition{Type: migrationv1alpha1.ConditionStandby, Status: status, Reason: reason, Message: msg}
+}
+
+// failover turns the move src -> dst into a failover when src is lost (its
+// ManagedCluster not Available) and a standby src -> dst holds a point:
+// the standby is marked for the sequencing controller, and no move is
+// created (its source could never send). It returns the standby marked.
+func (r *Reconciler) failover(ctx context.Context, s *state, src, dst string) (*migrationv1alpha1.Migration, error) {
+	var sb *migrationv1alpha1.Migration
+	for i := range s.standbys {
+		m := &s.standbys[i]
+		if m.Spec.SourceCluster == src && m.Spec.DestinationCluster == dst && m.DeletionTimestamp.IsZero() && !m.CurrentPhase().IsFinished() {
+			sb = m
+		}
+	}
+	if sb == nil {
+		return nil, nil
+	}
+	var mc clusterv1.ManagedCluster
+	if err := r.Get(ctx, client.ObjectKey{Name: src}, &mc); client.IgnoreNotFound(err) != nil {
+		return nil, err
+	}
+	// Lost: OCM reports it not Available (False, or Unknown once its lease
+	// lapsed). Otherwise this is a planned move: the standby makes way.
+	if c := meta.FindStatusCondition(mc.Status.Conditions, clusterv1.ManagedClusterConditionAvailable); c == nil || c.Status == metav1.ConditionTrue {
+		return nil, nil
+	}
+	patch := client.MergeFrom(sb.DeepCopy())
+	if sb.Annotations == nil {
+		sb.Annotations = map[string]string{}
+	}
+	sb.Annotations[migrationv1alpha1.FailoverAnnotation] = "true"
+	if err := r.Patch(ctx, sb, patch); err != nil {
+		return nil, err
+	}
+	s.standbys = slices.DeleteFunc(s.standbys, func(m migrationv1alpha1.Migration) bool { return m.UID == sb.UID })
+	klog.FromContext(ctx).Info("Failover", "migration", sb.Name, "lost", src, "standby", dst)
+	r.Recorder.Eventf(s.placement, sb, corev1.EventTypeWarning, "Failover", "Failover",
+		"Placement moved the app from %s, which is not Available, to %s: failing over to standby %s", src, dst, sb.Name)
+	return sb, nil
 }

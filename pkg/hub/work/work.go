@@ -108,6 +108,7 @@ type DestinationSpec struct {
 	HubVerified        bool // the hub compared both digests: the app starts there
 	PostLaunchHook     *replv1.Hook
 	Standby            bool // a disaster-recovery standby: each pass committed whole
+	Promote            bool // fail over to the standby: roll back to its point, check it
 }
 
 // SourceSpec describes the source work. Without Endpoints it only carries
@@ -163,6 +164,7 @@ func Destination(s DestinationSpec) (*workv1.ManifestWork, error) {
 				FinalSync:          s.FinalSync,
 				HubVerified:        s.HubVerified,
 				Standby:            s.Standby,
+				Promote:            s.Promote,
 				MoverResources:     s.MoverResources,
 				PostLaunchHook:     s.PostLaunchHook,
 			},

@@ -8,9 +8,11 @@ import (
 	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	clusterv1 "open-cluster-management.io/api/cluster/v1"
 	workv1 "open-cluster-management.io/api/work/v1"
 
 	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
@@ -167,6 +169,122 @@ func destinationStandby(w *workv1.ManifestWork) bool {
 		var rd replv1.ReplicationDestination
 		if err := jsonUnmarshal(mf.Raw, &rd); err == nil && rd.Kind == "ReplicationDestination" {
 			if !rd.Spec.Standby {
+				return false
+			}
+			n++
+		}
+	}
+	return n > 0
+}
+
+var _ = Describe("Failover", func() {
+	It("fails over to the standby when the Placement moves the app off a lost cluster: lost cluster fenced out of the decision, standby promoted to its point, app launched there", func() {
+		a := newApp("failover", "a", func(p *migrationv1alpha1.MigrationPolicy) {
+			p.Spec.Standby = &migrationv1alpha1.Standby{ClusterName: "cluster2"}
+		})
+		rec := recordDecisions(a.ns, a.placement)
+		defer rec.stop()
+		m := a.migrationOf()
+		id := work.MigrationID(m)
+		Eventually(phaseOf(m), timeout, interval).Should(Equal(phPreparing))
+		feedPVC("cluster1", id, a.appNS, "5Gi", "standard")
+		reportDestination("cluster2", id, replv1.DestinationReady, "192.0.2.20:30443", "", "")
+		reportSource("cluster1", id, srcState{phase: replv1.SourceSyncing, protected: true, pods: 1, total: 1000, copied: 1000, tput: 100})
+		Eventually(phaseOf(m), timeout, interval).Should(Equal(phSyncing))
+		point := metav1.NewTime(time.Now().Add(-20 * time.Second).Truncate(time.Second))
+		reportStandbyPoint("cluster2", id, point, "d1")
+		Eventually(func() *metav1.Time { return pointTime(get(m)) }, timeout, interval).ShouldNot(BeNil())
+
+		By("cluster1 is lost (OCM reports it Unknown) and the user moves the app to cluster2")
+		setAvailable("cluster1", metav1.ConditionUnknown)
+		DeferCleanup(func() { setAvailable("cluster1", metav1.ConditionTrue) })
+		editPlacement(a.ns, a.placement, "b")
+
+		By("FailingOver: the standby is marked, no move is created, cluster1 leaves the decision, the standby is asked to promote")
+		Eventually(phaseOf(m), timeout, interval).Should(Equal(migrationv1alpha1.PhaseFailingOver))
+		Expect(get(m).Annotations).To(HaveKeyWithValue(migrationv1alpha1.FailoverAnnotation, "true"))
+		f := get(m).Status.Failover
+		Expect(f).NotTo(BeNil())
+		Expect(f.FencedCluster).To(Equal("cluster1"))
+		Expect(f.PointTime.Time.Equal(point.Time)).To(BeTrue())
+		Expect(f.RPOSeconds).To(BeNumerically(">=", 20))
+		Eventually(rec.last, timeout, interval).Should(BeEmpty())
+		Eventually(func() bool {
+			w, err := getWork("cluster2", work.DestinationName(id))()
+			return err == nil && destinationPromote(w)
+		}, timeout, interval).Should(BeTrue())
+		var l migrationv1alpha1.MigrationList
+		Expect(k8s.List(ctx, &l, client.InNamespace(a.ns))).To(Succeed())
+		Expect(l.Items).To(HaveLen(1), "no move from the lost cluster")
+
+		By("promoted to the point's digest: cluster2 joins the decision, the agent is told to hand the PVCs to the app")
+		reportDestination("cluster2", id, replv1.DestinationVerified, "", "d1", "")
+		Eventually(phaseOf(m), timeout, interval).Should(Equal(phLaunching))
+		Eventually(rec.last, timeout, interval).Should(Equal([]string{"cluster2"}))
+		Eventually(func() bool {
+			w, err := getWork("cluster2", work.DestinationName(id))()
+			return err == nil && hubVerifiedIn(w)
+		},
+			timeout, interval).Should(BeTrue())
+		a.launchApp("cluster2")
+		reportApp("cluster2", id, "d1", true)
+		Eventually(phaseOf(m), timeout, interval).Should(Equal(phCompleted))
+		Expect(rec.sequence()).NotTo(ContainElement(ContainElements("cluster1", "cluster2")), "never on both clusters")
+	})
+
+	It("refuses to start the app on a promoted standby whose digest is not its point's", func() {
+		a := newApp("failover-mismatch", "a", func(p *migrationv1alpha1.MigrationPolicy) {
+			p.Spec.Standby = &migrationv1alpha1.Standby{ClusterName: "cluster2"}
+		})
+		rec := recordDecisions(a.ns, a.placement)
+		defer rec.stop()
+		m := a.migrationOf()
+		id := work.MigrationID(m)
+		Eventually(phaseOf(m), timeout, interval).Should(Equal(phPreparing))
+		feedPVC("cluster1", id, a.appNS, "5Gi", "standard")
+		reportDestination("cluster2", id, replv1.DestinationReady, "192.0.2.20:30443", "", "")
+		reportSource("cluster1", id, srcState{phase: replv1.SourceSyncing, protected: true, pods: 1, total: 1000, copied: 1000, tput: 100})
+		Eventually(phaseOf(m), timeout, interval).Should(Equal(phSyncing))
+		reportStandbyPoint("cluster2", id, metav1.NewTime(time.Now().Truncate(time.Second)), "d1")
+		Eventually(func() *metav1.Time { return pointTime(get(m)) }, timeout, interval).ShouldNot(BeNil())
+		setAvailable("cluster1", metav1.ConditionFalse)
+		DeferCleanup(func() { setAvailable("cluster1", metav1.ConditionTrue) })
+		editPlacement(a.ns, a.placement, "b")
+		Eventually(phaseOf(m), timeout, interval).Should(Equal(migrationv1alpha1.PhaseFailingOver))
+		reportDestination("cluster2", id, replv1.DestinationVerified, "", "other", "")
+		Eventually(func() string { return get(m).Status.Reason }, timeout, interval).Should(Equal("PointMismatch"))
+		Expect(get(m).Status.Phase).To(Equal(migrationv1alpha1.PhaseFailed))
+		Consistently(rec.last, 500*time.Millisecond, interval).Should(BeEmpty(), "the app is started nowhere on unverified data")
+	})
+})
+
+func pointTime(m *migrationv1alpha1.Migration) *metav1.Time {
+	if m.Status.Standby == nil {
+		return nil
+	}
+	return m.Status.Standby.PointTime
+}
+
+// setAvailable plays the registration controller: cluster's Available condition.
+func setAvailable(cluster string, status metav1.ConditionStatus) {
+	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var mc clusterv1.ManagedCluster
+		if err := k8s.Get(ctx, client.ObjectKey{Name: cluster}, &mc); err != nil {
+			return err
+		}
+		meta.SetStatusCondition(&mc.Status.Conditions, metav1.Condition{Type: clusterv1.ManagedClusterConditionAvailable,
+			Status: status, Reason: "Test", Message: "set by the test"})
+		return k8s.Status().Update(ctx, &mc)
+	})).To(Succeed())
+}
+
+// destinationPromote tells whether every ReplicationDestination in w asks for the promotion.
+func destinationPromote(w *workv1.ManifestWork) bool {
+	n := 0
+	for _, mf := range w.Spec.Workload.Manifests {
+		var rd replv1.ReplicationDestination
+		if err := jsonUnmarshal(mf.Raw, &rd); err == nil && rd.Kind == "ReplicationDestination" {
+			if !rd.Spec.Promote {
 				return false
 			}
 			n++

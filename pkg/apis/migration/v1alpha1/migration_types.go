@@ -7,7 +7,7 @@ import (
 )
 
 // MigrationPhase is the step a Migration is at (DESIGN section 4).
-// +kubebuilder:validation:Enum=Pending;Preparing;InitialSync;Syncing;Quiescing;FinalSync;Launching;Completed;Failed;RollingBack;RolledBack
+// +kubebuilder:validation:Enum=Pending;Preparing;InitialSync;Syncing;Quiescing;FinalSync;FailingOver;Launching;Completed;Failed;RollingBack;RolledBack
 type MigrationPhase string
 
 const (
@@ -17,6 +17,10 @@ const (
 	PhaseSyncing     MigrationPhase = "Syncing"
 	PhaseQuiescing   MigrationPhase = "Quiescing"
 	PhaseFinalSync   MigrationPhase = "FinalSync"
+	// PhaseFailingOver: a standby whose source cluster is lost is promoted
+	// (docs/dr.md): the lost cluster is out of the decision, the standby's
+	// volumes are rolled back to their last point and checked.
+	PhaseFailingOver MigrationPhase = "FailingOver"
 	PhaseLaunching   MigrationPhase = "Launching"
 	PhaseCompleted   MigrationPhase = "Completed"
 	PhaseFailed      MigrationPhase = "Failed"
@@ -34,7 +38,7 @@ func (p MigrationPhase) IsFinished() bool {
 // unverified data.
 func (p MigrationPhase) HoldsApp() bool {
 	switch p {
-	case PhaseQuiescing, PhaseFinalSync, PhaseLaunching, PhaseRollingBack:
+	case PhaseQuiescing, PhaseFinalSync, PhaseFailingOver, PhaseLaunching, PhaseRollingBack:
 		return true
 	}
 	return false
@@ -210,6 +214,29 @@ type MigrationStatus struct {
 	// Standby is a standby's last point and its recovery point objective.
 	// +optional
 	Standby *StandbyStatus `json:"standby,omitempty"`
+	// Failover of a standby, once it began.
+	// +optional
+	Failover *FailoverStatus `json:"failover,omitempty"`
+}
+
+// FailoverAnnotation on a standby Migration, set by the placement
+// controller when the Placement moves the app from its cluster, lost, to
+// the standby's: the sequencing controller fails over to the standby.
+const FailoverAnnotation = "migration.open-cluster-management.io/failover"
+
+// FailoverStatus records a failover: the point the app restarted from.
+type FailoverStatus struct {
+	// FencedCluster is the lost cluster, removed from the decision.
+	FencedCluster string `json:"fencedCluster"`
+	// PointTime and PointDigest: the standby's point the app starts from.
+	// +optional
+	PointTime *metav1.Time `json:"pointTime,omitempty"`
+	// +optional
+	PointDigest string `json:"pointDigest,omitempty"`
+	// RPOSeconds: the age of that point when the failover began.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	RPOSeconds int64 `json:"rpoSeconds,omitempty"`
 }
 
 // StandbyStatus is what a failover to a standby would start from now.

@@ -1,0 +1,110 @@
+package migration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
+	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/credentials"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/decision"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/progress"
+)
+
+// Reasons of a failover (docs/dr.md).
+const (
+	ReasonNoPoint          = "StandbyHasNoPoint"
+	ReasonPromoting        = "PromotingStandby"
+	ReasonPromoteFailed    = "PromoteFailed"
+	ReasonPointMismatch    = "PointMismatch"
+	ReasonFailoverLaunched = "StandbyPromoted"
+)
+
+// beginFailover records what the failover starts from and enters
+// FailingOver; a standby without a committed point has nothing to start
+// the app on, and says so.
+func (r *Reconciler) beginFailover(s *state) ctrl.Result {
+	st := s.m.Status.Standby
+	if st == nil || st.PointTime == nil {
+		s.wait(ReasonNoPoint, fmt.Sprintf("Failover to %s asked, but the standby has committed no whole pass yet: nothing to start the app on",
+			s.m.Spec.DestinationCluster))
+		return ctrl.Result{RequeueAfter: standbyPoll}
+	}
+	s.m.Status.Failover = &migrationv1alpha1.FailoverStatus{FencedCluster: s.m.Spec.SourceCluster, PointTime: st.PointTime,
+		PointDigest: st.PointDigest, RPOSeconds: max(0, int64(s.now.Sub(st.PointTime.Time).Seconds()))}
+	r.Recorder.Eventf(s.m, nil, corev1.EventTypeWarning, "FailoverStarted", "Failover",
+		"Cluster %s lost: failing over to the standby on %s, from its point of %s (RPO %ds)", s.m.Spec.SourceCluster,
+		s.m.Spec.DestinationCluster, st.PointTime.UTC().Format("2006-01-02T15:04:05Z"), s.m.Status.Failover.RPOSeconds)
+	r.transition(s, migrationv1alpha1.PhaseFailingOver, ReasonPromoting, fmt.Sprintf("Removing %s from Placement %s; promoting the standby on %s",
+		s.m.Spec.SourceCluster, s.m.Spec.PlacementName, s.m.Spec.DestinationCluster))
+	return ctrl.Result{}
+}
+
+// failingOver fences the lost cluster out of the decision (OCM then
+// deletes the app's ManifestWork there: a returning work agent removes the
+// app instead of running it), asks the standby's agent to promote, and
+// launches once the promoted digest is the point's. The lost cluster's
+// replication work goes with the Migration's cleanup, as after a move.
+func (r *Reconciler) failingOver(ctx context.Context, s *state) (ctrl.Result, error) {
+	f := s.m.Status.Failover
+	if err := r.setActual(ctx, s, "", f.FencedCluster); err != nil && !errors.Is(err, decision.ErrSchedulingEnabled) {
+		return ctrl.Result{}, err
+	}
+	if err := r.ensurePromoted(ctx, s); err != nil {
+		return ctrl.Result{}, err
+	}
+	switch {
+	case s.dst.Failed():
+		msg := fmt.Sprintf("The standby on %s could not be promoted: %s; the app runs nowhere: repair the volumes or bring %s back and edit the Placement",
+			s.m.Spec.DestinationCluster, s.dst.Error(), f.FencedCluster)
+		return r.endFailover(s, ReasonPromoteFailed, msg)
+	case !progress.DestinationAtLeast(s.dst, replv1.DestinationVerified):
+		s.wait(ReasonPromoting, fmt.Sprintf("Promoting the standby on %s to its point of %s (%s)", s.m.Spec.DestinationCluster,
+			f.PointTime.UTC().Format("2006-01-02T15:04:05Z"), describe("destination", s.dst)))
+		return requeue(pollLimit), nil
+	case s.dst.Digest != f.PointDigest:
+		return r.endFailover(s, ReasonPointMismatch, fmt.Sprintf("The promoted volumes' digest %q is not the point's %q: not starting the app on them",
+			s.dst.Digest, f.PointDigest))
+	}
+	now := metav1.NewTime(s.now)
+	s.m.Status.Timings.LaunchStart = &now
+	s.m.Status.Digest = s.dst.Digest
+	r.transition(s, migrationv1alpha1.PhaseLaunching, ReasonWaitingForApp, fmt.Sprintf("Standby promoted to its point (digest %s, RPO %ds); adding %s to Placement %s",
+		short(f.PointDigest), f.RPOSeconds, s.m.Spec.DestinationCluster, s.m.Spec.PlacementName))
+	return ctrl.Result{}, nil
+}
+
+// ensurePromoted keeps the standby's destination work asking for the
+// promotion (and, once the digest is checked, hubVerified).
+func (r *Reconciler) ensurePromoted(ctx context.Context, s *state) error {
+	if s.srcWork == nil || s.dstWork == nil || !s.dstWork.DeletionTimestamp.IsZero() {
+		return nil
+	}
+	creds, err := credentials.Ensure(ctx, r.Client, r.APIReader, s.m)
+	if err != nil {
+		return err
+	}
+	dst, pending, err := r.destinationWork(s, s.srcWork, creds.Server, false)
+	if err != nil || len(pending) > 0 {
+		return err
+	}
+	_, err = r.ensureWork(ctx, dst, s.dstWork)
+	return err
+}
+
+// endFailover ends a failover that cannot start the app: there is no
+// source to go back to, so it fails for good, leaving the volumes as they
+// are for the user to inspect.
+func (r *Reconciler) endFailover(s *state, reason, msg string) (ctrl.Result, error) {
+	now := metav1.NewTime(s.now)
+	s.m.Status.CompletionTime = &now
+	r.Recorder.Eventf(s.m, nil, corev1.EventTypeWarning, reason, "Failover", msg)
+	r.transition(s, migrationv1alpha1.PhaseFailed, reason, msg)
+	s.setSucceeded(metav1.ConditionFalse, reason, msg)
+	return ctrl.Result{}, nil
+}
