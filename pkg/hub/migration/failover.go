@@ -11,7 +11,6 @@ import (
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
-	"github.com/stateful-migration/stateful-migration/pkg/hub/credentials"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/decision"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/progress"
 )
@@ -82,19 +81,10 @@ func (r *Reconciler) failingOver(ctx context.Context, s *state) (ctrl.Result, er
 // ensurePromoted keeps the standby's destination work asking for the
 // promotion (and, once the digest is checked, hubVerified).
 func (r *Reconciler) ensurePromoted(ctx context.Context, s *state) error {
-	if s.srcWork == nil || s.dstWork == nil || !s.dstWork.DeletionTimestamp.IsZero() {
+	if s.dstWork != nil && !s.dstWork.DeletionTimestamp.IsZero() {
 		return nil
 	}
-	creds, err := credentials.Ensure(ctx, r.Client, r.APIReader, s.m)
-	if err != nil {
-		return err
-	}
-	dst, pending, err := r.destinationWork(s, s.srcWork, creds.Server, false)
-	if err != nil || len(pending) > 0 {
-		return err
-	}
-	_, err = r.ensureWork(ctx, dst, s.dstWork)
-	return err
+	return r.rewriteDestination(ctx, s, false)
 }
 
 // endFailover ends a failover that cannot start the app: there is no

@@ -291,6 +291,12 @@ func (r *Reconciler) askFinalSync(ctx context.Context, s *state) error {
 	if err := r.ensureReplicating(ctx, s, true, false); err != nil {
 		return err
 	}
+	return r.rewriteDestination(ctx, s, true)
+}
+
+// rewriteDestination brings the destination work in step with the
+// Migration: final sync asked (final), hubVerified, promotion.
+func (r *Reconciler) rewriteDestination(ctx context.Context, s *state, final bool) error {
 	if s.srcWork == nil || s.dstWork == nil {
 		return nil
 	}
@@ -298,7 +304,7 @@ func (r *Reconciler) askFinalSync(ctx context.Context, s *state) error {
 	if err != nil {
 		return err
 	}
-	dst, pending, err := r.destinationWork(s, s.srcWork, creds.Server, true)
+	dst, pending, err := r.destinationWork(s, s.srcWork, creds.Server, final)
 	if err != nil || len(pending) > 0 {
 		return err
 	}

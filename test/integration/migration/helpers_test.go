@@ -358,11 +358,17 @@ func replicationSources(w *workv1.ManifestWork) []replv1.ReplicationSource {
 // destinationFinal tells whether the destination work's ReplicationDestinations
 // carry finalSync.
 func destinationFinal(w *workv1.ManifestWork) bool {
+	return everyDestination(w, func(s replv1.ReplicationDestinationSpec) bool { return s.FinalSync })
+}
+
+// everyDestination tells whether w holds ReplicationDestinations and ok
+// holds for the spec of each.
+func everyDestination(w *workv1.ManifestWork, ok func(replv1.ReplicationDestinationSpec) bool) bool {
 	n := 0
 	for _, mf := range w.Spec.Workload.Manifests {
 		var rd replv1.ReplicationDestination
 		if err := jsonUnmarshal(mf.Raw, &rd); err == nil && rd.Kind == "ReplicationDestination" {
-			if !rd.Spec.FinalSync {
+			if !ok(rd.Spec) {
 				return false
 			}
 			n++

@@ -164,36 +164,35 @@ func reportStandbyPoint(cluster, id string, t metav1.Time, digest string) {
 
 // destinationStandby tells whether every ReplicationDestination in w asks for a standby.
 func destinationStandby(w *workv1.ManifestWork) bool {
-	n := 0
-	for _, mf := range w.Spec.Workload.Manifests {
-		var rd replv1.ReplicationDestination
-		if err := jsonUnmarshal(mf.Raw, &rd); err == nil && rd.Kind == "ReplicationDestination" {
-			if !rd.Spec.Standby {
-				return false
-			}
-			n++
-		}
-	}
-	return n > 0
+	return everyDestination(w, func(s replv1.ReplicationDestinationSpec) bool { return s.Standby })
+}
+
+// standbyWithPoint starts an app on cluster1 with a standby on cluster2 and
+// plays both agents until the standby replicates and reports a point of
+// that time (digest "d1").
+func standbyWithPoint(prefix string, point metav1.Time) (*app, *migrationv1alpha1.Migration, *recorder) {
+	a := newApp(prefix, "a", func(p *migrationv1alpha1.MigrationPolicy) {
+		p.Spec.Standby = &migrationv1alpha1.Standby{ClusterName: "cluster2"}
+	})
+	rec := recordDecisions(a.ns, a.placement)
+	m := a.migrationOf()
+	id := work.MigrationID(m)
+	Eventually(phaseOf(m), timeout, interval).Should(Equal(phPreparing))
+	feedPVC("cluster1", id, a.appNS, "5Gi", "standard")
+	reportDestination("cluster2", id, replv1.DestinationReady, "192.0.2.20:30443", "", "")
+	reportSource("cluster1", id, srcState{phase: replv1.SourceSyncing, protected: true, pods: 1, total: 1000, copied: 1000, tput: 100})
+	Eventually(phaseOf(m), timeout, interval).Should(Equal(phSyncing))
+	reportStandbyPoint("cluster2", id, point, "d1")
+	Eventually(func() *metav1.Time { return pointTime(get(m)) }, timeout, interval).ShouldNot(BeNil())
+	return a, m, rec
 }
 
 var _ = Describe("Failover", func() {
 	It("fails over to the standby when the Placement moves the app off a lost cluster: lost cluster fenced out of the decision, standby promoted to its point, app launched there", func() {
-		a := newApp("failover", "a", func(p *migrationv1alpha1.MigrationPolicy) {
-			p.Spec.Standby = &migrationv1alpha1.Standby{ClusterName: "cluster2"}
-		})
-		rec := recordDecisions(a.ns, a.placement)
-		defer rec.stop()
-		m := a.migrationOf()
-		id := work.MigrationID(m)
-		Eventually(phaseOf(m), timeout, interval).Should(Equal(phPreparing))
-		feedPVC("cluster1", id, a.appNS, "5Gi", "standard")
-		reportDestination("cluster2", id, replv1.DestinationReady, "192.0.2.20:30443", "", "")
-		reportSource("cluster1", id, srcState{phase: replv1.SourceSyncing, protected: true, pods: 1, total: 1000, copied: 1000, tput: 100})
-		Eventually(phaseOf(m), timeout, interval).Should(Equal(phSyncing))
 		point := metav1.NewTime(time.Now().Add(-20 * time.Second).Truncate(time.Second))
-		reportStandbyPoint("cluster2", id, point, "d1")
-		Eventually(func() *metav1.Time { return pointTime(get(m)) }, timeout, interval).ShouldNot(BeNil())
+		a, m, rec := standbyWithPoint("failover", point)
+		defer rec.stop()
+		id := work.MigrationID(m)
 
 		By("cluster1 is lost (OCM reports it Unknown) and the user moves the app to cluster2")
 		setAvailable("cluster1", metav1.ConditionUnknown)
@@ -233,20 +232,9 @@ var _ = Describe("Failover", func() {
 	})
 
 	It("refuses to start the app on a promoted standby whose digest is not its point's", func() {
-		a := newApp("failover-mismatch", "a", func(p *migrationv1alpha1.MigrationPolicy) {
-			p.Spec.Standby = &migrationv1alpha1.Standby{ClusterName: "cluster2"}
-		})
-		rec := recordDecisions(a.ns, a.placement)
+		a, m, rec := standbyWithPoint("failover-mismatch", metav1.NewTime(time.Now().Truncate(time.Second)))
 		defer rec.stop()
-		m := a.migrationOf()
 		id := work.MigrationID(m)
-		Eventually(phaseOf(m), timeout, interval).Should(Equal(phPreparing))
-		feedPVC("cluster1", id, a.appNS, "5Gi", "standard")
-		reportDestination("cluster2", id, replv1.DestinationReady, "192.0.2.20:30443", "", "")
-		reportSource("cluster1", id, srcState{phase: replv1.SourceSyncing, protected: true, pods: 1, total: 1000, copied: 1000, tput: 100})
-		Eventually(phaseOf(m), timeout, interval).Should(Equal(phSyncing))
-		reportStandbyPoint("cluster2", id, metav1.NewTime(time.Now().Truncate(time.Second)), "d1")
-		Eventually(func() *metav1.Time { return pointTime(get(m)) }, timeout, interval).ShouldNot(BeNil())
 		setAvailable("cluster1", metav1.ConditionFalse)
 		DeferCleanup(func() { setAvailable("cluster1", metav1.ConditionTrue) })
 		editPlacement(a.ns, a.placement, "b")
@@ -280,15 +268,5 @@ func setAvailable(cluster string, status metav1.ConditionStatus) {
 
 // destinationPromote tells whether every ReplicationDestination in w asks for the promotion.
 func destinationPromote(w *workv1.ManifestWork) bool {
-	n := 0
-	for _, mf := range w.Spec.Workload.Manifests {
-		var rd replv1.ReplicationDestination
-		if err := jsonUnmarshal(mf.Raw, &rd); err == nil && rd.Kind == "ReplicationDestination" {
-			if !rd.Spec.Promote {
-				return false
-			}
-			n++
-		}
-	}
-	return n > 0
+	return everyDestination(w, func(s replv1.ReplicationDestinationSpec) bool { return s.Promote })
 }
