@@ -35,10 +35,7 @@ func TestScanOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	for _, e := range es {
-		got = append(got, e.Path)
-	}
+	got := pathsOf(es)
 	if !slices.Equal(got, want) {
 		t.Fatalf("scan order\n got %q\nwant %q", got, want)
 	}
@@ -76,10 +73,7 @@ func TestReservedIsNeverListed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	for _, e := range es {
-		got = append(got, e.Path)
-	}
+	got := pathsOf(es)
 	if want := []string{".", "a", "a/" + Reserved}; !slices.Equal(got, want) {
 		t.Fatalf("scan lists %q, want %q", got, want)
 	}
@@ -95,4 +89,13 @@ func TestReservedIsNeverListed(t *testing.T) {
 	if err != nil || !ok || len(out) != len(es) {
 		t.Fatalf("Rescan of reserved paths: %d entries (want %d), %v, %v", len(out), len(es), ok, err)
 	}
+}
+
+// pathsOf lists the entries' paths in order.
+func pathsOf(es []Entry) []string {
+	out := make([]string, 0, len(es))
+	for _, e := range es {
+		out = append(out, e.Path)
+	}
+	return out
 }
