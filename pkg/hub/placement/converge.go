@@ -112,6 +112,19 @@ func (r *Reconciler) converge(ctx context.Context, s *state) (bool, error) {
 		}
 		return false
 	})
+	// OCM taints a lost cluster and the scheduler drops it: removing it here
+	// would remove its standby too, and with it the point to fail over to.
+	var held []migrationv1alpha1.Migration
+	for _, c := range slices.Clone(extraRemove) {
+		sb, err := r.lostWithStandby(ctx, s, c, "")
+		if err != nil {
+			return true, err
+		}
+		if sb != nil {
+			held = append(held, *sb)
+			extraRemove = slices.DeleteFunc(extraRemove, func(x string) bool { return x == c })
+		}
+	}
 	waiting := len(extraAdd)+len(extraRemove) > 0 && len(active) > 0
 	if !waiting && len(extraAdd)+len(extraRemove) > 0 {
 		next := actual.Clone().Insert(extraAdd...).Delete(extraRemove...)
@@ -131,6 +144,8 @@ func (r *Reconciler) converge(ctx context.Context, s *state) (bool, error) {
 	case len(blocked) > 0:
 		s.setConverged(metav1.ConditionFalse, migrationv1alpha1.ReasonMigrationBlocked,
 			fmt.Sprintf("Moves not retried after they ended unsuccessfully: %s; delete the Migration to retry, or edit the Placement", strings.Join(blocked, ", ")))
+	case len(held) > 0:
+		s.setConverged(metav1.ConditionFalse, migrationv1alpha1.ReasonWaitingForFailover, heldMessage(s, held))
 	case waiting:
 		s.setConverged(metav1.ConditionFalse, migrationv1alpha1.ReasonWaitingForMigration,
 			"Changes without data to move wait for active migrations")
@@ -140,6 +155,15 @@ func (r *Reconciler) converge(ctx context.Context, s *state) (bool, error) {
 		s.setConverged(metav1.ConditionTrue, migrationv1alpha1.ReasonActualMatchesDesired, "")
 	}
 	return false, nil
+}
+
+func heldMessage(s *state, held []migrationv1alpha1.Migration) string {
+	var out []string
+	for _, m := range held {
+		out = append(out, fmt.Sprintf("%s is not Available; the app stays decided there while standby %s keeps its last point on %s: select %s in Placement %s to fail over, or wait for %s to return",
+			m.Spec.SourceCluster, m.Name, m.Spec.DestinationCluster, m.Spec.DestinationCluster, s.placement.Name, m.Spec.SourceCluster))
+	}
+	return strings.Join(out, "; ")
 }
 
 // failedFailover returns a failover to cluster that ended without starting

@@ -140,24 +140,9 @@ func (s *state) setStandby(status metav1.ConditionStatus, reason, msg string) {
 // the standby is marked for the sequencing controller, and no move is
 // created (its source could never send). It returns the standby marked.
 func (r *Reconciler) failover(ctx context.Context, s *state, src, dst string) (*migrationv1alpha1.Migration, error) {
-	var sb *migrationv1alpha1.Migration
-	for i := range s.standbys {
-		m := &s.standbys[i]
-		if m.Spec.SourceCluster == src && m.Spec.DestinationCluster == dst && m.DeletionTimestamp.IsZero() && !m.CurrentPhase().IsFinished() {
-			sb = m
-		}
-	}
-	if sb == nil {
-		return nil, nil
-	}
-	var mc clusterv1.ManagedCluster
-	if err := r.Get(ctx, client.ObjectKey{Name: src}, &mc); client.IgnoreNotFound(err) != nil {
+	sb, err := r.lostWithStandby(ctx, s, src, dst)
+	if sb == nil || err != nil {
 		return nil, err
-	}
-	// Lost: OCM reports it not Available (False, or Unknown once its lease
-	// lapsed). Otherwise this is a planned move: the standby makes way.
-	if c := meta.FindStatusCondition(mc.Status.Conditions, clusterv1.ManagedClusterConditionAvailable); c == nil || c.Status == metav1.ConditionTrue {
-		return nil, nil
 	}
 	patch := client.MergeFrom(sb.DeepCopy())
 	if sb.Annotations == nil {
@@ -172,4 +157,43 @@ func (r *Reconciler) failover(ctx context.Context, s *state, src, dst string) (*
 	r.Recorder.Eventf(s.placement, sb, corev1.EventTypeWarning, "Failover", "Failover",
 		"Placement moved the app from %s, which is not Available, to %s: failing over to standby %s", src, dst, sb.Name)
 	return sb, nil
+}
+
+// lostWithStandby returns the live standby from src (to dst, or to any
+// cluster when dst is "") if src is lost: OCM reports it not Available
+// (False, or Unknown once its lease lapsed). Otherwise a change away from
+// src is a planned move, and the standby makes way.
+func (r *Reconciler) lostWithStandby(ctx context.Context, s *state, src, dst string) (*migrationv1alpha1.Migration, error) {
+	var sb *migrationv1alpha1.Migration
+	for i := range s.standbys {
+		m := &s.standbys[i]
+		if m.Spec.SourceCluster == src && (dst == "" || m.Spec.DestinationCluster == dst) &&
+			m.DeletionTimestamp.IsZero() && !m.CurrentPhase().IsFinished() {
+			sb = m
+		}
+	}
+	if sb == nil {
+		return nil, nil
+	}
+	// Read from the API server: the scheduler may act on OCM's taint before
+	// this cache has seen the condition that caused it.
+	var mc clusterv1.ManagedCluster
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Name: src}, &mc); client.IgnoreNotFound(err) != nil {
+		return nil, err
+	}
+	if !lost(&mc) {
+		return nil, nil
+	}
+	return sb, nil
+}
+
+// lost: OCM reports the cluster not Available, or has tainted it so.
+func lost(mc *clusterv1.ManagedCluster) bool {
+	if slices.ContainsFunc(mc.Spec.Taints, func(t clusterv1.Taint) bool {
+		return t.Key == clusterv1.ManagedClusterTaintUnreachable || t.Key == clusterv1.ManagedClusterTaintUnavailable
+	}) {
+		return true
+	}
+	c := meta.FindStatusCondition(mc.Status.Conditions, clusterv1.ManagedClusterConditionAvailable)
+	return c != nil && c.Status != metav1.ConditionTrue
 }

@@ -2,6 +2,7 @@ package migration_test
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -141,6 +142,15 @@ var _ = Describe("Standby", func() {
 	})
 })
 
+func convergedReason(a *app) func() string {
+	return func() string {
+		if c := meta.FindStatusCondition(getPolicy(a).Status.Conditions, migrationv1alpha1.ConditionConverged); c != nil {
+			return c.Reason
+		}
+		return ""
+	}
+}
+
 func standbyCondition(a *app) func() string {
 	return func() string {
 		c := meta.FindStatusCondition(getPolicy(a).Status.Conditions, migrationv1alpha1.ConditionStandby)
@@ -194,9 +204,14 @@ var _ = Describe("Failover", func() {
 		defer rec.stop()
 		id := work.MigrationID(m)
 
-		By("cluster1 is lost (OCM reports it Unknown) and the user moves the app to cluster2")
+		By("cluster1 is lost: OCM reports it Unknown and taints it, the scheduler drops it; the app stays decided there, the standby is kept")
 		setAvailable("cluster1", metav1.ConditionUnknown)
 		DeferCleanup(func() { setAvailable("cluster1", metav1.ConditionTrue) })
+		Eventually(convergedReason(a), timeout, interval).Should(Equal(migrationv1alpha1.ReasonWaitingForFailover))
+		Consistently(rec.last, 500*time.Millisecond, interval).Should(Equal([]string{"cluster1"}))
+		Expect(get(m).DeletionTimestamp).To(BeNil(), "the standby holds the point to fail over to")
+
+		By("the user moves the app to cluster2")
 		editPlacement(a.ns, a.placement, "b")
 
 		By("FailingOver: the standby is marked, no move is created, cluster1 leaves the decision, the standby is asked to promote")
@@ -253,7 +268,10 @@ func pointTime(m *migrationv1alpha1.Migration) *metav1.Time {
 	return m.Status.Standby.PointTime
 }
 
-// setAvailable plays the registration controller: cluster's Available condition.
+// setAvailable plays OCM's registration hub: the cluster's Available
+// condition, and the NoSelect taint it adds to a cluster that is not
+// Available (unreachable when Unknown, unavailable when False), which makes
+// the real scheduler drop the cluster from every Placement's decisions.
 func setAvailable(cluster string, status metav1.ConditionStatus) {
 	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		var mc clusterv1.ManagedCluster
@@ -263,6 +281,21 @@ func setAvailable(cluster string, status metav1.ConditionStatus) {
 		meta.SetStatusCondition(&mc.Status.Conditions, metav1.Condition{Type: clusterv1.ManagedClusterConditionAvailable,
 			Status: status, Reason: "Test", Message: "set by the test"})
 		return k8s.Status().Update(ctx, &mc)
+	})).To(Succeed())
+	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var mc clusterv1.ManagedCluster
+		if err := k8s.Get(ctx, client.ObjectKey{Name: cluster}, &mc); err != nil {
+			return err
+		}
+		mc.Spec.Taints = slices.DeleteFunc(mc.Spec.Taints, func(t clusterv1.Taint) bool {
+			return t.Key == clusterv1.ManagedClusterTaintUnreachable || t.Key == clusterv1.ManagedClusterTaintUnavailable
+		})
+		taint := map[metav1.ConditionStatus]string{metav1.ConditionUnknown: clusterv1.ManagedClusterTaintUnreachable,
+			metav1.ConditionFalse: clusterv1.ManagedClusterTaintUnavailable}[status]
+		if taint != "" {
+			mc.Spec.Taints = append(mc.Spec.Taints, clusterv1.Taint{Key: taint, Effect: clusterv1.TaintEffectNoSelect, TimeAdded: metav1.Now()})
+		}
+		return k8s.Update(ctx, &mc)
 	})).To(Succeed())
 }
 

@@ -281,6 +281,11 @@ const (
 	ReasonMigrationInProgress  = "MigrationInProgress"
 	ReasonMigrationBlocked     = "MigrationBlocked"
 	ReasonWaitingForMigration  = "WaitingForMigration"
+	// ReasonWaitingForFailover: the app's cluster is lost (not Available)
+	// and its standby holds a point: the app stays decided there (the
+	// scheduler dropping it does not remove the standby) until the
+	// Placement selects the standby's cluster (failover) or it returns.
+	ReasonWaitingForFailover = "WaitingForFailover"
 
 	ReasonStandbyKept            = "StandbyKept"
 	ReasonStandbyOnAppCluster    = "StandbyOnAppCluster"
