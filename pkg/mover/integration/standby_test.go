@@ -244,3 +244,57 @@ func volumeDigest(t *testing.T, root string, owners bool) tree.Hash {
 	must(t, err)
 	return v.Digest
 }
+
+// A point's time is the state it holds, not when it was committed: every
+// file written before it is in it, so the RPO a failover reports from it
+// never understates what was lost. The sender is cut while the app writes.
+func TestStandbyPointTimeIsWhatItHolds(t *testing.T) {
+	c := makeCreds(t)
+	src, dst := t.TempDir(), t.TempDir()
+	must(t, os.Mkdir(filepath.Join(src, "w"), 0o755))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	rctx, rcancel := context.WithCancel(context.Background())
+	defer rcancel()
+	recvDone := make(chan error, 1)
+	go func() {
+		recvDone <- receiver.Run(rctx, receiver.Options{Dir: dst, Listener: ln, TLS: c.server, Points: true})
+	}()
+	sctx, scancel := context.WithCancel(context.Background())
+	defer scancel()
+	o := sendOpts(c, src, ln.Addr().String())
+	o.Continuous, o.Finish = true, make(chan struct{})
+	sent := make(chan struct{})
+	go func() { defer close(sent); _, _ = sender.Run(sctx, o) }()
+
+	// The app: a file every 2 ms, each noted once its write returned.
+	var written []time.Time
+	for start := time.Now(); time.Since(start) < 2*time.Second; time.Sleep(2 * time.Millisecond) {
+		must(t, os.WriteFile(filepath.Join(src, "w", fmt.Sprint(len(written))), []byte("x"), 0o644))
+		written = append(written, time.Now())
+		if time.Since(start) > 1500*time.Millisecond && sctx.Err() == nil {
+			scancel() // the source is lost mid-stream
+		}
+	}
+	<-sent
+	rcancel()
+	<-recvDone
+
+	pt, err := receiver.Promote(dst)
+	must(t, err)
+	held := 0
+	for n, at := range written {
+		if !at.Before(pt.Time) {
+			break
+		}
+		held++
+		if _, err := os.Stat(filepath.Join(dst, "w", fmt.Sprint(n))); err != nil {
+			t.Errorf("file %d written at %s, before the point's time %s, is not in the point: %v",
+				n, at.Format(time.StampMicro), pt.Time.Format(time.StampMicro), err)
+		}
+	}
+	if held < 100 {
+		t.Fatalf("only %d of %d files were written before the point (%s): the test shows nothing", held, len(written), pt.Time)
+	}
+	t.Logf("point at %s holds the %d files written before it (of %d)", pt.Time.Format(time.StampMicro), held, len(written))
+}

@@ -271,7 +271,10 @@ func (s *session) commit(verified *undo.Point) error {
 		}
 		pt.Digest, pt.Entries = v.Digest, uint64(v.Count())
 	}
-	pt.Time = time.Now().UTC()
+	pt.Time = s.passFrom
+	if pt.Time.IsZero() {
+		pt.Time = time.Now().UTC()
+	}
 	if err := p.hit(); err != nil {
 		return err
 	}

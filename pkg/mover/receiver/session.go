@@ -56,6 +56,11 @@ type session struct {
 	dev    *os.File
 	pool   *pool   // the workers writing whole small files
 	held   heldRun // changes under the undo log, waiting for their run's sync
+	// passFrom: the sender's next pass holds every change made before it.
+	// The sender scans (and takes its change events) only once it has the
+	// index or its last pass's ack, both sent after this was set: so it is
+	// the time of the state a standby's point holds, not when it committed.
+	passFrom time.Time
 }
 
 // flushEvery is how much written data starts a background syncfs, so that
@@ -357,6 +362,7 @@ func (s *session) hello(h *wire.Hello) error {
 }
 
 func (s *session) index() error {
+	s.passFrom = time.Now().UTC()
 	if s.block {
 		return s.w.Send(wire.TIndexEnd, wire.Empty{})
 	}
@@ -399,6 +405,7 @@ func (s *session) sync(m *wire.Sync) error {
 		s.r.view.refresh(s.r.opts.Dir, s.r.known(false))
 	}
 	s.r.Tracker.Update(func(p *progress.Progress) { p.Passes++ })
+	s.passFrom = time.Now().UTC()
 	return s.w.Send(wire.TSyncAck, &wire.Ack{Seq: m.Seq})
 }
 
