@@ -255,7 +255,7 @@ func (r *Reconciler) deleteWorks(ctx context.Context, s *state) error {
 		rep *progress.Report
 	}{{s.srcWork, s.src}, {s.dstWork, s.dst}} {
 		w := side.w
-		if w == nil || !w.DeletionTimestamp.IsZero() {
+		if w == nil || !w.DeletionTimestamp.IsZero() || w == s.srcWork && keepFencedSource(s) {
 			continue
 		}
 		if work.HasReplication(w) {

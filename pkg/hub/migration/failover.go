@@ -13,6 +13,7 @@ import (
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/decision"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/progress"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
 )
 
 // Reasons of a failover (docs/dr.md).
@@ -85,6 +86,28 @@ func (r *Reconciler) ensurePromoted(ctx context.Context, s *state) error {
 		return nil
 	}
 	return r.rewriteDestination(ctx, s, false)
+}
+
+// markFencedSource tells the lost cluster's agent, through the standby's
+// source work, that the app left it for good (hubVerified): when the
+// cluster returns, its agent labels the stale PVCs moved-out, so that a
+// failback reuses them and copies only what differs. The work stays until
+// the agent has done so (keepFencedSource), however long the cluster is
+// gone: removed earlier, the agent would find it deleted unlabelled, as
+// after a rollback, and a failback would refuse the PVCs.
+func (r *Reconciler) markFencedSource(ctx context.Context, s *state) error {
+	if !replicating(s) {
+		return nil
+	}
+	return r.ensureReplicating(ctx, s, false, false)
+}
+
+// keepFencedSource: the source work of a failover waits for its returning
+// agent to label the PVCs moved-out before it is removed (unless the
+// Migration itself is being deleted).
+func keepFencedSource(s *state) bool {
+	return s.m.Status.Failover != nil && s.hubVerified() && s.m.DeletionTimestamp.IsZero() &&
+		s.srcWork != nil && work.HasReplication(s.srcWork) && (s.src == nil || !s.src.MovedOut)
 }
 
 // endFailover ends a failover that cannot start the app: there is no

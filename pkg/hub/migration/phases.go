@@ -374,6 +374,9 @@ func (r *Reconciler) launching(ctx context.Context, s *state) (ctrl.Result, erro
 		if err := r.ensurePromoted(ctx, s); err != nil { // hubVerified: hand the PVCs to the app
 			return ctrl.Result{}, err
 		}
+		if err := r.markFencedSource(ctx, s); err != nil {
+			return ctrl.Result{}, err
+		}
 	} else if s.policy != nil && replicating(s) {
 		// Tell both agents the hub verified the data (hubVerified): the
 		// destination watches the app's pods, the source marks its PVCs.

@@ -244,6 +244,15 @@ var _ = Describe("Failover", func() {
 		reportApp("cluster2", id, "d1", true)
 		Eventually(phaseOf(m), timeout, interval).Should(Equal(phCompleted))
 		Expect(rec.sequence()).NotTo(ContainElement(ContainElements("cluster1", "cluster2")), "never on both clusters")
+
+		By("the lost cluster's source work stays, telling its agent the app left (hubVerified), until that agent labels the PVCs moved-out")
+		src := work.SourceName(id)
+		Eventually(func() bool { w, err := getWork("cluster1", src)(); return err == nil && hubVerifiedIn(w) }, timeout, interval).Should(BeTrue())
+		Consistently(func() bool { w, err := getWork("cluster1", src)(); return err == nil && work.HasReplication(w) },
+			time.Second, interval).Should(BeTrue(), "kept while cluster1 is away")
+		reportSource("cluster1", id, srcState{phase: replv1.SourceSyncing, protected: true, total: 1000, copied: 1000, movedOut: true})
+		Eventually(func() bool { w, err := getWork("cluster1", src)(); return err == nil && work.HasReplication(w) }, timeout, interval).Should(BeFalse(),
+			"removed once the returning agent labelled its PVCs")
 	})
 
 	It("refuses to start the app on a promoted standby whose digest is not its point's", func() {
