@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strconv"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -160,6 +161,12 @@ func killAgent(ctx context.Context, c *cluster) string {
 func run(name string, args ...string) {
 	out, err := exec.Command(name, args...).CombinedOutput()
 	Expect(err).NotTo(HaveOccurred(), "%s %v: %s", name, args, out)
+}
+
+// execOutput runs a command and returns its trimmed standard output.
+func execOutput(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).Output()
+	return strings.TrimSpace(string(out)), err
 }
 
 func report(m *migrationv1alpha1.Migration, appDown time.Duration, samples int) {

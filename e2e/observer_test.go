@@ -28,6 +28,9 @@ type observer struct {
 	followed map[types.UID]*appView
 	samples  int
 	overlaps []string
+	// setAside: pods whose running does not count as an overlap (a lost
+	// cluster's frozen process resuming; its own spec measures it).
+	setAside map[string]bool
 }
 
 // appView is what one writer pod said.
@@ -56,6 +59,7 @@ func (o *observer) sample(ctx context.Context) {
 	defer GinkgoRecover()
 	tick := time.NewTicker(samplePeriod)
 	defer tick.Stop()
+	failing := map[string]bool{} // clusters whose last listing failed
 	for {
 		select {
 		case <-ctx.Done():
@@ -65,17 +69,21 @@ func (o *observer) sample(ctx context.Context) {
 		var running []string // cluster/pod of every writer container running now
 		clusters := 0        // clusters with one
 		for _, c := range o.clusters {
-			pods, err := c.kube.CoreV1().Pods(o.ns).List(ctx, metav1.ListOptions{LabelSelector: o.selector})
+			pods, err := o.list(ctx, c)
 			if err != nil {
 				// A missed sample is not an overlap; the order of acks is the hard proof.
-				GinkgoWriter.Printf("observer: listing pods on %s: %v\n", c.name, err)
+				if !failing[c.name] {
+					GinkgoWriter.Printf("%s observer: listing pods on %s fails (said once until it works): %v\n", time.Now().Format("15:04:05.000"), c.name, err)
+				}
+				failing[c.name] = true
 				continue
 			}
+			failing[c.name] = false
 			here := false
 			for i := range pods.Items {
 				p := &pods.Items[i]
 				o.follow(ctx, c, p)
-				if containerRunning(p) {
+				if containerRunning(p) && !o.isSetAside(c.name+"/"+p.Name) {
 					running = append(running, c.name+"/"+p.Name)
 					here = true
 				}
@@ -91,6 +99,43 @@ func (o *observer) sample(ctx context.Context) {
 		}
 		o.mu.Unlock()
 	}
+}
+
+// list is bounded: a paused cluster's API server accepts connections but
+// never answers, and one such cluster must not stop the sampling of the others.
+func (o *observer) list(ctx context.Context, c *cluster) (*corev1.PodList, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return c.kube.CoreV1().Pods(o.ns).List(ctx, metav1.ListOptions{LabelSelector: o.selector})
+}
+
+// setAsideRunning stops counting cluster/pod as running in the overlap samples.
+func (o *observer) setAsideRunning(clusterName, pod string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.setAside == nil {
+		o.setAside = map[string]bool{}
+	}
+	o.setAside[clusterName+"/"+pod] = true
+}
+
+func (o *observer) isSetAside(key string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.setAside[key]
+}
+
+// podsOn lists the names of the writer pods ever seen on a cluster.
+func (o *observer) podsOn(clusterName string) []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []string
+	for _, v := range o.pods {
+		if v.cluster == clusterName {
+			out = append(out, v.pod)
+		}
+	}
+	return out
 }
 
 func containerRunning(p *corev1.Pod) bool {

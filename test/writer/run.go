@@ -43,8 +43,9 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}
 	host, _ := os.Hostname()
-	fmt.Fprintf(opts.Out, "start host=%s first=%d last=%d files=%d torn=%d t=%d\n",
-		host, rep.First, rep.Last, len(rep.Files), rep.TornBytes, time.Now().UnixNano())
+	// lastt: when the newest record found was written (what a failover kept).
+	fmt.Fprintf(opts.Out, "start host=%s first=%d last=%d lastt=%d files=%d torn=%d t=%d\n",
+		host, rep.First, rep.Last, rep.LastTime, len(rep.Files), rep.TornBytes, time.Now().UnixNano())
 
 	w := &appender{dir: opts.Dir, fileBytes: opts.FileBytes, maxFiles: opts.MaxBytes / opts.FileBytes, seq: rep.Last, files: rep.Files}
 	if len(w.files) == 0 {
