@@ -61,8 +61,8 @@ func (r *Reconciler) admit(ctx context.Context, s *state) (string, string, error
 		return ReasonSourceNotActual, fmt.Sprintf("The app does not run on %s (Placement %s decides %v)", m.Spec.SourceCluster, pl.Name, actual), nil
 	}
 	if m.Spec.Standby {
-		if reason, msg := admitStandby(m, p); reason != "" {
-			return reason, msg, nil
+		if reason, msg, err := r.admitStandby(ctx, m, p); reason != "" || err != nil {
+			return reason, msg, err
 		}
 		return r.admitNamespaces(ctx, m, p, pl)
 	}

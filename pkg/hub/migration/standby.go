@@ -1,7 +1,9 @@
 package migration
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -9,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/decision"
 )
 
 // A standby Migration (spec.standby, docs/dr.md) runs the phases of a move
@@ -34,11 +37,15 @@ func init() { metrics.Registry.MustRegister(rpoSeconds) }
 
 // admitStandby checks what a standby needs beyond the move's checks: the
 // policy asks for a standby on its destination.
-func admitStandby(m *migrationv1alpha1.Migration, p *migrationv1alpha1.MigrationPolicy) (string, string) {
-	if p.Spec.Standby == nil || p.Spec.Standby.ClusterName != m.Spec.DestinationCluster {
-		return ReasonStandbyNotConfigured, fmt.Sprintf("MigrationPolicy %s keeps no standby on %s", p.Name, m.Spec.DestinationCluster)
+func (r *Reconciler) admitStandby(ctx context.Context, m *migrationv1alpha1.Migration, p *migrationv1alpha1.MigrationPolicy) (string, string, error) {
+	candidates, err := decision.StandbyClusters(ctx, r.APIReader, p)
+	if err != nil {
+		return "", "", err
 	}
-	return "", ""
+	if !slices.Contains(candidates, m.Spec.DestinationCluster) {
+		return ReasonStandbyNotConfigured, fmt.Sprintf("MigrationPolicy %s keeps no standby on %s", p.Name, m.Spec.DestinationCluster), nil
+	}
+	return "", "", nil
 }
 
 // standby is a standby's Syncing: replicate, and report the point.

@@ -60,8 +60,13 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	err := mgr.GetFieldIndexer().IndexField(context.Background(), &migrationv1alpha1.MigrationPolicy{}, indexPlacement,
 		func(o client.Object) []string {
-			name := o.(*migrationv1alpha1.MigrationPolicy).Spec.PlacementRef.Name
-			return []string{name, CompanionName(name)}
+			p := o.(*migrationv1alpha1.MigrationPolicy)
+			name := p.Spec.PlacementRef.Name
+			out := []string{name, CompanionName(name)}
+			if sb := p.Spec.Standby; sb != nil && sb.PlacementRef != nil {
+				out = append(out, sb.PlacementRef.Name) // its decisions choose the standby's cluster
+			}
+			return out
 		})
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/credentials"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/decision"
 )
 
 // keepStandby keeps the standby spec.standby asks for (docs/dr.md): one
@@ -58,11 +59,20 @@ func (r *Reconciler) keepStandby(ctx context.Context, s *state) (bool, error) {
 	case len(s.actual) != 1:
 		s.setStandby(metav1.ConditionFalse, migrationv1alpha1.ReasonStandbyAppNotOnOneSite,
 			fmt.Sprintf("A standby is kept for an app on one cluster; Placement %s decides %v", s.placement.Name, s.actual))
-	case s.actual[0] == sb.ClusterName:
-		s.setStandby(metav1.ConditionFalse, migrationv1alpha1.ReasonStandbyOnAppCluster,
-			fmt.Sprintf("The app runs on the standby cluster %s: no standby is kept there", sb.ClusterName))
 	default:
-		src, dst = s.actual[0], sb.ClusterName
+		candidates, err := decision.StandbyClusters(ctx, r.Client, s.policy)
+		if err != nil {
+			return true, err
+		}
+		if dst = s.pickStandby(s.actual[0], candidates); dst != "" {
+			src = s.actual[0]
+		} else if sb.ClusterName != "" {
+			s.setStandby(metav1.ConditionFalse, migrationv1alpha1.ReasonStandbyOnAppCluster,
+				fmt.Sprintf("The app runs on the standby cluster %s: no standby is kept there", sb.ClusterName))
+		} else {
+			s.setStandby(metav1.ConditionFalse, migrationv1alpha1.ReasonStandbyNoCluster,
+				fmt.Sprintf("Placement %s decides %v: no cluster other than the app's (%s) to keep the standby on", sb.PlacementRef.Name, candidates, s.actual[0]))
+		}
 	}
 	var kept *migrationv1alpha1.Migration
 	for i := range s.standbys {
@@ -101,6 +111,25 @@ func (r *Reconciler) keepStandby(ctx context.Context, s *state) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// pickStandby chooses the standby's cluster among candidates (sorted): the
+// one a live standby from src already uses while it stays a candidate, so
+// that a change of the standby Placement's other decisions moves nothing,
+// else the first that is not src.
+func (s *state) pickStandby(src string, candidates []string) string {
+	for _, m := range s.standbys {
+		if m.Spec.SourceCluster == src && m.DeletionTimestamp.IsZero() && slices.Contains(candidates, m.Spec.DestinationCluster) &&
+			m.Spec.DestinationCluster != src {
+			return m.Spec.DestinationCluster
+		}
+	}
+	for _, c := range candidates {
+		if c != src {
+			return c
+		}
+	}
+	return ""
 }
 
 func (r *Reconciler) renewAfter() time.Duration {

@@ -76,6 +76,15 @@ var _ = Describe("API validation", func() {
 		}, "spec.storageClassMapping"),
 		Entry("zero attempts", func(p *migrationv1alpha1.MigrationPolicy) { p.Spec.MaxAttempts = -1 },
 			"spec.maxAttempts"),
+		Entry("a standby naming neither a cluster nor a Placement", func(p *migrationv1alpha1.MigrationPolicy) {
+			p.Spec.Standby = &migrationv1alpha1.Standby{}
+		}, "set one of clusterName and placementRef"),
+		Entry("a standby naming both", func(p *migrationv1alpha1.MigrationPolicy) {
+			p.Spec.Standby = &migrationv1alpha1.Standby{ClusterName: "c2", PlacementRef: &migrationv1alpha1.PlacementRef{Name: "dr"}}
+		}, "set one of clusterName and placementRef"),
+		Entry("a standby Placement that is the app's", func(p *migrationv1alpha1.MigrationPolicy) {
+			p.Spec.Standby = &migrationv1alpha1.Standby{PlacementRef: &migrationv1alpha1.PlacementRef{Name: p.Spec.PlacementRef.Name}}
+		}, "standby.placementRef must not be the app's Placement"),
 	)
 
 	newMigration := func(src, dst string) *migrationv1alpha1.Migration {

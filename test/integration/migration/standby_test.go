@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	clusterv1 "open-cluster-management.io/api/cluster/v1"
+	clusterv1beta1 "open-cluster-management.io/api/cluster/v1beta1"
 	workv1 "open-cluster-management.io/api/work/v1"
 
 	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
@@ -181,9 +182,26 @@ func destinationStandby(w *workv1.ManifestWork) bool {
 // plays both agents until the standby replicates and reports a point of
 // that time (digest "d1").
 func standbyWithPoint(prefix string, point metav1.Time) (*app, *migrationv1alpha1.Migration, *recorder) {
-	a := newApp(prefix, "a", func(p *migrationv1alpha1.MigrationPolicy) {
+	return standbyWithPointOn(prefix, point, func(p *migrationv1alpha1.MigrationPolicy) {
 		p.Spec.Standby = &migrationv1alpha1.Standby{ClusterName: "cluster2"}
 	})
+}
+
+// standbyPlacement makes the policy keep its standby on a cluster that a
+// Placement "standby" of envs decides.
+func standbyPlacement(envs ...string) func(*migrationv1alpha1.MigrationPolicy) {
+	return func(p *migrationv1alpha1.MigrationPolicy) {
+		pl := &clusterv1beta1.Placement{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: "standby"}}
+		setEnvs(pl, envs...)
+		Expect(k8s.Create(ctx, pl)).To(Succeed())
+		Eventually(decided(p.Namespace, pl.Name), timeout, interval).Should(HaveLen(len(envs)))
+		p.Spec.Standby = &migrationv1alpha1.Standby{PlacementRef: &migrationv1alpha1.PlacementRef{Name: pl.Name}}
+	}
+}
+
+// standbyWithPointOn is standbyWithPoint with the policy's standby set by mutate (on cluster2).
+func standbyWithPointOn(prefix string, point metav1.Time, mutate func(*migrationv1alpha1.MigrationPolicy)) (*app, *migrationv1alpha1.Migration, *recorder) {
+	a := newApp(prefix, "a", mutate)
 	rec := recordDecisions(a.ns, a.placement)
 	m := a.migrationOf()
 	id := work.MigrationID(m)
@@ -267,6 +285,67 @@ var _ = Describe("Failover", func() {
 		Eventually(func() string { return get(m).Status.Reason }, timeout, interval).Should(Equal("PointMismatch"))
 		Expect(get(m).Status.Phase).To(Equal(migrationv1alpha1.PhaseFailed))
 		Consistently(rec.last, 500*time.Millisecond, interval).Should(BeEmpty(), "the app is started nowhere on unverified data")
+	})
+})
+
+var _ = Describe("Standby chosen by a Placement", func() {
+	It("keeps the standby on the first cluster its Placement decides that the app is not on, stays there while it is decided, follows the Placement", func() {
+		a := newApp("standby-placement", "a", standbyPlacement("b", "c"))
+		m := a.migrationOf()
+		Expect(m.Spec.Standby).To(BeTrue())
+		Expect(m.Spec.DestinationCluster).To(Equal("cluster2"))
+		Eventually(standbyCondition(a), timeout, interval).Should(HavePrefix("True/StandbyKept"))
+
+		By("a Placement still deciding cluster2 among others moves nothing")
+		editPlacement(a.ns, "standby", "b", "c", "d")
+		Eventually(decided(a.ns, "standby"), timeout, interval).Should(HaveLen(3))
+		Consistently(func() bool { return get(m).DeletionTimestamp.IsZero() }, time.Second, interval).Should(BeTrue())
+
+		By("a Placement no longer deciding cluster2: the standby moves to the next")
+		editPlacement(a.ns, "standby", "c")
+		Eventually(func() error { return k8s.Get(ctx, client.ObjectKeyFromObject(m), &migrationv1alpha1.Migration{}) }, timeout, interval).ShouldNot(Succeed())
+		Eventually(func() string {
+			var l migrationv1alpha1.MigrationList
+			Expect(k8s.List(ctx, &l, client.InNamespace(a.ns))).To(Succeed())
+			for _, it := range l.Items {
+				if it.Spec.Standby && it.DeletionTimestamp.IsZero() {
+					return it.Spec.SourceCluster + "->" + it.Spec.DestinationCluster
+				}
+			}
+			return ""
+		}, timeout, interval).Should(Equal("cluster1->cluster3"))
+
+		By("a Placement deciding only the app's cluster: no standby, and the policy says why")
+		editPlacement(a.ns, "standby", "a")
+		Eventually(standbyCondition(a), timeout, interval).Should(HavePrefix("False/" + migrationv1alpha1.ReasonStandbyNoCluster))
+	})
+
+	It("protects the app again after a failover: a new standby on another cluster the Placement decides", func() {
+		a, m, rec := standbyWithPointOn("standby-reprotect", metav1.NewTime(time.Now().Truncate(time.Second)), standbyPlacement("b", "c"))
+		defer rec.stop()
+		id := work.MigrationID(m)
+		setAvailable("cluster1", metav1.ConditionUnknown)
+		DeferCleanup(func() { setAvailable("cluster1", metav1.ConditionTrue) })
+		editPlacement(a.ns, a.placement, "b")
+		Eventually(phaseOf(m), timeout, interval).Should(Equal(migrationv1alpha1.PhaseFailingOver))
+		reportDestination("cluster2", id, replv1.DestinationVerified, "", "d1", "")
+		Eventually(phaseOf(m), timeout, interval).Should(Equal(phLaunching))
+		a.launchApp("cluster2")
+		reportApp("cluster2", id, "d1", true)
+		Eventually(phaseOf(m), timeout, interval).Should(Equal(phCompleted))
+
+		By("the app on cluster2, the standby Placement deciding cluster2 and cluster3: a standby cluster2 -> cluster3")
+		Eventually(func() string {
+			var l migrationv1alpha1.MigrationList
+			Expect(k8s.List(ctx, &l, client.InNamespace(a.ns))).To(Succeed())
+			for _, it := range l.Items {
+				if it.Spec.Standby && it.UID != m.UID {
+					return it.Spec.SourceCluster + "->" + it.Spec.DestinationCluster
+				}
+			}
+			return ""
+		}, timeout, interval).Should(Equal("cluster2->cluster3"))
+		Eventually(standbyCondition(a), timeout, interval).Should(HavePrefix("True/StandbyKept"))
 	})
 })
 

@@ -153,6 +153,7 @@ type Timeouts struct {
 }
 
 // MigrationPolicySpec enrols one Placement.
+// +kubebuilder:validation:XValidation:rule="!has(self.standby) || !has(self.standby.placementRef) || self.standby.placementRef.name != self.placementRef.name",message="standby.placementRef must not be the app's Placement"
 type MigrationPolicySpec struct {
 	// PlacementRef is the user's Placement, in this namespace. Immutable:
 	// delete the policy (un-enrol) and create another to govern a different one.
@@ -224,14 +225,24 @@ type MigrationPolicySpec struct {
 	Standby *Standby `json:"standby,omitempty"`
 }
 
-// Standby names where a policy keeps its standby.
+// Standby names where a policy keeps its standby: one cluster by name, or
+// the clusters a Placement decides.
+// +kubebuilder:validation:XValidation:rule="has(self.clusterName) != has(self.placementRef)",message="set one of clusterName and placementRef"
 type Standby struct {
 	// ClusterName is the ManagedCluster that holds the standby; never the
 	// app's own (a standby there is not kept).
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
-	ClusterName string `json:"clusterName"`
+	// +optional
+	ClusterName string `json:"clusterName,omitempty"`
+	// PlacementRef is a Placement of this namespace (not the app's) whose
+	// decisions are the clusters a standby may be kept on: the first of
+	// them, in name order, that the app does not run on (the one in use is
+	// kept while it stays decided). With two or more clusters decided, a
+	// failover onto one is followed by a new standby on another.
+	// +optional
+	PlacementRef *PlacementRef `json:"placementRef,omitempty"`
 }
 
 // Hooks are the app's own steps in a move (docs/hooks.md), as Velero hooks,
@@ -292,6 +303,9 @@ const (
 	ReasonStandbyWaitingForMove  = "StandbyWaitingForMove"
 	ReasonStandbyFailed          = "StandbyFailed"
 	ReasonStandbyAppNotOnOneSite = "StandbyNeedsOneCluster"
+	// ReasonStandbyNoCluster: spec.standby.placementRef decides no cluster
+	// the app does not run on (or the Placement does not exist).
+	ReasonStandbyNoCluster = "StandbyNoCluster"
 )
 
 // MigrationPolicyStatus is what the hub observed and did.
