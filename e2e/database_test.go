@@ -90,6 +90,63 @@ var _ = Describe("Moving PostgreSQL, with and without a pre-quiesce CHECKPOINT",
 	}, NodeTimeout(20*time.Minute))
 })
 
+// postgresAmcheck: the user's own check of the database once it runs on the
+// new cluster, here after a failover: pg_amcheck over every table and index.
+const postgresAmcheck = `{"spec":{"hooks":{"postLaunch":{"command":["pg_amcheck","-h","/tmp","-U","postgres",
+  "--install-missing","--heapallindexed","-d","postgres"],"timeout":"3m"}}}}`
+
+var _ = Describe("Failing PostgreSQL over to its standby when its cluster is lost", Ordered, func() {
+	a := postgresApp
+	var obs, db *observer
+	var standby *migrationv1alpha1.Migration
+
+	BeforeAll(func(ctx context.Context) {
+		obs = a.deployWithVars(ctx, map[string]string{"POSTGRES_IMAGE": postgresImage, "CLUSTER": cluster1.name, "ROWS": "20000"})
+		octx, cancel := context.WithCancel(context.Background())
+		DeferCleanup(cancel)
+		db = observe(octx, a.ns, "app=e2e-postgres", cluster1, cluster2)
+		mayLose(ctx, cluster1)
+	}, NodeTimeout(5*time.Minute))
+
+	It("runs PostgreSQL on cluster1, committing, with a standby on cluster2 that holds a point", func(ctx context.Context) {
+		a.runsOn(ctx, obs, cluster1)
+		a.patchPolicy(ctx, postgresAmcheck)
+		standby = a.standbyOn(ctx, cluster2)
+	}, NodeTimeout(12*time.Minute))
+
+	It("recovers it on cluster2 from the point: crash recovery succeeds, pg_amcheck finds nothing corrupt, no commit missing before the newest kept", func(ctx context.Context) {
+		pausedAt, lostAt := a.lose(ctx, cluster1, standby)
+		editedAt := time.Now()
+		m := a.failOver(ctx, standby, cluster2)
+		checkFailover(obs, m, cluster1, cluster2, pausedAt, lostAt, editedAt)
+		now := obs.view(cluster2.name)
+		Expect(now.start["rows"]).To(Equal(now.start["last"]), "every commit up to the newest kept is in the table")
+		Expect(dbLogLine(ctx, cluster2, a.ns, "cluster-state:")).To(Equal("cluster-state: in production"),
+			"the point was copied from a running database: its start on cluster2 needed crash recovery")
+		h := m.Status.Hooks.PostLaunch
+		Expect(h).NotTo(BeNil(), "the post-launch check ran after the failover")
+		Expect(h.Phase).To(Equal(replv1.HookSucceeded), "pg_amcheck: %s", h.Message)
+		_, overlaps := db.result()
+		Expect(overlaps).To(BeEmpty(), "PostgreSQL ran on both clusters at once")
+	}, NodeTimeout(16*time.Minute))
+})
+
+// dbLogLine returns the last line of db-0's log on c starting with prefix.
+func dbLogLine(ctx context.Context, c *cluster, ns, prefix string) string {
+	var line string
+	Eventually(func(g Gomega) {
+		raw, err := c.kube.CoreV1().Pods(ns).GetLogs("db-0", &corev1.PodLogOptions{Container: "db"}).DoRaw(ctx)
+		g.Expect(err).NotTo(HaveOccurred())
+		for _, l := range strings.Split(string(raw), "\n") {
+			if strings.HasPrefix(l, prefix) {
+				line = l
+			}
+		}
+		g.Expect(line).NotTo(BeEmpty(), "no %q line in the log of db-0 on %s", prefix, c.name)
+	}, time.Minute, time.Second).Should(Succeed())
+	return line
+}
+
 // dirtied waits until the writer on c has made a pass over the whole table
 // since it started (100 commits each update a hundredth of its rows).
 func dirtied(obs *observer, c *cluster) {

@@ -39,81 +39,21 @@ var _ = Describe("Failing over to the standby when the app's cluster is lost, th
 	)
 	BeforeAll(func(ctx context.Context) {
 		obs = a.deployWith(ctx, 64<<20, "1Gi", 768<<20)
-		setLease(ctx, cluster1, lostLeaseSeconds)
-		DeferCleanup(func(ctx context.Context) {
-			resume(cluster1) // before the app is removed (cleanups run in reverse)
-			setLease(ctx, cluster1, 60)
-		}, NodeTimeout(2*time.Minute))
+		mayLose(ctx, cluster1)
 	}, NodeTimeout(5*time.Minute))
 
 	It("runs the app on cluster1 with a standby on cluster2 that holds a point", func(ctx context.Context) {
 		a.runsOn(ctx, obs, cluster1)
-		since := time.Now()
-		a.patchPolicy(ctx, `{"spec":{"standby":{"clusterName":"`+cluster2.name+`"}}}`)
-		standby = a.watchMigration(ctx, cluster1.name, cluster2.name, since, 6*time.Minute, migrationv1alpha1.PhaseSyncing, nil)
-		Eventually(func(g Gomega) {
-			g.Expect(hub.c.Get(ctx, client.ObjectKeyFromObject(standby), standby)).To(Succeed())
-			g.Expect(standby.Status.Standby).NotTo(BeNil())
-			g.Expect(standby.Status.Standby.PointTime).NotTo(BeNil())
-			g.Expect(standby.Status.Standby.RPOSeconds).To(BeNumerically("<", 30))
-		}, 4*time.Minute, 2*time.Second).Should(Succeed())
+		standby = a.standbyOn(ctx, cluster2)
 	}, NodeTimeout(12*time.Minute))
 
 	It("brings the app up on cluster2 from the standby's point once cluster1 is lost and the Placement selects cluster2", func(ctx context.Context) {
 		frozenPod = obs.view(cluster1.name).pod
-		By("cluster1's node freezes")
-		run("docker", "pause", cluster1.name+"-control-plane")
-		pausedAt = time.Now()
-
-		By("OCM reports cluster1 Unknown; the scheduler drops it, but the app stays decided there while the standby holds its point")
 		var lostAt time.Time
-		Eventually(func(g Gomega) {
-			mc := &clusterv1.ManagedCluster{}
-			g.Expect(hub.c.Get(ctx, client.ObjectKey{Name: cluster1.name}, mc)).To(Succeed())
-			c := meta.FindStatusCondition(mc.Status.Conditions, clusterv1.ManagedClusterConditionAvailable)
-			g.Expect(c).NotTo(BeNil())
-			g.Expect(c.Status).NotTo(Equal(metav1.ConditionTrue))
-		}, 4*time.Minute, time.Second).Should(Succeed())
-		lostAt = time.Now()
-		Eventually(func() string { return a.converged(ctx) }, time.Minute, time.Second).Should(HavePrefix(migrationv1alpha1.ReasonWaitingForFailover))
-		Expect(a.actual(ctx)).To(Equal([]string{cluster1.name}))
-		Expect(hub.c.Get(ctx, client.ObjectKeyFromObject(standby), standby)).To(Succeed())
-		Expect(standby.DeletionTimestamp).To(BeNil(), "the standby is kept")
-
-		By("the user selects cluster2")
+		pausedAt, lostAt = a.lose(ctx, cluster1, standby)
 		editedAt := time.Now()
-		a.selectCluster(ctx, cluster2.name)
-		m := a.watchMigration(ctx, cluster1.name, cluster2.name, standby.CreationTimestamp.Time, 10*time.Minute, migrationv1alpha1.PhaseCompleted, nil)
-		Expect(m.UID).To(Equal(standby.UID), "the standby itself failed over; no move was created")
-		f := m.Status.Failover
-		Expect(f).NotTo(BeNil())
-		Expect(f.FencedCluster).To(Equal(cluster1.name))
-		Expect(a.actual(ctx)).To(Equal([]string{cluster2.name}))
-
-		By("the writer on cluster2 starts from the point: its records check out, at most the reported RPO is lost")
-		Eventually(func() int { return obs.view(cluster2.name).acks }, 3*time.Minute, time.Second).Should(BeNumerically(">", 10))
-		old, now := obs.view(cluster1.name), obs.view(cluster2.name)
-		found, err := strconv.ParseUint(now.start["last"], 10, 64)
-		Expect(err).NotTo(HaveOccurred(), "start line of %s: %v", now.pod, now.start)
-		foundNs, err := strconv.ParseInt(now.start["lastt"], 10, 64)
-		Expect(err).NotTo(HaveOccurred(), "start line of %s: %v", now.pod, now.start)
-		lost := old.lastAck.t.Sub(time.Unix(0, foundNs))
-		Expect(now.start["torn"]).To(Equal("0"), "a point holds whole records")
-		Expect(found).To(BeNumerically(">", 0))
-		// The point's time is the state it holds: nothing written before it is missing.
-		Expect(time.Unix(0, foundNs)).To(BeTemporally(">=", f.PointTime.Add(-time.Second)), "the newest record on the point is not older than the point")
-		Expect(lost).To(BeNumerically("<=", time.Duration(f.RPOSeconds+1)*time.Second), "lost: acknowledged on cluster1 up to %s, the point has records up to %s",
-			old.lastAck.t.Format(time.StampMilli), time.Unix(0, foundNs).Format(time.StampMilli))
-		Expect(now.firstAck.t).To(BeTemporally(">", old.lastAck.t))
-		_, overlaps := obs.result()
-		Expect(overlaps).To(BeEmpty())
-
-		rto := now.firstAck.t.Sub(pausedAt)
-		line := fmt.Sprintf("RTO=%s (lost→Unknown %s, edit→app writing %s) RPO reported=%ds lost=%s (records %d..%d: %d) point=%s",
-			rto.Round(time.Second), lostAt.Sub(pausedAt).Round(time.Second), now.firstAck.t.Sub(editedAt).Round(time.Second),
-			f.RPOSeconds, lost.Round(time.Millisecond), found, old.lastAck.seq, int64(old.lastAck.seq)-int64(found), f.PointTime.Format(time.RFC3339))
-		AddReportEntry("failover "+cluster1.name+" -> "+cluster2.name, line)
-		GinkgoWriter.Println(line)
+		m := a.failOver(ctx, standby, cluster2)
+		checkFailover(obs, m, cluster1, cluster2, pausedAt, lostAt, editedAt)
 	}, NodeTimeout(16*time.Minute))
 
 	It("never starts the app again on cluster1 when it comes back: its work agent removes it", func(ctx context.Context) {
@@ -165,6 +105,100 @@ var _ = Describe("Failing over to the standby when the app's cluster is lost, th
 		Expect(m.Status.Progress.BytesCopied).To(BeNumerically("<", written+128<<20), "failback copies what changed, not the whole volume")
 	}, NodeTimeout(20*time.Minute))
 })
+
+// standbyOn asks the app's policy for a standby on c and waits until it
+// replicates and holds a recent point.
+func (a app) standbyOn(ctx context.Context, c *cluster) *migrationv1alpha1.Migration {
+	since := time.Now()
+	a.patchPolicy(ctx, `{"spec":{"standby":{"clusterName":"`+c.name+`"}}}`)
+	actual, err := a.actual(ctx)
+	Expect(err).NotTo(HaveOccurred())
+	m := a.watchMigration(ctx, actual[0], c.name, since, 6*time.Minute, migrationv1alpha1.PhaseSyncing, nil)
+	Eventually(func(g Gomega) {
+		g.Expect(hub.c.Get(ctx, client.ObjectKeyFromObject(m), m)).To(Succeed())
+		g.Expect(m.Status.Standby).NotTo(BeNil())
+		g.Expect(m.Status.Standby.PointTime).NotTo(BeNil())
+		g.Expect(m.Status.Standby.RPOSeconds).To(BeNumerically("<", 30))
+	}, 4*time.Minute, 2*time.Second).Should(Succeed())
+	return m
+}
+
+// lose freezes c's node, then waits until OCM reports it not Available and
+// the app's policy holds the app there for a failover (the scheduler drops
+// the cluster, the standby is kept).
+func (a app) lose(ctx context.Context, c *cluster, standby *migrationv1alpha1.Migration) (pausedAt, lostAt time.Time) {
+	By(c.name + "'s node freezes")
+	run("docker", "pause", c.name+"-control-plane")
+	pausedAt = time.Now()
+	By("OCM reports " + c.name + " Unknown; the scheduler drops it, but the app stays decided there while the standby holds its point")
+	Eventually(func(g Gomega) {
+		mc := &clusterv1.ManagedCluster{}
+		g.Expect(hub.c.Get(ctx, client.ObjectKey{Name: c.name}, mc)).To(Succeed())
+		cond := meta.FindStatusCondition(mc.Status.Conditions, clusterv1.ManagedClusterConditionAvailable)
+		g.Expect(cond).NotTo(BeNil())
+		g.Expect(cond.Status).NotTo(Equal(metav1.ConditionTrue))
+	}, 4*time.Minute, time.Second).Should(Succeed())
+	lostAt = time.Now()
+	Eventually(func() string { return a.converged(ctx) }, time.Minute, time.Second).Should(HavePrefix(migrationv1alpha1.ReasonWaitingForFailover))
+	Expect(a.actual(ctx)).To(Equal([]string{c.name}))
+	Expect(hub.c.Get(ctx, client.ObjectKeyFromObject(standby), standby)).To(Succeed())
+	Expect(standby.DeletionTimestamp).To(BeNil(), "the standby is kept")
+	return pausedAt, lostAt
+}
+
+// failOver is the user's edit selecting the standby's cluster; it waits
+// until the standby itself (no move is created) has failed over.
+func (a app) failOver(ctx context.Context, standby *migrationv1alpha1.Migration, to *cluster) *migrationv1alpha1.Migration {
+	By("the user selects " + to.name)
+	a.selectCluster(ctx, to.name)
+	m := a.watchMigration(ctx, standby.Spec.SourceCluster, to.name, standby.CreationTimestamp.Time, 10*time.Minute, migrationv1alpha1.PhaseCompleted, nil)
+	Expect(m.UID).To(Equal(standby.UID), "the standby itself failed over; no move was created")
+	Expect(m.Status.Failover).NotTo(BeNil())
+	Expect(m.Status.Failover.FencedCluster).To(Equal(standby.Spec.SourceCluster))
+	Expect(a.actual(ctx)).To(Equal([]string{to.name}))
+	return m
+}
+
+// checkFailover asserts the app on `to` started from the standby's point
+// (its records whole, at most the reported RPO lost) and reports RTO and RPO.
+func checkFailover(obs *observer, m *migrationv1alpha1.Migration, from, to *cluster, pausedAt, lostAt, editedAt time.Time) {
+	By("the writer on " + to.name + " starts from the point: its records check out, at most the reported RPO is lost")
+	f := m.Status.Failover
+	Eventually(func() int { return obs.view(to.name).acks }, 3*time.Minute, time.Second).Should(BeNumerically(">", 10))
+	old, now := obs.view(from.name), obs.view(to.name)
+	found, err := strconv.ParseUint(now.start["last"], 10, 64)
+	Expect(err).NotTo(HaveOccurred(), "start line of %s: %v", now.pod, now.start)
+	foundNs, err := strconv.ParseInt(now.start["lastt"], 10, 64)
+	Expect(err).NotTo(HaveOccurred(), "start line of %s: %v", now.pod, now.start)
+	lost := old.lastAck.t.Sub(time.Unix(0, foundNs))
+	Expect(now.start["torn"]).To(Equal("0"), "a point holds whole records")
+	Expect(found).To(BeNumerically(">", 0))
+	// The point's time is the state it holds: nothing written before it is missing.
+	Expect(time.Unix(0, foundNs)).To(BeTemporally(">=", f.PointTime.Add(-time.Second)), "the newest record on the point is not older than the point")
+	Expect(lost).To(BeNumerically("<=", time.Duration(f.RPOSeconds+1)*time.Second), "lost: acknowledged on %s up to %s, the point has records up to %s",
+		from.name, old.lastAck.t.Format(time.StampMilli), time.Unix(0, foundNs).Format(time.StampMilli))
+	Expect(now.firstAck.t).To(BeTemporally(">", old.lastAck.t))
+	_, overlaps := obs.result()
+	Expect(overlaps).To(BeEmpty())
+
+	rto := now.firstAck.t.Sub(pausedAt)
+	line := fmt.Sprintf("RTO=%s (lost→Unknown %s, edit→app writing %s) RPO reported=%ds lost=%s (records %d..%d: %d) point=%s",
+		rto.Round(time.Second), lostAt.Sub(pausedAt).Round(time.Second), now.firstAck.t.Sub(editedAt).Round(time.Second),
+		f.RPOSeconds, lost.Round(time.Millisecond), found, old.lastAck.seq, int64(old.lastAck.seq)-int64(found), f.PointTime.Format(time.RFC3339))
+	AddReportEntry("failover "+from.name+" -> "+to.name, line)
+	GinkgoWriter.Println(line)
+}
+
+// mayLose shortens c's lease for a spec that loses it, and gives c back
+// (resumed, default lease) after the container, before its app is removed
+// (cleanups run in reverse order).
+func mayLose(ctx context.Context, c *cluster) {
+	setLease(ctx, c, lostLeaseSeconds)
+	DeferCleanup(func(ctx context.Context) {
+		resume(c)
+		setLease(ctx, c, 60)
+	}, NodeTimeout(2*time.Minute))
+}
 
 // setLease sets how often a cluster's agent renews its lease (OCM marks it
 // Unknown after five periods without).
