@@ -17,7 +17,7 @@ import (
 func TestMonitoringUsesExportedMetrics(t *testing.T) {
 	exported := map[string]bool{}
 	for _, c := range []prometheus.Collector{migrationsByPhase, downtimeSeconds, phaseDurationSeconds, bytesCopied, lagBytes,
-		bytesCopiedTotal, phaseEntered, failures} {
+		bytesCopiedTotal, phaseEntered, failures, rpoSeconds} {
 		ch := make(chan *prometheus.Desc, 4)
 		c.Describe(ch)
 		close(ch)
