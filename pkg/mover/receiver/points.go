@@ -54,17 +54,41 @@ func (r *Receiver) openPoints() error {
 	return nil
 }
 
-// dropPoints removes the undo log a standby left on a volume a plain
-// receiver now serves (a move reusing a former standby's PVCs): the move
-// brings the volume to the source's state whatever pass it held, and the
-// app must not find the log there.
-func (r *Receiver) dropPoints() error {
+// keepStandbyPoint prepares a volume a standby left (a move reusing a
+// former standby's PVCs) for a plain receiver: a pass the standby left
+// half-applied is rolled back, so that until a sender arrives the volume
+// still holds the standby's last point — a move whose source never comes
+// (it was lost) leaves a volume `mover promote` can still start an app on.
+// The log itself goes once a sender is accepted (dropPoints).
+func (r *Receiver) keepStandbyPoint() error {
 	if _, err := r.root.Lstat(undo.Dir); err != nil {
+		return nil
+	}
+	l, err := undo.Open(r.root, r.opts.Dir, r.owners)
+	if err != nil {
+		return fmt.Errorf("opening the undo log a standby left: %w", err)
+	}
+	if l.Pending() {
+		if err := l.Rollback(); err != nil {
+			return fmt.Errorf("rolling back the pass a standby left interrupted: %w", err)
+		}
+		r.logf("rolled back the pass a standby left interrupted: the volume holds its last point until a sender arrives")
+	}
+	r.standbyLeft = true
+	return nil
+}
+
+// dropPoints removes the undo log a standby left once a plain receiver's
+// first sender is accepted: the move brings the volume to the source's
+// state whatever point it held, and the app must not find the log there.
+func (r *Receiver) dropPoints() error {
+	if !r.standbyLeft {
 		return nil
 	}
 	if err := undo.Remove(r.root, r.opts.Dir); err != nil {
 		return fmt.Errorf("removing the standby's undo log %s: %w", undo.Dir, err)
 	}
+	r.standbyLeft = false
 	r.logf("removed %s, left by a standby: this volume is a plain destination now", undo.Dir)
 	return nil
 }

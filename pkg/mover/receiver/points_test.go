@@ -154,12 +154,20 @@ func standbyAfter(t *testing.T, before, after string) {
 // from src; crash and committed, if set, are the receiver's hooks.
 func standbyPass(t *testing.T, c testCredFiles, src, dst string, crash func() error, committed func()) error {
 	t.Helper()
-	r, err := New(Options{Dir: dst, Points: true, TLS: c.server})
+	return onePass(t, c, src, dst, true, crash, committed)
+}
+
+// onePass copies src into dst with a sender and a receiver (a standby's with points).
+func onePass(t *testing.T, c testCredFiles, src, dst string, points bool, crash func() error, committed func()) error {
+	t.Helper()
+	r, err := New(Options{Dir: dst, Points: points, TLS: c.server})
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	r.points.crash, r.points.committed = crash, committed
+	if points {
+		r.points.crash, r.points.committed = crash, committed
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
 	r.opts.Listener = ln
@@ -176,7 +184,7 @@ func standbyPass(t *testing.T, c testCredFiles, src, dst string, crash func() er
 	if err == nil && serr != nil {
 		t.Fatalf("the receiver completed, the sender failed: %v", serr)
 	}
-	if err == nil { // its progress names the point it committed
+	if err == nil && points { // its progress names the point it committed
 		pt, ok, perr := r.points.log.Point()
 		if rp := r.Tracker.Snapshot().Point; perr != nil || !ok || rp == nil || rp.Digest != fmt.Sprintf("%x", pt.Digest) || !rp.Time.Equal(pt.Time) {
 			t.Fatalf("progress reports point %+v, the volume's is %x of %v (%v)", rp, pt.Digest, pt.Time, perr)
@@ -385,18 +393,37 @@ func TestPromote(t *testing.T) {
 		t.Fatalf("the refused volume lost its point: %v", err)
 	}
 
-	// A plain receiver on a former standby's volume (a move reusing it)
-	// drops the log, and the copy ends equal to the source.
+	// A plain receiver on a former standby's volume (a move reusing it),
+	// the standby's last pass cut half-applied: until a sender comes the
+	// volume is rolled back to the point and keeps it (a move whose source
+	// was lost leaves it promotable); the first sender's copy drops the
+	// log and ends equal to the source.
 	dst3 := t.TempDir()
 	must(t, standbyPass(t, c, before, dst3, nil, nil))
+	hits = 0
+	if err := standbyPass(t, c, after, dst3, func() error {
+		if hits++; hits > 30 {
+			return errors.New("crash (test)")
+		}
+		return nil
+	}, nil); err == nil {
+		t.Fatal("the pass was not cut off")
+	}
 	r, err := New(Options{Dir: dst3, TLS: c.server})
 	must(t, err)
 	r.Close()
-	if _, err := os.Lstat(filepath.Join(dst3, undo.Dir)); !os.IsNotExist(err) {
-		t.Fatalf("a plain receiver left %s: %v", undo.Dir, err)
+	if d := diffListings(want, listing(t, dst3)); d != "" {
+		t.Fatalf("a plain receiver did not roll the standby's cut pass back to its point: %s", d)
 	}
-	if d := diffListings(listing(t, before), listing(t, dst3)); d != "" {
-		t.Fatalf("dropping the log changed the volume: %s", d)
+	if _, err := os.Lstat(filepath.Join(dst3, undo.Dir, "point")); err != nil {
+		t.Fatalf("a plain receiver dropped the point before any sender came: %v", err)
+	}
+	must(t, onePass(t, c, after, dst3, false, nil, nil))
+	if _, err := os.Lstat(filepath.Join(dst3, undo.Dir)); !os.IsNotExist(err) {
+		t.Fatalf("a plain receiver left %s after its sender's copy: %v", undo.Dir, err)
+	}
+	if d := diffListings(listing(t, after), listing(t, dst3)); d != "" {
+		t.Fatalf("the plain copy into a former standby's volume is not the source: %s", d)
 	}
 }
 

@@ -69,6 +69,9 @@ type Receiver struct {
 	view view
 	// points is set with Options.Points.
 	points *points
+	// standbyLeft: without Options.Points, the volume holds a standby's
+	// undo log, kept (at its point) until the first sender is accepted.
+	standbyLeft bool
 	// sumBudget is how many block sums the files being written may keep
 	// together, like the cache: the volume's size in blocks. Memory for
 	// sums is then at most twice volume/2048, whatever sizes a peer declares.
@@ -106,7 +109,7 @@ func New(opts Options) (*Receiver, error) {
 			return nil, err
 		}
 	case !opts.Block:
-		if err := r.dropPoints(); err != nil {
+		if err := r.keepStandbyPoint(); err != nil {
 			return nil, err
 		}
 	}

@@ -343,6 +343,11 @@ func (s *session) hello(h *wire.Hello) error {
 	case (h.Mode == wire.ModeBlock) != s.r.opts.Block:
 		ack.Err = "volume mode mismatch: sender and receiver must both use --block-device or neither"
 	}
+	if ack.Err == "" {
+		if err := s.r.dropPoints(); err != nil {
+			ack.Err = err.Error()
+		}
+	}
 	if ack.Err == "" && s.r.opts.Block {
 		if err := s.openDev(&ack); err != nil {
 			ack.Err = err.Error()
