@@ -115,16 +115,19 @@ func (r *Reconciler) converge(ctx context.Context, s *state) (bool, error) {
 	// OCM taints a lost cluster and the scheduler drops it: removing it here
 	// would remove its standby too, and with it the point to fail over to.
 	var held []migrationv1alpha1.Migration
-	for _, c := range slices.Clone(extraRemove) {
+	var removable []string
+	for _, c := range extraRemove {
 		sb, err := r.lostWithStandby(ctx, s, c, "")
 		if err != nil {
 			return true, err
 		}
 		if sb != nil {
 			held = append(held, *sb)
-			extraRemove = slices.DeleteFunc(extraRemove, func(x string) bool { return x == c })
+		} else {
+			removable = append(removable, c)
 		}
 	}
+	extraRemove = removable
 	waiting := len(extraAdd)+len(extraRemove) > 0 && len(active) > 0
 	if !waiting && len(extraAdd)+len(extraRemove) > 0 {
 		next := actual.Clone().Insert(extraAdd...).Delete(extraRemove...)

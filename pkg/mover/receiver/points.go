@@ -31,16 +31,28 @@ type points struct {
 	committed func()
 }
 
+// openLog opens a volume's undo log and rolls back a pass left pending (a
+// crash, a cut session): the volume then holds its last committed point.
+func openLog(root *safefs.Root, dir string, owners bool) (l *undo.Log, rolledBack bool, err error) {
+	if l, err = undo.Open(root, dir, owners); err != nil {
+		return nil, false, fmt.Errorf("opening the undo log: %w", err)
+	}
+	if !l.Pending() {
+		return l, false, nil
+	}
+	if err := l.Rollback(); err != nil {
+		return nil, false, fmt.Errorf("rolling back the interrupted pass: %w", err)
+	}
+	return l, true, nil
+}
+
 // openPoints opens the volume's log and rolls back a pass a crash left.
 func (r *Receiver) openPoints() error {
-	l, err := undo.Open(r.root, r.opts.Dir, r.owners)
+	l, rolledBack, err := openLog(r.root, r.opts.Dir, r.owners)
 	if err != nil {
-		return fmt.Errorf("opening the undo log: %w", err)
+		return err
 	}
-	if l.Pending() {
-		if err := l.Rollback(); err != nil {
-			return fmt.Errorf("rolling back the interrupted pass: %w", err)
-		}
+	if rolledBack {
 		r.logf("rolled back an interrupted pass to the last committed point")
 	}
 	pt, have, err := l.Point()
@@ -64,14 +76,11 @@ func (r *Receiver) keepStandbyPoint() error {
 	if _, err := r.root.Lstat(undo.Dir); err != nil {
 		return nil
 	}
-	l, err := undo.Open(r.root, r.opts.Dir, r.owners)
+	_, rolledBack, err := openLog(r.root, r.opts.Dir, r.owners)
 	if err != nil {
-		return fmt.Errorf("opening the undo log a standby left: %w", err)
+		return fmt.Errorf("the log a standby left: %w", err)
 	}
-	if l.Pending() {
-		if err := l.Rollback(); err != nil {
-			return fmt.Errorf("rolling back the pass a standby left interrupted: %w", err)
-		}
+	if rolledBack {
 		r.logf("rolled back the pass a standby left interrupted: the volume holds its last point until a sender arrives")
 	}
 	r.standbyLeft = true
@@ -376,14 +385,9 @@ func Promote(dir string) (undo.Point, error) {
 	if _, err := root.Lstat(undo.Dir); err != nil {
 		return undo.Point{}, fmt.Errorf("%s holds no standby point (no %s)", dir, undo.Dir)
 	}
-	l, err := undo.Open(root, dir, os.Geteuid() == 0)
+	l, _, err := openLog(root, dir, os.Geteuid() == 0)
 	if err != nil {
 		return undo.Point{}, err
-	}
-	if l.Pending() {
-		if err := l.Rollback(); err != nil {
-			return undo.Point{}, fmt.Errorf("rolling back the interrupted pass: %w", err)
-		}
 	}
 	pt, ok, err := l.Point()
 	if err != nil {

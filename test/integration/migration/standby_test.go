@@ -223,8 +223,7 @@ var _ = Describe("Failover", func() {
 		id := work.MigrationID(m)
 
 		By("cluster1 is lost: OCM reports it Unknown and taints it, the scheduler drops it; the app stays decided there, the standby is kept")
-		setAvailable("cluster1", metav1.ConditionUnknown)
-		DeferCleanup(func() { setAvailable("cluster1", metav1.ConditionTrue) })
+		loseCluster1(metav1.ConditionUnknown)
 		Eventually(convergedReason(a), timeout, interval).Should(Equal(migrationv1alpha1.ReasonWaitingForFailover))
 		Consistently(rec.last, 500*time.Millisecond, interval).Should(Equal([]string{"cluster1"}))
 		Expect(get(m).DeletionTimestamp).To(BeNil(), "the standby holds the point to fail over to")
@@ -277,10 +276,8 @@ var _ = Describe("Failover", func() {
 		a, m, rec := standbyWithPoint("failover-mismatch", metav1.NewTime(time.Now().Truncate(time.Second)))
 		defer rec.stop()
 		id := work.MigrationID(m)
-		setAvailable("cluster1", metav1.ConditionFalse)
-		DeferCleanup(func() { setAvailable("cluster1", metav1.ConditionTrue) })
-		editPlacement(a.ns, a.placement, "b")
-		Eventually(phaseOf(m), timeout, interval).Should(Equal(migrationv1alpha1.PhaseFailingOver))
+		loseCluster1(metav1.ConditionFalse)
+		failOverToCluster2(a, m)
 		reportDestination("cluster2", id, replv1.DestinationVerified, "", "other", "")
 		Eventually(func() string { return get(m).Status.Reason }, timeout, interval).Should(Equal("PointMismatch"))
 		Expect(get(m).Status.Phase).To(Equal(migrationv1alpha1.PhaseFailed))
@@ -324,10 +321,8 @@ var _ = Describe("Standby chosen by a Placement", func() {
 		a, m, rec := standbyWithPointOn("standby-reprotect", metav1.NewTime(time.Now().Truncate(time.Second)), standbyPlacement("b", "c"))
 		defer rec.stop()
 		id := work.MigrationID(m)
-		setAvailable("cluster1", metav1.ConditionUnknown)
-		DeferCleanup(func() { setAvailable("cluster1", metav1.ConditionTrue) })
-		editPlacement(a.ns, a.placement, "b")
-		Eventually(phaseOf(m), timeout, interval).Should(Equal(migrationv1alpha1.PhaseFailingOver))
+		loseCluster1(metav1.ConditionUnknown)
+		failOverToCluster2(a, m)
 		reportDestination("cluster2", id, replv1.DestinationVerified, "", "d1", "")
 		Eventually(phaseOf(m), timeout, interval).Should(Equal(phLaunching))
 		a.launchApp("cluster2")
@@ -354,6 +349,20 @@ func pointTime(m *migrationv1alpha1.Migration) *metav1.Time {
 		return nil
 	}
 	return m.Status.Standby.PointTime
+}
+
+// loseCluster1 plays OCM losing cluster1 (Unknown or False, with its
+// taint) for the rest of the spec.
+func loseCluster1(status metav1.ConditionStatus) {
+	setAvailable("cluster1", status)
+	DeferCleanup(func() { setAvailable("cluster1", metav1.ConditionTrue) })
+}
+
+// failOverToCluster2 is the user's edit selecting cluster2 while cluster1
+// is lost: the standby m fails over.
+func failOverToCluster2(a *app, m *migrationv1alpha1.Migration) {
+	editPlacement(a.ns, a.placement, "b")
+	Eventually(phaseOf(m), timeout, interval).Should(Equal(migrationv1alpha1.PhaseFailingOver))
 }
 
 // setAvailable plays OCM's registration hub: the cluster's Available
