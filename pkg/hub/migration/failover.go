@@ -18,11 +18,10 @@ import (
 
 // Reasons of a failover (docs/dr.md).
 const (
-	ReasonNoPoint          = "StandbyHasNoPoint"
-	ReasonPromoting        = "PromotingStandby"
-	ReasonPromoteFailed    = "PromoteFailed"
-	ReasonPointMismatch    = "PointMismatch"
-	ReasonFailoverLaunched = "StandbyPromoted"
+	ReasonNoPoint       = "StandbyHasNoPoint"
+	ReasonPromoting     = "PromotingStandby"
+	ReasonPromoteFailed = "PromoteFailed"
+	ReasonPointMismatch = "PointMismatch"
 )
 
 // beginFailover records what the failover starts from and enters
@@ -49,7 +48,8 @@ func (r *Reconciler) beginFailover(s *state) ctrl.Result {
 // deletes the app's ManifestWork there: a returning work agent removes the
 // app instead of running it), asks the standby's agent to promote, and
 // launches once the promoted digest is the point's. The lost cluster's
-// replication work goes with the Migration's cleanup, as after a move.
+// replication work stays until its returning agent has labelled the stale
+// PVCs moved-out (markFencedSource).
 func (r *Reconciler) failingOver(ctx context.Context, s *state) (ctrl.Result, error) {
 	f := s.m.Status.Failover
 	if err := r.setActual(ctx, s, "", f.FencedCluster); err != nil && !errors.Is(err, decision.ErrSchedulingEnabled) {
