@@ -83,6 +83,9 @@ func TestContinuousWithConcurrentWriter(t *testing.T) {
 	finish := make(chan struct{})
 	o := sendOpts(c, src, r.addr)
 	o.Continuous, o.Finish = true, finish
+	// Full rescans while the app writes: each holds what it finds against
+	// what inotify reported, and must find nothing it did not.
+	o.RescanInterval = 300 * time.Millisecond
 	var mu sync.Mutex
 	var passes []progress.Progress
 	o.Progress = func(p progress.Progress) {
@@ -138,6 +141,9 @@ func TestContinuousWithConcurrentWriter(t *testing.T) {
 	// receiver's view, the sender's records), since it ends equal anyway.
 	if n := res.res.Progress.Repairs; n != 0 {
 		t.Errorf("the final sync needed %d repairs after the writer stopped (last error: %s)", n, res.res.Progress.LastError)
+	}
+	if p := res.res.Progress.UnseenChange; p != "" {
+		t.Errorf("a full rescan took %s for a change inotify missed", p)
 	}
 }
 

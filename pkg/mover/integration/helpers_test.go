@@ -82,11 +82,16 @@ func sendOpts(c creds, src, addr string) sender.Options {
 
 // startContinuous runs a continuous sender with o until finish closes and
 // returns once its initial copy is done; the channel yields its result.
+// o.Progress, if set, sees every report too.
 func startContinuous(t testing.TB, o sender.Options, finish chan struct{}) <-chan error {
 	t.Helper()
 	syncing := make(chan struct{}, 1)
 	o.Continuous, o.Finish = true, finish
+	also := o.Progress
 	o.Progress = func(p progress.Progress) {
+		if also != nil {
+			also(p)
+		}
 		if p.Phase == progress.Syncing {
 			select {
 			case syncing <- struct{}{}:

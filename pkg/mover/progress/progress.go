@@ -55,6 +55,13 @@ type Progress struct {
 	// before it was asked to finish (it started or restarted after the app
 	// stopped), so it rescanned and rehashed the whole volume.
 	FinalSyncCold bool `json:"finalSyncCold,omitempty"`
+	// FinalPassFull: the final pass scanned the whole volume rather than
+	// what inotify reported changed (cold, events lost, a filesystem other
+	// hosts write to, a full verification, or a repair).
+	FinalPassFull bool `json:"finalPassFull,omitempty"`
+	// UnseenChange is a path a periodic full rescan found changed with no
+	// inotify event for it: from then on the final pass scans everything.
+	UnseenChange string `json:"unseenChange,omitempty"`
 	// Repairs counts verification differences repaired by resending.
 	Repairs int64 `json:"repairs,omitempty"`
 	// PeakRSSBytes is the process's peak resident memory so far (VmHWM):

@@ -40,6 +40,7 @@ func (s *Sender) replicate(ctx context.Context, k *conn) error {
 		default:
 		}
 		c := s.w.Take()
+		s.since.add(c)
 		dirty, overflow := c.Paths, c.Overflow
 		s.passOldest = watch.Oldest(dirty)
 		var err error

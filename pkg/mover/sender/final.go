@@ -38,7 +38,7 @@ func (s *Sender) final(ctx context.Context, k *conn) (*Result, error) {
 	time.Sleep(s.cache.Window())
 	for attempt := 0; ; attempt++ {
 		for i := 0; i < maxFinalPasses; i++ {
-			unstable, err := s.pass(ctx, k, nil, true)
+			unstable, err := s.finalPass(ctx, k, attempt == 0)
 			s.forceSince = 0 // reread once: what changed since the quiesce start
 			if err != nil {
 				return nil, err
@@ -48,6 +48,9 @@ func (s *Sender) final(ctx context.Context, k *conn) (*Result, error) {
 			}
 			// Racily clean reads become trustworthy once the window passed.
 			time.Sleep(s.cache.Window())
+		}
+		if err := s.relist(ctx, k); err != nil {
+			return nil, err
 		}
 		s.t.SetPhase(progress.Verifying)
 		d, err := s.verify(k)

@@ -69,8 +69,13 @@ func (s *Sender) pass(ctx context.Context, k *conn, dirty []string, final bool) 
 	var scoped []string
 	if pl.roots == nil {
 		s.scanSeconds = time.Since(start).Seconds()
+		s.checkTracking(pl.cur)
 		s.lastScan = pl.cur
 		s.lastScanAt = start
+		s.since.reset(s.w != nil && s.seesAll)
+		if final {
+			s.t.Update(func(p *progress.Progress) { p.FinalPassFull = true })
+		}
 		if !s.samePaths(pl) {
 			for p := range s.sent {
 				scoped = append(scoped, p)

@@ -16,6 +16,7 @@ import (
 	"github.com/stateful-migration/stateful-migration/pkg/mover/progress"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/transport"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/tree"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/watch"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/wire"
 )
 
@@ -92,7 +93,11 @@ type Sender struct {
 	// every attribute again (tree.Earlier).
 	lastScanAt time.Time
 	w          *watcher
-	blk        *blockState
+	// seesAll: inotify sees every write to the source (watch.SeesAll);
+	// since: what it reported since lastScan began.
+	seesAll bool
+	since   changes
+	blk     *blockState
 	// root resolves every source path beneath the volume (package beneath).
 	root *beneath.Root
 }
@@ -154,6 +159,7 @@ func (s *Sender) run(ctx context.Context) (*Result, error) {
 			}
 			defer w.Close()
 			s.w = w
+			s.seesAll = watch.SeesAll(s.o.Dir)
 		}
 	}
 	cfg := s.o.TLSConfig
