@@ -111,7 +111,8 @@ func signals(parent context.Context, finish func()) (context.Context, func()) {
 func receiveCmd() *cobra.Command {
 	var c common
 	var listen string
-	var points bool
+	var points, exactOnly bool
+	var perFileAfter time.Duration
 	cmd := &cobra.Command{
 		Use:   "receive",
 		Short: "Serve the destination volume until a sender completes a verified final sync",
@@ -119,7 +120,7 @@ func receiveCmd() *cobra.Command {
 			ctx, stop := signals(cmd.Context(), nil)
 			defer stop()
 			r, err := receiver.New(receiver.Options{Dir: c.dir, Block: c.block, Volume: c.volume, Listen: listen, TLS: c.files(),
-				Points: points, Progress: c.reporter(cmd),
+				Points: points, ExactOnly: exactOnly, PerFileAfter: perFileAfter, Progress: c.reporter(cmd),
 				Logf: func(f string, a ...any) { fmt.Fprintf(cmd.ErrOrStderr(), f+"\n", a...) }})
 			if err != nil {
 				return err
@@ -136,6 +137,8 @@ func receiveCmd() *cobra.Command {
 	c.bind(cmd)
 	cmd.Flags().StringVar(&listen, "listen", ":8443", "host:port to listen on")
 	cmd.Flags().BoolVar(&points, "points", false, "standby: apply each pass under an undo log and commit it whole, so that the volume always holds a complete pass (roll back one a crash cut off on start)")
+	cmd.Flags().BoolVar(&exactOnly, "exact-points", false, "with --points: commit only passes the sender read at one instant (nothing changed meanwhile), keeping the last such point")
+	cmd.Flags().DurationVar(&perFileAfter, "per-file-after", 0, "with --exact-points: commit any pass once the point is this old (0: never)")
 	return cmd
 }
 

@@ -1,19 +1,23 @@
 package integration_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stateful-migration/stateful-migration/pkg/mover/cli"
+	"github.com/stateful-migration/stateful-migration/pkg/mover/progress"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/receiver"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/sender"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/tree"
@@ -297,4 +301,117 @@ func TestStandbyPointTimeIsWhatItHolds(t *testing.T) {
 		t.Fatalf("only %d of %d files were written before the point (%s): the test shows nothing", held, len(written), pt.Time)
 	}
 	t.Logf("point at %s holds the %d files written before it (of %d)", pt.Time.Format(time.StampMicro), held, len(written))
+}
+
+// With exact points the standby commits only passes the sender read at
+// one instant. An app writes a record to two files in turn, b then a: at
+// any instant b holds the records of a or one more. A pass that reads them
+// at different instants can hold any mix, and is not committed; so the
+// point a failover starts from keeps the rule, while data still flows.
+// With PerFileAfter a per-file point is taken once the exact one is old.
+func TestStandbyKeepsItsExactPoint(t *testing.T) {
+	for name, perFileAfter := range map[string]time.Duration{"exact only": 0, "per file after 300ms": 300 * time.Millisecond} {
+		t.Run(name, func(t *testing.T) {
+			c := makeCreds(t)
+			src, dst := t.TempDir(), t.TempDir()
+			populate(t, src)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			must(t, err)
+			rctx, rcancel := context.WithCancel(context.Background())
+			defer rcancel()
+			recvDone := make(chan error, 1)
+			go func() {
+				recvDone <- receiver.Run(rctx, receiver.Options{Dir: dst, Listener: ln, TLS: c.server,
+					Points: true, ExactOnly: true, PerFileAfter: perFileAfter})
+			}()
+			sctx, scancel := context.WithCancel(context.Background())
+			defer scancel()
+			o := sendOpts(c, src, ln.Addr().String())
+			o.Continuous, o.Finish = true, make(chan struct{})
+			var mu sync.Mutex
+			var last progress.Progress
+			o.Progress = func(p progress.Progress) { mu.Lock(); last = p; mu.Unlock() }
+			passes := func() (int64, int64) { mu.Lock(); defer mu.Unlock(); return last.Passes, last.ExactPasses }
+			sent := make(chan struct{})
+			go func() { defer close(sent); _, _ = sender.Run(sctx, o) }()
+
+			first := waitPoint(t, dst, time.Time{}, src)
+			// A quiet app: its next pass is exact.
+			writeRandom(t, filepath.Join(src, "a/quiet"), 5000, 11)
+			exact := waitPoint(t, dst, first.Time, src)
+			if !exact.Exact {
+				t.Fatalf("a pass over a source nothing wrote to during it is not exact: %+v", exact)
+			}
+
+			stop := make(chan struct{})
+			wrote := make(chan struct{})
+			go func() {
+				defer close(wrote)
+				var fs []*os.File
+				for _, n := range []string{"b", "a"} {
+					f, err := os.OpenFile(filepath.Join(src, "pair-"+n), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					defer f.Close()
+					fs = append(fs, f)
+				}
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					for _, f := range fs {
+						fmt.Fprintf(f, "record %d\n", i)
+					}
+					time.Sleep(500 * time.Microsecond)
+				}
+			}()
+			waitFor(t, func() bool { _, err := os.Stat(filepath.Join(dst, "pair-a")); return err == nil })
+			time.Sleep(1100 * time.Millisecond) // the sender reports every second
+			p0, e0 := passes()
+			time.Sleep(1100 * time.Millisecond)
+			p1, e1 := passes()
+			// The app wrote every half millisecond: hardly a pass read it at
+			// one instant (a stalled writer may leave one).
+			if p1-p0 < 4 || (e1-e0)*2 > p1-p0 {
+				t.Errorf("while the app wrote: %d passes, %d of them called exact", p1-p0, e1-e0)
+			}
+			scancel() // the source is lost while the app writes
+			<-sent
+			close(stop)
+			<-wrote
+			rcancel()
+			<-recvDone
+
+			pt, err := receiver.Promote(dst)
+			must(t, err)
+			records := func(n string) int {
+				b, err := os.ReadFile(filepath.Join(dst, "pair-"+n))
+				if errors.Is(err, os.ErrNotExist) {
+					return 0
+				}
+				must(t, err)
+				return bytes.Count(b, []byte("\n"))
+			}
+			a, b := records("a"), records("b")
+			t.Logf("point %v (exact %v): pair-a %d records, pair-b %d; the exact one %v", pt.Time, pt.Exact, a, b, exact.Time)
+			if perFileAfter == 0 {
+				if !pt.Exact || pt.Time.Before(exact.Time) {
+					t.Fatalf("the point is not exact, or older than the exact one at %v: %+v", exact.Time, pt)
+				}
+				if b != a && b != a+1 {
+					t.Fatalf("the point holds %d records in pair-a and %d in pair-b: a mix no instant of the source held", a, b)
+				}
+				return
+			}
+			// Points kept coming while the app wrote (per file, or exact
+			// where a pass happened to be).
+			if !pt.Time.After(exact.Time.Add(perFileAfter)) || a == 0 {
+				t.Fatalf("want a point taken %v after the exact one, holding the app's writes; got %+v", perFileAfter, pt)
+			}
+		})
+	}
 }

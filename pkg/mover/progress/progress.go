@@ -55,6 +55,10 @@ type Progress struct {
 	// before it was asked to finish (it started or restarted after the app
 	// stopped), so it rescanned and rehashed the whole volume.
 	FinalSyncCold bool `json:"finalSyncCold,omitempty"`
+	// ExactPasses counts the sender's passes that read the source at one
+	// instant (nothing changed during them): a standby commits those as
+	// exact points.
+	ExactPasses int64 `json:"exactPasses,omitempty"`
 	// FinalPassFull: the final pass scanned the whole volume rather than
 	// what inotify reported changed (cold, events lost, a filesystem other
 	// hosts write to, a full verification, or a repair).
@@ -79,6 +83,8 @@ type Progress struct {
 type Point struct {
 	Time   time.Time `json:"time"`
 	Digest string    `json:"digest"`
+	// Exact: the source held this at Time; else it is per file (undo.Point).
+	Exact bool `json:"exact,omitempty"`
 }
 
 // Tracker accumulates progress; all methods are safe for concurrent use.

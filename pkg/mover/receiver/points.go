@@ -22,8 +22,9 @@ import (
 // committed one, and a pass commits at its sync, with its digest.
 type points struct {
 	log     *undo.Log
-	have    bool // a pass is committed: the next is applied under the log
-	logging bool // the log holds the pass in progress
+	have    bool      // a pass is committed: the next is applied under the log
+	logging bool      // the log holds the pass in progress
+	at      time.Time // the committed point's time
 	// crash, when set (tests), is asked before each record and each change
 	// the log covers; an error ends the session as a crash would.
 	crash func() error
@@ -59,7 +60,7 @@ func (r *Receiver) openPoints() error {
 	if err != nil {
 		return err
 	}
-	r.points = &points{log: l, have: have}
+	r.points = &points{log: l, have: have, at: pt.Time}
 	if have {
 		r.reportPoint(pt)
 	}
@@ -112,6 +113,13 @@ func (s *session) keep(record func(*undo.Log) error) error {
 		return err
 	}
 	return s.r.points.sync()
+}
+
+// commits reports whether a pass ending now is committed: an exact one, the
+// first (there is no point to keep), and another unless o asks for exact
+// points and the point is younger than o.PerFileAfter (or that is unset).
+func (p *points) commits(exact bool, o Options) bool {
+	return exact || !p.have || !o.ExactOnly || (o.PerFileAfter > 0 && time.Since(p.at) >= o.PerFileAfter)
 }
 
 // logs reports whether changes are applied under the log now: once the
@@ -262,7 +270,7 @@ func (s *session) replaced(p string) error {
 // reportPoint puts the committed point in the receiver's progress.
 func (r *Receiver) reportPoint(pt undo.Point) {
 	r.Tracker.Update(func(p *progress.Progress) {
-		p.Point = &progress.Point{Time: pt.Time, Digest: fmt.Sprintf("%x", pt.Digest)}
+		p.Point = &progress.Point{Time: pt.Time, Digest: fmt.Sprintf("%x", pt.Digest), Exact: pt.Exact}
 	})
 }
 
@@ -285,7 +293,7 @@ var errCut = errors.New("session cut (test)")
 // its digest: verified is the one the sender agreed to; otherwise it is
 // computed here (the view makes that cheap). The log, if the pass had one,
 // is removed in one step.
-func (s *session) commit(verified *undo.Point) error {
+func (s *session) commit(verified *undo.Point, exact bool) error {
 	p := s.r.points
 	if p == nil {
 		return nil
@@ -308,6 +316,7 @@ func (s *session) commit(verified *undo.Point) error {
 	if pt.Time.IsZero() {
 		pt.Time = time.Now().UTC()
 	}
+	pt.Exact = exact
 	if err := p.hit(); err != nil {
 		return err
 	}
@@ -320,7 +329,7 @@ func (s *session) commit(verified *undo.Point) error {
 	if err != nil {
 		return classify(err, "committing the standby's point")
 	}
-	p.have, p.logging = true, false
+	p.have, p.logging, p.at = true, false, pt.Time
 	s.r.reportPoint(pt)
 	if p.committed != nil {
 		p.committed()

@@ -12,6 +12,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -42,6 +43,13 @@ type Options struct {
 	// applied under an undo log and committed whole at its sync, so that a
 	// crash at any moment leaves the last committed pass (docs/dr.md).
 	Points bool
+	// ExactOnly commits only passes the sender read at one instant (the
+	// app wrote nothing meanwhile), after the first: the log then spans
+	// passes, and the volume keeps its exact point until a pass is exact
+	// again. PerFileAfter, if set, commits any pass once the point is this
+	// old (each file then as it was at some instant of the pass).
+	ExactOnly    bool
+	PerFileAfter time.Duration
 }
 
 // Receiver keeps what survives between sender sessions: the confined root

@@ -395,12 +395,15 @@ func (s *session) sync(m *wire.Sync) error {
 			return classify(err, "flushing the destination")
 		}
 	} else if s.r.points != nil {
-		// A standby's pass: durable, then committed as its point.
-		if err := s.fsync(); err != nil {
-			return classify(err, "flushing the destination")
-		}
-		if err := s.commit(nil); err != nil {
-			return err
+		// A standby's pass: durable, then committed as its point, unless
+		// it waits for an exact one.
+		if s.r.points.commits(m.Exact, s.r.opts) {
+			if err := s.fsync(); err != nil {
+				return classify(err, "flushing the destination")
+			}
+			if err := s.commit(nil, m.Exact); err != nil {
+				return err
+			}
 		}
 	} else if !s.block {
 		// Between passes the disk is idle: write back now, so that the
@@ -474,7 +477,7 @@ func (s *session) done(m *wire.VerifyResp) (bool, error) {
 	if m.Err != "" || m.Digest != s.r.last.Digest {
 		return false, fmt.Errorf("sender reported completion with digest %x, receiver has %x", m.Digest, s.r.last.Digest)
 	}
-	if err := s.commit(&s.r.last); err != nil { // a standby's: the verified pass is its point
+	if err := s.commit(&s.r.last, true); err != nil { // a standby's: the verified pass, the app stopped, is its point
 		return false, err
 	}
 	s.r.Tracker.Update(func(p *progress.Progress) {

@@ -102,7 +102,7 @@ func (s *Sender) blockPass(k *conn, final bool) error {
 	if err := x.large(b.f, &r, true, b.known); err != nil {
 		return err
 	}
-	if err := s.barrier(k, final); err != nil {
+	if err := s.barrier(k, final, false); err != nil {
 		return err
 	}
 	b.known, b.last = r.blocks, r.blocks

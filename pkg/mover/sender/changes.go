@@ -72,9 +72,23 @@ func (s *Sender) finalPass(ctx context.Context, k *conn, first bool) (unstable b
 		}
 	}
 	if len(dirty) == 0 {
-		return false, s.barrier(k, true)
+		return false, s.barrier(k, true, s.unchanged())
 	}
 	return s.pass(ctx, k, slices.Collect(maps.Keys(dirty)), true)
+}
+
+// unchanged reports that inotify, which sees every change here, saw none
+// since the running pass took its changes (or, a full pass, since the
+// changes before its scan were taken): the pass read the source as it was
+// at one instant. Conservative where the queue held events before a pass
+// that did not take them (the first, or one after a reconnect).
+func (s *Sender) unchanged() bool {
+	if s.w == nil || !s.since.exact {
+		return false
+	}
+	s.w.Drain()
+	n, _ := s.w.Pending()
+	return n == 0
 }
 
 // relist brings lastScan, which verification lists, up to date with the

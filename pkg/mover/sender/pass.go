@@ -150,11 +150,15 @@ func (s *Sender) pass(ctx context.Context, k *conn, dirty []string, final bool) 
 			s.record(e, e.Ino)
 		}
 	}
-	if err := s.barrier(k, final); err != nil {
+	exact := !unstable && s.unchanged()
+	if err := s.barrier(k, final, exact); err != nil {
 		return false, err
 	}
 	s.t.Update(func(p *progress.Progress) {
 		p.Passes++
+		if exact {
+			p.ExactPasses++
+		}
 		p.LastPassSecond = time.Since(start).Seconds()
 		p.LagBytes = 0
 	})
@@ -166,9 +170,9 @@ var syncSeq uint64
 
 func errReceiver(msg string) error { return fmt.Errorf("%w: %s", ErrReceiver, msg) }
 
-func (s *Sender) barrier(k *conn, final bool) error {
+func (s *Sender) barrier(k *conn, final, exact bool) error {
 	syncSeq++
-	if err := k.send(wire.TSync, &wire.Sync{Seq: syncSeq, Final: final}, true); err != nil {
+	if err := k.send(wire.TSync, &wire.Sync{Seq: syncSeq, Final: final, Exact: exact}, true); err != nil {
 		return err
 	}
 	ack, err := wait(k, k.acks)

@@ -18,7 +18,11 @@ type Point struct {
 	Digest  tree.Hash // the verification digest of the volume
 	Entries uint64    // paths the digest covers
 	Owners  bool      // owners were part of the digest
-	Time    time.Time // when the pass was committed
+	Time    time.Time // the source's state it holds (see receiver.session.passFrom)
+	// Exact: the source held exactly this at Time (nothing changed while
+	// the pass read it); else each file is as it was at some instant of the
+	// pass, not all at the same one.
+	Exact bool
 }
 
 // pointFile is a Point as it is written down, the digest in hex.
@@ -27,10 +31,11 @@ type pointFile struct {
 	Entries uint64    `json:"entries"`
 	Owners  bool      `json:"owners"`
 	Time    time.Time `json:"time"`
+	Exact   bool      `json:"exact,omitempty"`
 }
 
 func (p Point) MarshalJSON() ([]byte, error) {
-	return json.Marshal(pointFile{hex.EncodeToString(p.Digest[:]), p.Entries, p.Owners, p.Time})
+	return json.Marshal(pointFile{hex.EncodeToString(p.Digest[:]), p.Entries, p.Owners, p.Time, p.Exact})
 }
 
 func (p *Point) UnmarshalJSON(b []byte) error {
@@ -42,7 +47,7 @@ func (p *Point) UnmarshalJSON(b []byte) error {
 	if err != nil || len(d) != len(p.Digest) {
 		return fmt.Errorf("digest %q is not %d bytes of hex", f.Digest, len(p.Digest))
 	}
-	*p = Point{Entries: f.Entries, Owners: f.Owners, Time: f.Time}
+	*p = Point{Entries: f.Entries, Owners: f.Owners, Time: f.Time, Exact: f.Exact}
 	copy(p.Digest[:], d)
 	return nil
 }

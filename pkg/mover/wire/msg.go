@@ -303,12 +303,16 @@ func (w *Writer) SendHashes(m *Hashes) error {
 type Sync struct {
 	Seq   uint64
 	Final bool
+	// Exact: nothing changed on the source from the pass's start to this
+	// sync, so what it sent is the source as it was at one instant.
+	Exact bool
 }
 
-func (m *Sync) Encode(e *Enc) { e.U(m.Seq); e.Bool(m.Final) }
+func (m *Sync) Encode(e *Enc) { e.U(m.Seq); e.Bool(m.Final); e.Bool(m.Exact) }
 func (m *Sync) Decode(d *Dec) error {
 	m.Seq = d.U()
 	m.Final = d.Bool()
+	m.Exact = d.Bool()
 	return d.Done()
 }
 

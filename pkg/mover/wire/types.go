@@ -37,7 +37,7 @@ const (
 func (t Type) valid() bool { return t >= THello && t < typeEnd }
 
 // Version is the protocol version; peers must match exactly.
-const Version = 5 // 5: the tree digest is over runs of records
+const Version = 6 // 6: Sync says whether the pass is an instant of the source
 
 // Volume modes carried in Hello.
 const (
