@@ -292,7 +292,7 @@ func (r *Reconciler) volume(ctx context.Context, rd *replv1.ReplicationDestinati
 	if p := ms.Progress; p != nil {
 		vs.BytesReceived = p.BytesCopied
 		if p.Point != nil {
-			vs.Point = &replv1.VolumePoint{Time: metav1.NewTime(p.Point.Time), Digest: p.Point.Digest}
+			vs.Point = &replv1.VolumePoint{Time: metav1.NewTime(p.Point.Time), Digest: p.Point.Digest, Exact: p.Point.Exact}
 		}
 	}
 	poll := r.Poll
@@ -585,7 +585,20 @@ func (r *Reconciler) ensureReceiver(ctx context.Context, rd *replv1.ReplicationD
 	}
 	block := ptr.Deref(v.VolumeMode, corev1.PersistentVolumeFilesystem) == corev1.PersistentVolumeBlock
 	return nil, r.createMover(ctx, rd, v, mover.PodSpec{Name: name, Role: mover.RoleReceiver, Block: block,
-		Args: mover.ReceiverArgs(block, rd.Namespace+"/"+v.PVCName, rd.Spec.Standby)})
+		Args: mover.ReceiverArgs(block, rd.Namespace+"/"+v.PVCName, standbyPoints(&rd.Spec))})
+}
+
+// standbyPoints is how a standby's receivers keep points (nil: not one).
+// A receiver keeps the arguments it was started with.
+func standbyPoints(spec *replv1.ReplicationDestinationSpec) *mover.Points {
+	if !spec.Standby {
+		return nil
+	}
+	p := &mover.Points{Exact: spec.ExactPoints}
+	if spec.PerFileAfter != nil {
+		p.PerFileAfter = spec.PerFileAfter.Duration
+	}
+	return p
 }
 
 // createMover creates a mover pod of rd for volume v; s names its role, name

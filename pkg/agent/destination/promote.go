@@ -42,7 +42,7 @@ func (r *Reconciler) promote(ctx context.Context, rd *replv1.ReplicationDestinat
 	}
 	ms := mover.Read(ctx, r.Logs, pod)
 	if p := ms.Progress; p != nil && p.Point != nil {
-		vs.Point = &replv1.VolumePoint{Time: metav1.NewTime(p.Point.Time), Digest: p.Point.Digest}
+		vs.Point = &replv1.VolumePoint{Time: metav1.NewTime(p.Point.Time), Digest: p.Point.Digest, Exact: p.Point.Exact}
 	}
 	switch {
 	case mover.Finished(ms.Progress):

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strconv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -96,12 +97,25 @@ type PodSpec struct {
 	Capacity  resource.Quantity
 }
 
+// Points is how a standby's receiver keeps points in time (nil: not a
+// standby).
+type Points struct {
+	Exact        bool          // --exact-points
+	PerFileAfter time.Duration // --per-file-after
+}
+
 // ReceiverArgs are the arguments of `mover receive`; a standby's receiver
 // keeps points in time (--points).
-func ReceiverArgs(block bool, volume string, standby bool) []string {
+func ReceiverArgs(block bool, volume string, points *Points) []string {
 	args := append(commonArgs(block, volume), "--listen", ":"+strconv.Itoa(replv1.ReceiverPort))
-	if standby {
+	if points != nil {
 		args = append(args, "--points")
+		if points.Exact {
+			args = append(args, "--exact-points")
+			if points.PerFileAfter > 0 {
+				args = append(args, "--per-file-after", points.PerFileAfter.String())
+			}
+		}
 	}
 	return args
 }

@@ -71,6 +71,8 @@ type Message struct {
 type Point struct {
 	Time   metav1.Time `json:"time"`
 	Digest string      `json:"digest"`
+	// Exact: every volume's point is an instant of its source.
+	Exact bool `json:"exact,omitempty"`
 }
 
 // Reporter writes conditions, skipping writes that would change nothing.
@@ -226,7 +228,7 @@ func DestinationCondition(migrationID string, items []replv1.ReplicationDestinat
 	appReady, verified := len(items) > 0, len(items) > 0
 	var hooks []namespacedHook
 	var point *Point
-	pointDigests, allPoints := map[string]string{}, len(items) > 0
+	pointDigests, allPoints, allExact := map[string]string{}, len(items) > 0, true
 	for _, o := range items {
 		s := o.Status
 		if o.Spec.PostLaunchHook != nil {
@@ -264,6 +266,7 @@ func DestinationCondition(migrationID string, items []replv1.ReplicationDestinat
 				continue
 			}
 			pointDigests[o.Namespace+"/"+v.PVCName] = v.Point.Digest
+			allExact = allExact && v.Point.Exact
 			if point == nil || v.Point.Time.Before(&point.Time) {
 				point = &Point{Time: v.Point.Time}
 			}
@@ -271,7 +274,7 @@ func DestinationCondition(migrationID string, items []replv1.ReplicationDestinat
 		allPoints = allPoints && len(s.Volumes) == len(o.Spec.Volumes) && len(s.Volumes) > 0
 	}
 	if allPoints && point != nil {
-		point.Digest = CombineDigests(pointDigests)
+		point.Digest, point.Exact = CombineDigests(pointDigests), allExact
 		m.Point = point
 	}
 	if len(m.Endpoints) == 0 {

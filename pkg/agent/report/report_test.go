@@ -116,7 +116,14 @@ func TestDestinationPointIsTheOldestOnceEveryVolumeHasOne(t *testing.T) {
 		t.Fatalf("a volume without a point: reported %+v", m.Point)
 	}
 	m := msg(rd("a", &replv1.VolumePoint{Time: t2, Digest: "d1"}), rd("b", &replv1.VolumePoint{Time: t1, Digest: "d2"}))
-	if m.Point == nil || !m.Point.Time.Equal(&t1) || m.Point.Digest != CombineDigests(map[string]string{"a/x": "d1", "b/x": "d2"}) {
+	if m.Point == nil || !m.Point.Time.Equal(&t1) || m.Point.Digest != CombineDigests(map[string]string{"a/x": "d1", "b/x": "d2"}) || m.Point.Exact {
 		t.Fatalf("point %+v", m.Point)
+	}
+	// Exact only when every volume's point is.
+	if m := msg(rd("a", &replv1.VolumePoint{Time: t2, Digest: "d1", Exact: true}), rd("b", &replv1.VolumePoint{Time: t1, Digest: "d2", Exact: true})); m.Point == nil || !m.Point.Exact {
+		t.Fatalf("all exact: point %+v", m.Point)
+	}
+	if m := msg(rd("a", &replv1.VolumePoint{Time: t2, Digest: "d1", Exact: true}), rd("b", &replv1.VolumePoint{Time: t1, Digest: "d2"})); m.Point == nil || m.Point.Exact {
+		t.Fatalf("one per-file volume: point %+v", m.Point)
 	}
 }

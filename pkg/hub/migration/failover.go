@@ -35,10 +35,10 @@ func (r *Reconciler) beginFailover(s *state) ctrl.Result {
 		return ctrl.Result{RequeueAfter: standbyPoll}
 	}
 	s.m.Status.Failover = &migrationv1alpha1.FailoverStatus{FencedCluster: s.m.Spec.SourceCluster, PointTime: st.PointTime,
-		PointDigest: st.PointDigest, RPOSeconds: max(0, int64(s.now.Sub(st.PointTime.Time).Seconds()))}
+		PointDigest: st.PointDigest, PointExact: st.PointExact, RPOSeconds: max(0, int64(s.now.Sub(st.PointTime.Time).Seconds()))}
 	r.Recorder.Eventf(s.m, nil, corev1.EventTypeWarning, "FailoverStarted", "Failover",
-		"Cluster %s lost: failing over to the standby on %s, from its point of %s (RPO %ds)", s.m.Spec.SourceCluster,
-		s.m.Spec.DestinationCluster, st.PointTime.UTC().Format("2006-01-02T15:04:05Z"), s.m.Status.Failover.RPOSeconds)
+		"Cluster %s lost: failing over to the standby on %s, from its point of %s, %s (RPO %ds)", s.m.Spec.SourceCluster,
+		s.m.Spec.DestinationCluster, st.PointTime.UTC().Format("2006-01-02T15:04:05Z"), pointKind(st.PointExact), s.m.Status.Failover.RPOSeconds)
 	r.transition(s, migrationv1alpha1.PhaseFailingOver, ReasonPromoting, fmt.Sprintf("Removing %s from Placement %s; promoting the standby on %s",
 		s.m.Spec.SourceCluster, s.m.Spec.PlacementName, s.m.Spec.DestinationCluster))
 	return ctrl.Result{}

@@ -270,7 +270,7 @@ func (r *Reconciler) destinationWork(s *state, src *workv1.ManifestWork, server 
 	if err != nil || len(pending) > 0 {
 		return nil, pending, err
 	}
-	w, err := work.Destination(work.DestinationSpec{
+	spec := work.DestinationSpec{
 		Common:             r.common(s, s.m.Spec.DestinationCluster, agentNamespace(s.dstAddon), server, s.policy.Spec.Hooks.PostLaunch != nil),
 		Volumes:            vols,
 		EndpointType:       replv1.EndpointType(s.policy.Spec.Endpoint.Type),
@@ -280,7 +280,11 @@ func (r *Reconciler) destinationWork(s *state, src *workv1.ManifestWork, server 
 		PostLaunchHook:     s.policy.Spec.Hooks.PostLaunch,
 		Standby:            s.m.Spec.Standby,
 		Promote:            s.m.Status.Failover != nil,
-	})
+	}
+	if sb := s.policy.Spec.Standby; s.m.Spec.Standby && sb != nil && sb.Points == migrationv1alpha1.StandbyPointsExact {
+		spec.ExactPoints, spec.PerFileAfter = true, sb.PerFileAfter
+	}
+	w, err := work.Destination(spec)
 	return w, nil, err
 }
 

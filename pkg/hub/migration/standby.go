@@ -48,12 +48,20 @@ func (r *Reconciler) admitStandby(ctx context.Context, m *migrationv1alpha1.Migr
 	return "", "", nil
 }
 
+// pointKind says what a point holds, for messages.
+func pointKind(exact bool) string {
+	if exact {
+		return "an instant of the source"
+	}
+	return "each file as it was at some instant of one pass (points: Exact keeps instants only)"
+}
+
 // standby is a standby's Syncing: replicate, and report the point.
 func (r *Reconciler) standby(s *state) ctrl.Result {
 	st := &migrationv1alpha1.StandbyStatus{LagBytes: s.m.Status.Progress.LagBytes}
 	if s.dst != nil && s.dst.Point != nil {
 		t := s.dst.Point.Time
-		st.PointTime, st.PointDigest = &t, s.dst.Point.Digest
+		st.PointTime, st.PointDigest, st.PointExact = &t, s.dst.Point.Digest, s.dst.Point.Exact
 		st.RPOSeconds = max(0, int64(s.now.Sub(t.Time).Seconds()))
 		rpoSeconds.WithLabelValues(s.m.Namespace, s.m.Name).Set(float64(st.RPOSeconds))
 	}
@@ -62,8 +70,8 @@ func (r *Reconciler) standby(s *state) ctrl.Result {
 		s.wait(ReasonWaitingForFirstPoint, fmt.Sprintf("Standby on %s: waiting for its first whole pass (lag %d bytes)",
 			s.m.Spec.DestinationCluster, st.LagBytes))
 	} else {
-		s.wait(ReasonStandbyCurrent, fmt.Sprintf("Standby on %s holds the point of %s (RPO %ds, lag %d bytes)",
-			s.m.Spec.DestinationCluster, st.PointTime.UTC().Format(time.RFC3339), st.RPOSeconds, st.LagBytes))
+		s.wait(ReasonStandbyCurrent, fmt.Sprintf("Standby on %s holds the point of %s, %s (RPO %ds, lag %d bytes)",
+			s.m.Spec.DestinationCluster, st.PointTime.UTC().Format(time.RFC3339), pointKind(st.PointExact), st.RPOSeconds, st.LagBytes))
 	}
 	return ctrl.Result{RequeueAfter: standbyPoll}
 }

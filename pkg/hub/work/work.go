@@ -108,6 +108,8 @@ type DestinationSpec struct {
 	HubVerified        bool // the hub compared both digests: the app starts there
 	PostLaunchHook     *replv1.Hook
 	Standby            bool // a disaster-recovery standby: each pass committed whole
+	ExactPoints        bool // the standby commits only passes read at one instant
+	PerFileAfter       *metav1.Duration
 	Promote            bool // fail over to the standby: roll back to its point, check it
 }
 
@@ -164,6 +166,8 @@ func Destination(s DestinationSpec) (*workv1.ManifestWork, error) {
 				FinalSync:          s.FinalSync,
 				HubVerified:        s.HubVerified,
 				Standby:            s.Standby,
+				ExactPoints:        s.Standby && s.ExactPoints,
+				PerFileAfter:       s.PerFileAfter,
 				Promote:            s.Promote,
 				MoverResources:     s.MoverResources,
 				PostLaunchHook:     s.PostLaunchHook,

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -399,6 +400,7 @@ var _ = Describe("ReplicationDestination for a standby", func() {
 			ObjectMeta: metav1.ObjectMeta{Name: "smig-s1", Namespace: ns},
 			Spec: replv1.ReplicationDestinationSpec{
 				MigrationID: id, TLSSecretName: "smig-s1-tls", EndpointType: replv1.EndpointNodePort, Standby: true,
+				ExactPoints: true, PerFileAfter: &metav1.Duration{Duration: 2 * time.Minute},
 				Volumes: []replv1.DestinationVolume{{PVCName: "data", Capacity: resource.MustParse("1Gi"),
 					AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, StorageClassName: ptr.To("fast")}},
 			},
@@ -409,18 +411,20 @@ var _ = Describe("ReplicationDestination for a standby", func() {
 		recv := mover.PodName(id, mover.RoleReceiver, "data")
 		var pod corev1.Pod
 		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: recv}, &pod)).To(Succeed())
-		Expect(pod.Spec.Containers[0].Args).To(ContainElement("--points"))
+		Expect(pod.Spec.Containers[0].Args).To(ContainElements("--points", "--exact-points"))
+		Expect(strings.Join(pod.Spec.Containers[0].Args, " ")).To(ContainSubstring("--per-file-after 2m0s"))
 
 		By("reporting the point the receiver's progress names")
 		setPodStatus(ctx, ns, recv, running("10.0.0.9"))
 		logs.set(ns, recv, `{"role":"receiver","phase":"Receiving","time":"2026-12-07T10:00:01Z","bytesCopied":10,"passes":3,`+
-			`"point":{"time":"2026-12-07T10:00:00Z","digest":"abcd"},"verified":false}`)
+			`"point":{"time":"2026-12-07T10:00:00Z","digest":"abcd","exact":true},"verified":false}`)
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rd), rd)).To(Succeed())
 			g.Expect(rd.Status.Volumes).To(HaveLen(1))
 			p := rd.Status.Volumes[0].Point
 			g.Expect(p).NotTo(BeNil())
 			g.Expect(p.Digest).To(Equal("abcd"))
+			g.Expect(p.Exact).To(BeTrue(), "the receiver said its point is an instant of the source")
 			g.Expect(p.Time.UTC().Format(time.RFC3339)).To(Equal("2026-12-07T10:00:00Z"))
 		}).Should(Succeed())
 

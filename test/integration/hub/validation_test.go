@@ -85,6 +85,15 @@ var _ = Describe("API validation", func() {
 		Entry("a standby Placement that is the app's", func(p *migrationv1alpha1.MigrationPolicy) {
 			p.Spec.Standby = &migrationv1alpha1.Standby{PlacementRef: &migrationv1alpha1.PlacementRef{Name: p.Spec.PlacementRef.Name}}
 		}, "standby.placementRef must not be the app's Placement"),
+		Entry("standby points neither Latest nor Exact", func(p *migrationv1alpha1.MigrationPolicy) {
+			p.Spec.Standby = &migrationv1alpha1.Standby{ClusterName: "c2", Points: "Sometimes"}
+		}, "spec.standby.points"),
+		Entry("perFileAfter without exact points", func(p *migrationv1alpha1.MigrationPolicy) {
+			p.Spec.Standby = &migrationv1alpha1.Standby{ClusterName: "c2", PerFileAfter: &metav1.Duration{Duration: time.Minute}}
+		}, "perFileAfter needs points: Exact"),
+		Entry("perFileAfter not positive", func(p *migrationv1alpha1.MigrationPolicy) {
+			p.Spec.Standby = &migrationv1alpha1.Standby{ClusterName: "c2", Points: migrationv1alpha1.StandbyPointsExact, PerFileAfter: &metav1.Duration{}}
+		}, "must be positive"),
 	)
 
 	newMigration := func(src, dst string) *migrationv1alpha1.Migration {

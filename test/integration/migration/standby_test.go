@@ -30,7 +30,8 @@ const standbyRenewal = 30 * time.Second
 var _ = Describe("Standby", func() {
 	It("keeps a standby on the policy's standby cluster: it replicates, reports its point and RPO, never moves the app; dropping spec.standby removes it", func() {
 		a := newApp("standby", "a", func(p *migrationv1alpha1.MigrationPolicy) {
-			p.Spec.Standby = &migrationv1alpha1.Standby{ClusterName: "cluster2"}
+			p.Spec.Standby = &migrationv1alpha1.Standby{ClusterName: "cluster2",
+				Points: migrationv1alpha1.StandbyPointsExact, PerFileAfter: &metav1.Duration{Duration: 5 * time.Minute}}
 		})
 		rec := recordDecisions(a.ns, a.placement)
 		defer rec.stop()
@@ -43,12 +44,14 @@ var _ = Describe("Standby", func() {
 		Eventually(standbyCondition(a), timeout, interval).Should(HavePrefix("True/StandbyKept"))
 		id := work.MigrationID(m)
 
-		By("its destination work asks for a standby: receivers that commit each pass whole")
+		By("its destination work asks for a standby: receivers that commit each pass whole, exact points only, per file after 5m")
 		Eventually(phaseOf(m), timeout, interval).Should(Equal(phPreparing))
 		feedPVC("cluster1", id, a.appNS, "5Gi", "standard")
 		Eventually(func() bool {
 			w, err := getWork("cluster2", work.DestinationName(id))()
-			return err == nil && destinationStandby(w)
+			return err == nil && destinationStandby(w) && everyDestination(w, func(s replv1.ReplicationDestinationSpec) bool {
+				return s.ExactPoints && s.PerFileAfter != nil && s.PerFileAfter.Duration == 5*time.Minute
+			})
 		}, timeout, interval).Should(BeTrue())
 
 		By("replicating: it stays in Syncing however small the lag, and the app stays where it is")
@@ -61,15 +64,24 @@ var _ = Describe("Standby", func() {
 
 		By("reporting the point the standby committed, and its age as the RPO")
 		point := metav1.NewTime(time.Now().Add(-30 * time.Second).Truncate(time.Second))
-		reportStandbyPoint("cluster2", id, point, "d1")
+		reportStandbyPointOf("cluster2", id, replv1.VolumePoint{Time: point, Digest: "d1", Exact: true})
 		Eventually(func(g Gomega) {
 			st := get(m).Status.Standby
 			g.Expect(st).NotTo(BeNil())
 			g.Expect(st.PointTime).NotTo(BeNil())
 			g.Expect(st.PointTime.Time.Equal(point.Time)).To(BeTrue())
 			g.Expect(st.PointDigest).To(Equal(report.CombineDigests(map[string]string{"app/data": "d1"})))
+			g.Expect(st.PointExact).To(BeTrue())
 			g.Expect(st.RPOSeconds).To(BeNumerically(">=", 30))
 			g.Expect(get(m).Status.Reason).To(Equal("StandbyCurrent"))
+			g.Expect(get(m).Status.Message).To(ContainSubstring("an instant of the source"))
+		}, timeout, interval).Should(Succeed())
+
+		By("a per-file point is reported as such")
+		reportStandbyPointOf("cluster2", id, replv1.VolumePoint{Time: point, Digest: "d2"})
+		Eventually(func(g Gomega) {
+			g.Expect(get(m).Status.Standby.PointExact).To(BeFalse())
+			g.Expect(get(m).Status.Message).To(ContainSubstring("each file as it was"))
 		}, timeout, interval).Should(Succeed())
 		Expect(counterValue("stateful_migration_standby_rpo_seconds", map[string]string{"namespace": m.Namespace, "migration": m.Name})).
 			To(BeNumerically(">=", 30))
@@ -165,11 +177,16 @@ func standbyCondition(a *app) func() string {
 // reportStandbyPoint plays the standby's destination agent: its volume
 // committed a pass at t.
 func reportStandbyPoint(cluster, id string, t metav1.Time, digest string) {
+	reportStandbyPointOf(cluster, id, replv1.VolumePoint{Time: t, Digest: digest})
+}
+
+// reportStandbyPointOf plays the standby's agent reporting point p.
+func reportStandbyPointOf(cluster, id string, p replv1.VolumePoint) {
 	rd := replv1.ReplicationDestination{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "smig-" + id}}
 	rd.Spec.MigrationID, rd.Spec.Standby = id, true
 	rd.Spec.Volumes = []replv1.DestinationVolume{{PVCName: "data"}}
 	rd.Status = replv1.ReplicationDestinationStatus{Phase: replv1.DestinationReceiving, Endpoint: "192.0.2.20:30443", BytesReceived: 1000,
-		Volumes: []replv1.DestinationVolumeStatus{{PVCName: "data", Endpoint: "192.0.2.20:30443", Point: &replv1.VolumePoint{Time: t, Digest: digest}}}}
+		Volumes: []replv1.DestinationVolumeStatus{{PVCName: "data", Endpoint: "192.0.2.20:30443", Point: &p}}}
 	writeCondition(cluster, report.DestinationCondition(id, []replv1.ReplicationDestination{rd}))
 }
 

@@ -233,6 +233,10 @@ type FailoverStatus struct {
 	PointTime *metav1.Time `json:"pointTime,omitempty"`
 	// +optional
 	PointDigest string `json:"pointDigest,omitempty"`
+	// PointExact: each volume holds what its source held at one instant
+	// (else each file as it was at some instant of the last pass).
+	// +optional
+	PointExact bool `json:"pointExact,omitempty"`
 	// RPOSeconds: the age of that point when the failover began.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
@@ -248,6 +252,11 @@ type StandbyStatus struct {
 	// PointDigest is the digest of that point over all volumes.
 	// +optional
 	PointDigest string `json:"pointDigest,omitempty"`
+	// PointExact: each volume's point is what its source held at one
+	// instant; false, each file is as it was at some instant of the pass
+	// (MigrationPolicy spec.standby.points).
+	// +optional
+	PointExact bool `json:"pointExact,omitempty"`
 	// RPOSeconds is the age of that point when last observed: the writes
 	// a failover then would lose.
 	// +optional

@@ -228,6 +228,7 @@ type MigrationPolicySpec struct {
 // Standby names where a policy keeps its standby: one cluster by name, or
 // the clusters a Placement decides.
 // +kubebuilder:validation:XValidation:rule="has(self.clusterName) != has(self.placementRef)",message="set one of clusterName and placementRef"
+// +kubebuilder:validation:XValidation:rule="!has(self.perFileAfter) || (has(self.points) && self.points == 'Exact')",message="perFileAfter needs points: Exact"
 type Standby struct {
 	// ClusterName is the ManagedCluster that holds the standby; never the
 	// app's own (a standby there is not kept).
@@ -243,7 +244,33 @@ type Standby struct {
 	// failover onto one is followed by a new standby on another.
 	// +optional
 	PlacementRef *PlacementRef `json:"placementRef,omitempty"`
+	// Points says which passes become the standby's point. Latest (the
+	// default): every pass, so the point is seconds old, but a pass reads
+	// files one after another while the app writes, so each file is as it
+	// was at some instant of the pass, not all at the same one. Exact: only
+	// a pass nothing wrote to while it ran, an instant the source really
+	// held; while the app writes through every pass, the point stays where
+	// it was (see perFileAfter). status.standby.pointExact tells which the
+	// point is (docs/dr.md).
+	// +kubebuilder:validation:Enum=Latest;Exact
+	// +kubebuilder:default=Latest
+	// +optional
+	Points StandbyPoints `json:"points,omitempty"`
+	// PerFileAfter, with points Exact, takes any pass once the exact point
+	// is this old, bounding the RPO of an app that never pauses. Unset:
+	// only exact points.
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be positive"
+	// +optional
+	PerFileAfter *metav1.Duration `json:"perFileAfter,omitempty"`
 }
+
+// StandbyPoints is which passes a standby keeps as its point.
+type StandbyPoints string
+
+const (
+	StandbyPointsLatest StandbyPoints = "Latest"
+	StandbyPointsExact  StandbyPoints = "Exact"
+)
 
 // Hooks are the app's own steps in a move (docs/hooks.md), as Velero hooks,
 // Stork rules or Ramen recipes serve. Each runs in the pods of the policy's

@@ -112,6 +112,14 @@ type ReplicationDestinationSpec struct {
 	// (mover receive --points; docs/dr.md).
 	// +optional
 	Standby bool `json:"standby,omitempty"`
+	// ExactPoints (standby) commits only passes the source's sender read at
+	// one instant, keeping the last such point (mover receive
+	// --exact-points); PerFileAfter then commits any pass once the point is
+	// this old (--per-file-after).
+	// +optional
+	ExactPoints bool `json:"exactPoints,omitempty"`
+	// +optional
+	PerFileAfter *metav1.Duration `json:"perFileAfter,omitempty"`
 	// Promote fails over to this standby: the agent stops the receivers,
 	// rolls each volume back to its last committed point and checks it
 	// against the point's digest (mover promote), then reports that digest
@@ -127,6 +135,10 @@ type VolumePoint struct {
 	Time metav1.Time `json:"time"`
 	// Digest of the volume as that pass left it.
 	Digest string `json:"digest"`
+	// Exact: the volume holds what the source held at one instant; else
+	// each file as it was at some instant of the pass.
+	// +optional
+	Exact bool `json:"exact,omitempty"`
 }
 
 // DestinationVolumeStatus is one volume's progress.
