@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
@@ -120,4 +121,32 @@ func (r *Reconciler) endFailover(s *state, reason, msg string) (ctrl.Result, err
 	r.transition(s, migrationv1alpha1.PhaseFailed, reason, msg)
 	s.setSucceeded(metav1.ConditionFalse, reason, msg)
 	return ctrl.Result{}, nil
+}
+
+// lostBeforeItAnswered explains why a move whose source never answered
+// ends: its cluster is lost and a standby of the same pair holds a point.
+// The Placement edit was made before OCM said so, and a move from a dead
+// cluster would only wait for its Prepare timeout; ended, it leaves the
+// edit to the placement controller, which fails over to the standby.
+func (r *Reconciler) lostBeforeItAnswered(ctx context.Context, s *state) (string, error) {
+	if s.m.Spec.Standby {
+		return "", nil
+	}
+	lost, err := decision.Lost(ctx, r.APIReader, s.m.Spec.SourceCluster)
+	if !lost || err != nil {
+		return "", err
+	}
+	var l migrationv1alpha1.MigrationList
+	if err := r.List(ctx, &l, client.InNamespace(s.m.Namespace),
+		client.MatchingLabels{migrationv1alpha1.PolicyLabel: s.m.Spec.PolicyName}); err != nil {
+		return "", err
+	}
+	for _, sb := range l.Items {
+		if sb.Spec.Standby && sb.Spec.SourceCluster == s.m.Spec.SourceCluster && sb.Spec.DestinationCluster == s.m.Spec.DestinationCluster &&
+			sb.DeletionTimestamp.IsZero() && sb.Status.Standby != nil && sb.Status.Standby.PointTime != nil {
+			return fmt.Sprintf("Cluster %s was lost before it answered; the standby %s on %s holds a point of %s: it fails over instead",
+				s.m.Spec.SourceCluster, sb.Name, s.m.Spec.DestinationCluster, sb.Status.Standby.PointTime.UTC().Format("2006-01-02T15:04:05Z")), nil
+		}
+	}
+	return "", nil
 }

@@ -34,6 +34,7 @@ const (
 	ReasonDestinationFailed       = "DestinationFailed"
 	ReasonSourceFailed            = "SourceFailed"
 	ReasonPrepareTimeout          = "PrepareTimeout"
+	ReasonSourceLost              = "SourceLostBeforeCopy"
 	ReasonInitialSyncTimeout      = "InitialSyncTimeout"
 	ReasonCatchUpTimeout          = "CatchUpTimeout"
 	ReasonFinalSyncTimeout        = "FinalSyncTimeout"
@@ -121,6 +122,12 @@ func (r *Reconciler) preparing(ctx context.Context, s *state) (ctrl.Result, erro
 		return r.failBeforeQuiesce(ctx, s, ReasonWaitingForSourceVolumes, err.Error(), false)
 	}
 	if len(pendingVols) > 0 {
+		if lost, err := r.lostBeforeItAnswered(ctx, s); lost != "" || err != nil {
+			if err != nil {
+				return ctrl.Result{}, err
+			}
+			return r.failBeforeQuiesce(ctx, s, ReasonSourceLost, lost, true)
+		}
 		s.wait(ReasonWaitingForSourceVolumes, fmt.Sprintf("Waiting for cluster %s to report the size of PVCs %v; check that they exist",
 			s.m.Spec.SourceCluster, pendingVols))
 		return requeue(left), nil

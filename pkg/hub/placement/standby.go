@@ -7,24 +7,24 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	clusterv1 "open-cluster-management.io/api/cluster/v1"
-
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/credentials"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/decision"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/migration"
 )
 
 // keepStandby keeps the standby spec.standby asks for (docs/dr.md): one
 // standby Migration from the cluster the app runs on to the standby
 // cluster. While a move is active, a standby is kept replicating from the
-// cluster the app leaves, but one on the move's destination is removed at
-// once: its receivers hold the PVCs the move writes into (once they are
-// gone, the move reuses them and copies only what differs). After the move,
+// cluster the app leaves, but one on the move's destination is removed
+// once the move's source has answered: its receivers hold the PVCs the move
+// writes into (once they are gone, the move reuses them and copies only
+// what differs). Until then the move may be one from a cluster that died
+// before OCM said so, and the standby is what a failover needs. After the move,
 // a standby whose pair is no longer the one wanted is deleted (its
 // finalizer cleans both clusters) and the wanted one created. A standby
 // that failed blocks a new one of the same pair, as a failed move does:
@@ -41,7 +41,7 @@ func (r *Reconciler) keepStandby(ctx context.Context, s *state) (bool, error) {
 		for i := range s.standbys {
 			m := &s.standbys[i]
 			for _, mv := range active {
-				if m.Spec.DestinationCluster == mv.Spec.DestinationCluster {
+				if m.Spec.DestinationCluster == mv.Spec.DestinationCluster && !awaitsSource(&mv) {
 					if err := r.removeStandby(ctx, s, m, "the move "+mv.Name+" writes there"); err != nil {
 						return true, err
 					}
@@ -188,6 +188,18 @@ func (r *Reconciler) failover(ctx context.Context, s *state, src, dst string) (*
 	return sb, nil
 }
 
+// awaitsSource reports that a move has not yet heard from its source
+// cluster: it waits for the size of the source PVCs (or has not started).
+func awaitsSource(m *migrationv1alpha1.Migration) bool {
+	switch m.CurrentPhase() {
+	case migrationv1alpha1.PhasePending:
+		return true
+	case migrationv1alpha1.PhasePreparing:
+		return m.Status.Reason == migration.ReasonStarted || m.Status.Reason == migration.ReasonWaitingForSourceVolumes
+	}
+	return false
+}
+
 // lostWithStandby returns the live standby from src (to dst, or to any
 // cluster when dst is "") if src is lost: OCM reports it not Available
 // (False, or Unknown once its lease lapsed). Otherwise a change away from
@@ -204,25 +216,8 @@ func (r *Reconciler) lostWithStandby(ctx context.Context, s *state, src, dst str
 	if sb == nil {
 		return nil, nil
 	}
-	// Read from the API server: the scheduler may act on OCM's taint before
-	// this cache has seen the condition that caused it.
-	var mc clusterv1.ManagedCluster
-	if err := r.APIReader.Get(ctx, client.ObjectKey{Name: src}, &mc); client.IgnoreNotFound(err) != nil {
+	if lost, err := decision.Lost(ctx, r.APIReader, src); !lost || err != nil {
 		return nil, err
 	}
-	if !lost(&mc) {
-		return nil, nil
-	}
 	return sb, nil
-}
-
-// lost: OCM reports the cluster not Available, or has tainted it so.
-func lost(mc *clusterv1.ManagedCluster) bool {
-	if slices.ContainsFunc(mc.Spec.Taints, func(t clusterv1.Taint) bool {
-		return t.Key == clusterv1.ManagedClusterTaintUnreachable || t.Key == clusterv1.ManagedClusterTaintUnavailable
-	}) {
-		return true
-	}
-	c := meta.FindStatusCondition(mc.Status.Conditions, clusterv1.ManagedClusterConditionAvailable)
-	return c != nil && c.Status != metav1.ConditionTrue
 }

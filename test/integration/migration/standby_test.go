@@ -289,6 +289,42 @@ var _ = Describe("Failover", func() {
 			"removed once the returning agent labelled its PVCs")
 	})
 
+	It("fails over when the Placement was edited before OCM said the cluster was lost: the standby stays while the move waits for its dead source, the move ends, the standby fails over", func() {
+		point := metav1.NewTime(time.Now().Add(-20 * time.Second).Truncate(time.Second))
+		a, m, rec := standbyWithPoint("failover-early", point)
+		defer rec.stop()
+
+		By("cluster1 died, OCM does not know yet; the user moves the app to cluster2: a move that waits for cluster1's PVCs")
+		editPlacement(a.ns, a.placement, "b")
+		var mv migrationv1alpha1.Migration
+		Eventually(func(g Gomega) {
+			var l migrationv1alpha1.MigrationList
+			g.Expect(k8s.List(ctx, &l, client.InNamespace(a.ns))).To(Succeed())
+			moves := slices.DeleteFunc(l.Items, func(x migrationv1alpha1.Migration) bool { return x.Spec.Standby })
+			g.Expect(moves).To(HaveLen(1))
+			mv = moves[0]
+			g.Expect(mv.Status.Reason).To(Equal("WaitingForSourceVolumes"))
+		}, timeout, interval).Should(Succeed())
+		Expect(mv.Spec.SourceCluster).To(Equal("cluster1"))
+		Consistently(func() bool { return get(m).DeletionTimestamp == nil }, time.Second, interval).Should(BeTrue(),
+			"the standby stays until the move's source answers")
+
+		By("OCM marks cluster1 lost: the move ends at once, naming the standby, and the standby fails over")
+		loseCluster1(metav1.ConditionUnknown)
+		Eventually(func(g Gomega) {
+			got := get(&mv)
+			g.Expect(got.Status.Phase).To(Equal(migrationv1alpha1.PhaseFailed))
+			g.Expect(got.Status.Reason).To(Equal("SourceLostBeforeCopy"))
+			g.Expect(got.Status.Message).To(ContainSubstring(m.Name))
+		}, timeout, interval).Should(Succeed())
+		Eventually(phaseOf(m), timeout, interval).Should(Equal(migrationv1alpha1.PhaseFailingOver))
+		Eventually(rec.last, timeout, interval).Should(BeEmpty())
+		Eventually(func() bool {
+			w, err := getWork("cluster2", work.DestinationName(work.MigrationID(m)))()
+			return err == nil && destinationPromote(w)
+		}, timeout, interval).Should(BeTrue())
+	})
+
 	It("refuses to start the app on a promoted standby whose digest is not its point's", func() {
 		a, m, rec := standbyWithPoint("failover-mismatch", metav1.NewTime(time.Now().Truncate(time.Second)))
 		defer rec.stop()
