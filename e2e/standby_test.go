@@ -27,16 +27,18 @@ var _ = Describe("Keeping a standby of a running app", Ordered, func() {
 
 	It("keeps a standby on cluster2 whose point follows the writes, with the RPO reported; the app stays on cluster1", func(ctx context.Context) {
 		since := time.Now()
-		a.patchPolicy(ctx, `{"spec":{"standby":{"clusterName":"`+cluster2.name+`"}}}`)
+		// Exact points, or a per-file one once the exact one is 20 s old:
+		// the writer writes through every pass, so the RPO stays bounded.
+		a.patchPolicy(ctx, `{"spec":{"standby":{"clusterName":"`+cluster2.name+`","points":"Exact","perFileAfter":"20s"}}}`)
 		m := a.watchMigration(ctx, cluster1.name, cluster2.name, since, 6*time.Minute, migrationv1alpha1.PhaseSyncing, nil)
 		Expect(m.Spec.Standby).To(BeTrue())
 
-		By("the standby's receiver commits whole passes (--points) on cluster2")
+		By("the standby's receiver commits whole passes (--points), exact ones or one every 20 s, on cluster2")
 		Eventually(func(g Gomega) {
 			pods, err := cluster2.kube.CoreV1().Pods(a.ns).List(ctx, metav1.ListOptions{LabelSelector: replv1.RoleLabel + "=" + mover.RoleReceiver})
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(pods.Items).To(HaveLen(1))
-			g.Expect(pods.Items[0].Spec.Containers[0].Args).To(ContainElement("--points"))
+			g.Expect(pods.Items[0].Spec.Containers[0].Args).To(ContainElements("--points", "--exact-points", "--per-file-after", "20s"))
 		}, 2*time.Minute, time.Second).Should(Succeed())
 
 		By("its point advances while the app writes, and the RPO stays small")
@@ -53,7 +55,7 @@ var _ = Describe("Keeping a standby of a running app", Ordered, func() {
 			g.Expect(st.PointTime.After(first.Time)).To(BeTrue(), "a later point than %v (now %v, RPO %ds)", first, st.PointTime, st.RPOSeconds)
 			g.Expect(st.RPOSeconds).To(BeNumerically("<", 60))
 			g.Expect(got.Status.Phase).To(Equal(migrationv1alpha1.PhaseSyncing))
-			GinkgoWriter.Printf("standby point %v, RPO %ds, lag %d bytes\n", st.PointTime, st.RPOSeconds, st.LagBytes)
+			GinkgoWriter.Printf("standby point %v (exact: %v), RPO %ds, lag %d bytes\n", st.PointTime, st.PointExact, st.RPOSeconds, st.LagBytes)
 		}, 4*time.Minute, 2*time.Second).Should(Succeed())
 
 		Expect(a.actual(ctx)).To(Equal([]string{cluster1.name}), "a standby never moves the app")

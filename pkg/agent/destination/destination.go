@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -566,9 +567,17 @@ func Endpoint(svc *corev1.Service, pod *corev1.Pod) string {
 
 func (r *Reconciler) ensureReceiver(ctx context.Context, rd *replv1.ReplicationDestination, v replv1.DestinationVolume) (*corev1.Pod, error) {
 	name := mover.PodName(rd.Spec.MigrationID, mover.RoleReceiver, v.PVCName)
+	block := ptr.Deref(v.VolumeMode, corev1.PersistentVolumeFilesystem) == corev1.PersistentVolumeBlock
+	args := mover.ReceiverArgs(block, rd.Namespace+"/"+v.PVCName, standbyPoints(&rd.Spec))
 	var pod corev1.Pod
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: rd.Namespace, Name: name}, &pod)
 	if err == nil {
+		if c := pod.Spec.Containers[0].Args; rd.Spec.Standby && pod.DeletionTimestamp.IsZero() && (len(c) < 2 || !slices.Equal(c[2:], args)) {
+			// The policy's points changed: a standby's receiver restarts
+			// with them (rolling back a pass it was in, as after a crash).
+			log.FromContext(ctx).Info("Restarting standby receiver with new points", "pod", name, "args", args)
+			return nil, client.IgnoreNotFound(r.Client.Delete(ctx, &pod))
+		}
 		if pod.Status.Phase == corev1.PodFailed && pod.DeletionTimestamp.IsZero() {
 			// Evicted or its node lost: the receiver resumes from what is on
 			// the volume, so a fresh pod carries on.
@@ -583,13 +592,10 @@ func (r *Reconciler) ensureReceiver(ctx context.Context, rd *replv1.ReplicationD
 	if !apierrors.IsNotFound(err) {
 		return nil, err
 	}
-	block := ptr.Deref(v.VolumeMode, corev1.PersistentVolumeFilesystem) == corev1.PersistentVolumeBlock
-	return nil, r.createMover(ctx, rd, v, mover.PodSpec{Name: name, Role: mover.RoleReceiver, Block: block,
-		Args: mover.ReceiverArgs(block, rd.Namespace+"/"+v.PVCName, standbyPoints(&rd.Spec))})
+	return nil, r.createMover(ctx, rd, v, mover.PodSpec{Name: name, Role: mover.RoleReceiver, Block: block, Args: args})
 }
 
 // standbyPoints is how a standby's receivers keep points (nil: not one).
-// A receiver keeps the arguments it was started with.
 func standbyPoints(spec *replv1.ReplicationDestinationSpec) *mover.Points {
 	if !spec.Standby {
 		return nil

@@ -167,6 +167,10 @@ func (r *Reconciler) syncing(ctx context.Context, s *state) (ctrl.Result, error)
 		if res, done, err := r.replicate(ctx, s, nil, ""); done {
 			return res, err
 		}
+		// The policy's points may have changed: its receivers follow.
+		if err := r.rewriteDestination(ctx, s, false); err != nil {
+			return ctrl.Result{}, err
+		}
 		return r.standby(s), nil
 	}
 	if res, done, err := r.replicate(ctx, s, s.policy.Spec.Timeouts.CatchUp, ReasonCatchUpTimeout); done {

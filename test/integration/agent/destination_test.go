@@ -428,7 +428,23 @@ var _ = Describe("ReplicationDestination for a standby", func() {
 			g.Expect(p.Time.UTC().Format(time.RFC3339)).To(Equal("2026-12-07T10:00:00Z"))
 		}).Should(Succeed())
 
+		By("restarting the receiver when the points asked for change")
+		oldUID := pod.UID
+		patchSpec(ctx, rd, func() { rd.Spec.ExactPoints, rd.Spec.PerFileAfter = false, nil })
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: recv}, &pod)).To(Succeed())
+			g.Expect(pod.UID).NotTo(Equal(oldUID))
+			g.Expect(pod.Spec.Containers[0].Args).To(ContainElement("--points"))
+			g.Expect(pod.Spec.Containers[0].Args).NotTo(ContainElement("--exact-points"))
+		}).Should(Succeed())
+		Consistently(func() types.UID {
+			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: recv}, &pod)).To(Succeed())
+			return pod.UID
+		}, time.Second).Should(Equal(pod.UID), "restarted once, not again")
+		setPodStatus(ctx, ns, recv, running("10.0.0.9"))
+
 		By("refusing to turn a standby into a plain destination")
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rd), rd)).To(Succeed())
 		rd.Spec.Standby = false
 		err := k8s.Update(ctx, rd)
 		Expect(err).To(HaveOccurred())

@@ -83,6 +83,17 @@ var _ = Describe("Standby", func() {
 			g.Expect(get(m).Status.Standby.PointExact).To(BeFalse())
 			g.Expect(get(m).Status.Message).To(ContainSubstring("each file as it was"))
 		}, timeout, interval).Should(Succeed())
+
+		By("the policy's points changed: the running standby's destination work follows")
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			p := getPolicy(a)
+			p.Spec.Standby.Points, p.Spec.Standby.PerFileAfter = migrationv1alpha1.StandbyPointsLatest, nil
+			return k8s.Update(ctx, p)
+		})).To(Succeed())
+		Eventually(func() bool {
+			w, err := getWork("cluster2", work.DestinationName(id))()
+			return err == nil && everyDestination(w, func(s replv1.ReplicationDestinationSpec) bool { return s.Standby && !s.ExactPoints })
+		}, timeout, interval).Should(BeTrue())
 		Expect(counterValue("stateful_migration_standby_rpo_seconds", map[string]string{"namespace": m.Namespace, "migration": m.Name})).
 			To(BeNumerically(">=", 30))
 		Expect(rec.last()).To(Equal([]string{"cluster1"}))
