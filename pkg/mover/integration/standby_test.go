@@ -185,16 +185,9 @@ func TestStandbyContinuousPassesArePoints(t *testing.T) {
 	c := makeCreds(t)
 	src, dst := t.TempDir(), t.TempDir()
 	populate(t, src)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	recvDone := make(chan error, 1)
-	go func() {
-		recvDone <- receiver.Run(ctx, receiver.Options{Dir: dst, Listener: ln, TLS: c.server, Points: true})
-	}()
+	addr, _, recvDone := runReceiver(t, c, receiver.Options{Dir: dst, Points: true})
 	finish := make(chan struct{})
-	res := startContinuous(t, sendOpts(c, src, ln.Addr().String()), finish)
+	res := startContinuous(t, sendOpts(c, src, addr), finish)
 
 	first := waitPoint(t, dst, time.Time{}, src)
 	must(t, os.Rename(filepath.Join(src, "a/b"), filepath.Join(src, "moved")))
@@ -211,6 +204,20 @@ func TestStandbyContinuousPassesArePoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	promoteAndCompare(t, dst, func(undo.Point) string { return src })
+}
+
+// runReceiver runs a receiver with o in this process on a fresh loopback
+// listener: its address, what ends it, and its result once it ended.
+func runReceiver(t *testing.T, c creds, o receiver.Options) (string, context.CancelFunc, <-chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	o.Listener, o.TLS = ln, c.server
+	done := make(chan error, 1)
+	go func() { done <- receiver.Run(ctx, o) }()
+	return ln.Addr().String(), cancel, done
 }
 
 // waitPoint waits for a point committed after since that holds what src
@@ -256,17 +263,10 @@ func TestStandbyPointTimeIsWhatItHolds(t *testing.T) {
 	c := makeCreds(t)
 	src, dst := t.TempDir(), t.TempDir()
 	must(t, os.Mkdir(filepath.Join(src, "w"), 0o755))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	rctx, rcancel := context.WithCancel(context.Background())
-	defer rcancel()
-	recvDone := make(chan error, 1)
-	go func() {
-		recvDone <- receiver.Run(rctx, receiver.Options{Dir: dst, Listener: ln, TLS: c.server, Points: true})
-	}()
+	addr, rcancel, recvDone := runReceiver(t, c, receiver.Options{Dir: dst, Points: true})
 	sctx, scancel := context.WithCancel(context.Background())
 	defer scancel()
-	o := sendOpts(c, src, ln.Addr().String())
+	o := sendOpts(c, src, addr)
 	o.Continuous, o.Finish = true, make(chan struct{})
 	sent := make(chan struct{})
 	go func() { defer close(sent); _, _ = sender.Run(sctx, o) }()
@@ -315,18 +315,10 @@ func TestStandbyKeepsItsExactPoint(t *testing.T) {
 			c := makeCreds(t)
 			src, dst := t.TempDir(), t.TempDir()
 			populate(t, src)
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			must(t, err)
-			rctx, rcancel := context.WithCancel(context.Background())
-			defer rcancel()
-			recvDone := make(chan error, 1)
-			go func() {
-				recvDone <- receiver.Run(rctx, receiver.Options{Dir: dst, Listener: ln, TLS: c.server,
-					Points: true, ExactOnly: true, PerFileAfter: perFileAfter})
-			}()
+			addr, rcancel, recvDone := runReceiver(t, c, receiver.Options{Dir: dst, Points: true, ExactOnly: true, PerFileAfter: perFileAfter})
 			sctx, scancel := context.WithCancel(context.Background())
 			defer scancel()
-			o := sendOpts(c, src, ln.Addr().String())
+			o := sendOpts(c, src, addr)
 			o.Continuous, o.Finish = true, make(chan struct{})
 			var mu sync.Mutex
 			var last progress.Progress
