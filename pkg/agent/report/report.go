@@ -7,6 +7,7 @@
 package report
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -44,7 +45,10 @@ type Message struct {
 	// EstimatedFinalSyncMillis (source): final sync and verification, signal included.
 	EstimatedFinalSyncMillis int64 `json:"estimatedFinalSyncMillis,omitempty"`
 	// FinalSyncCold (source): a final sync ran in a restarted sender.
-	FinalSyncCold    bool              `json:"finalSyncCold,omitempty"`
+	FinalSyncCold bool `json:"finalSyncCold,omitempty"`
+	// FinalPassFull, UnseenChange (source): see ReplicationSourceStatus.
+	FinalPassFull    bool              `json:"finalPassFull,omitempty"`
+	UnseenChange     string            `json:"unseenChange,omitempty"`
 	Protected        *bool             `json:"protected,omitempty"`
 	PodsUsingVolumes *int32            `json:"podsUsingVolumes,omitempty"`
 	Endpoint         string            `json:"endpoint,omitempty"`
@@ -201,6 +205,8 @@ func SourceCondition(migrationID string, items []replv1.ReplicationSource) metav
 		m.Throughput += s.Throughput
 		m.EstimatedFinalSyncMillis = max(m.EstimatedFinalSyncMillis, s.EstimatedFinalSyncMillis)
 		m.FinalSyncCold = m.FinalSyncCold || s.FinalSyncCold
+		m.FinalPassFull = m.FinalPassFull || s.FinalPassFull
+		m.UnseenChange = cmp.Or(m.UnseenChange, s.UnseenChange)
 		protected = protected && s.Protected
 		movedOut = movedOut && s.MovedOut
 		pods += s.PodsUsingVolumes

@@ -6,6 +6,7 @@
 package source
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -290,8 +291,10 @@ func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource)
 		if rs.Spec.FinalSync {
 			phases[i] = replv1.SourceFinalSync
 		}
-		if p := ms.Progress; final && p != nil && p.FinalSyncCold {
-			vs.FinalSyncCold = true
+		if p := ms.Progress; p != nil {
+			vs.FinalSyncCold = vs.FinalSyncCold || (final && p.FinalSyncCold)
+			vs.FinalPassFull = vs.FinalPassFull || (final && p.FinalPassFull)
+			vs.UnseenChange = cmp.Or(p.UnseenChange, vs.UnseenChange)
 		}
 		if final && (pod.Status.Phase == corev1.PodSucceeded || mover.Finished(ms.Progress)) {
 			if p := ms.Progress; p != nil && p.Verified && p.Digest != "" {
@@ -343,7 +346,7 @@ func (r *Reconciler) summarize(rs *replv1.ReplicationSource, phases []replv1.Sou
 	}
 	st.Phase = phase
 	st.BytesTotal, st.BytesCopied, st.LagBytes = 0, 0, 0
-	st.FinalSyncCold = false
+	st.FinalSyncCold, st.FinalPassFull, st.UnseenChange = false, false, ""
 	digests := map[string]string{}
 	for i := range st.Volumes {
 		v := &st.Volumes[i]
@@ -354,6 +357,8 @@ func (r *Reconciler) summarize(rs *replv1.ReplicationSource, phases []replv1.Sou
 		st.BytesCopied += v.BytesCopied
 		st.LagBytes += v.LagBytes
 		st.FinalSyncCold = st.FinalSyncCold || v.FinalSyncCold
+		st.FinalPassFull = st.FinalPassFull || v.FinalPassFull
+		st.UnseenChange = cmp.Or(st.UnseenChange, v.UnseenChange)
 		digests[rs.Namespace+"/"+v.PVCName] = v.Digest
 	}
 	st.Digest = ""

@@ -372,13 +372,29 @@ func (r *Reconciler) noteColdFinalSync(s *state) {
 		if !meta.IsStatusConditionFalse(s.m.Status.Conditions, c.Type) {
 			r.Recorder.Eventf(s.m, nil, corev1.EventTypeWarning, "SenderRestarted", "FinalSync", c.Message)
 		}
+	case progress.SourceAtLeast(s.src, replv1.SourceVerified) && s.src.FinalPassFull:
+		c.Status, c.Reason = metav1.ConditionTrue, "RunningSenderScannedAll"
+		c.Message = "The final sync ran in the sender that had tracked every change, but its final pass listed the whole volume " +
+			"(so T_copy grew with the number of files): " + fullPassWhy(s.src.UnseenChange, s.policy)
 	case progress.SourceAtLeast(s.src, replv1.SourceVerified):
 		c.Status, c.Reason = metav1.ConditionTrue, "RunningSender"
-		c.Message = "The final sync ran in the sender that had tracked every change since the initial copy"
+		c.Message = "The final sync ran in the sender that had tracked every change since the initial copy, and looked only at what changed"
 	default:
 		return
 	}
 	meta.SetStatusCondition(&s.m.Status.Conditions, c)
+}
+
+// fullPassWhy says why a running sender's final pass listed everything.
+func fullPassWhy(unseen string, p *migrationv1alpha1.MigrationPolicy) string {
+	switch {
+	case unseen != "":
+		return fmt.Sprintf("a periodic rescan found %q changed without an inotify event (a file written through a mapping it kept open, "+
+			"or a writer on another node), so inotify is not trusted on this volume", unseen)
+	case p != nil && p.Spec.Verification == migrationv1alpha1.VerifyFull:
+		return "the policy asks for verification: Full"
+	}
+	return "the volume's filesystem is one other nodes may write (NFS, CephFS, SMB, FUSE), inotify lost events, or hard links changed"
 }
 
 func (r *Reconciler) launching(ctx context.Context, s *state) (ctrl.Result, error) {

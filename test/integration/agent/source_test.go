@@ -359,9 +359,9 @@ not json: a stray stderr line
 		}).Should(Succeed())
 		fresh := moverPods(ctx, ns, id, mover.RoleSender)[0]
 
-		By("reporting the cold final sync to the hub, then the digest")
-		logs.set(ns, fresh.Name, `{"role":"sender","phase":"FinalSync","bytesTotal":1000,"bytesCopied":1000,"finalSyncCold":true}`+"\n"+
-			strings.Replace(completedLine("sender", "beef", 1000), `"verified":true`, `"verified":true,"finalSyncCold":true`, 1))
+		By("reporting the cold final sync to the hub (its final pass listed everything, a change inotify missed), then the digest")
+		logs.set(ns, fresh.Name, `{"role":"sender","phase":"FinalSync","bytesTotal":1000,"bytesCopied":1000,"finalSyncCold":true,"unseenChange":"db/x"}`+"\n"+
+			strings.Replace(completedLine("sender", "beef", 1000), `"verified":true`, `"verified":true,"finalSyncCold":true,"finalPassFull":true,"unseenChange":"db/x"`, 1))
 		setPodStatus(ctx, ns, fresh.Name, succeeded(""))
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rs), rs)).To(Succeed())
@@ -370,6 +370,8 @@ not json: a stray stderr line
 			c := hubCondition(ctx, replv1.ConditionType(id, report.RoleSource))
 			g.Expect(c).NotTo(BeNil())
 			g.Expect(hubMessage(c).FinalSyncCold).To(BeTrue())
+			g.Expect(hubMessage(c).FinalPassFull).To(BeTrue())
+			g.Expect(hubMessage(c).UnseenChange).To(Equal("db/x"))
 			g.Expect(hubMessage(c).Digest).To(Equal("beef"))
 		}).Should(Succeed())
 		Expect(k8s.Delete(ctx, rs)).To(Succeed())

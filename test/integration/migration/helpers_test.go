@@ -213,6 +213,7 @@ type srcState struct {
 	digest    string
 	err       string
 	cold      bool
+	unseen    string             // a change inotify missed: the final pass listed everything
 	movedOut  bool               // the agent took hubVerified and labelled the PVC
 	hook      *replv1.HookStatus // the pre-quiesce hook, once asked
 }
@@ -226,7 +227,9 @@ func reportSource(cluster, id string, s srcState) {
 	rs.Status = replv1.ReplicationSourceStatus{MovedOut: s.movedOut, PreQuiesceHook: s.hook,
 		Phase: s.phase, Protected: s.protected, PodsUsingVolumes: s.pods, BytesTotal: s.total, BytesCopied: s.copied,
 		LagBytes: s.lag, Throughput: s.tput, LastError: s.err, FinalSyncCold: s.cold,
-		Volumes: []replv1.SourceVolumeStatus{{PVCName: "data", Digest: s.digest, FinalSyncCold: s.cold}},
+		FinalPassFull: s.unseen != "", UnseenChange: s.unseen,
+		Volumes: []replv1.SourceVolumeStatus{{PVCName: "data", Digest: s.digest, FinalSyncCold: s.cold,
+			FinalPassFull: s.unseen != "", UnseenChange: s.unseen}},
 	}
 	writeCondition(cluster, report.SourceCondition(id, []replv1.ReplicationSource{rs}))
 }

@@ -281,6 +281,22 @@ var _ = Describe("Sequencing a migration", func() {
 		Expect(meta.FindStatusCondition(get(m).Status.Conditions, migrationv1alpha1.ConditionFinalSyncInRunningSender).Reason).To(Equal("SenderRestarted"))
 	})
 
+	It("says when the running sender's final pass listed the whole volume, and why", func() {
+		a := newApp("scanned-all", "a", nil)
+		editPlacement(a.ns, a.placement, "b")
+		m := a.migrationOf()
+		driveTo(a, m, phFinal)
+		id := work.MigrationID(m)
+		reportDestination("cluster2", id, replv1.DestinationVerified, "192.0.2.10:30443", "d1g35t", "")
+		reportSource("cluster1", id, srcState{phase: replv1.SourceVerified, protected: true, total: 1000, copied: 1000, digest: "d1g35t", unseen: "db/data.mdb"})
+		Eventually(phaseOf(m), timeout, interval).Should(Equal(phLaunching))
+		c := meta.FindStatusCondition(get(m).Status.Conditions, migrationv1alpha1.ConditionFinalSyncInRunningSender)
+		Expect(c).NotTo(BeNil())
+		Expect(c.Status).To(Equal(metav1.ConditionTrue))
+		Expect(c.Reason).To(Equal("RunningSenderScannedAll"))
+		Expect(c.Message).To(ContainSubstring(`"db/data.mdb" changed without an inotify event`))
+	})
+
 	It("resumes after the hub manager restarts in each phase", func() {
 		for _, p := range []migrationv1alpha1.MigrationPhase{phPreparing, phInitial, phSyncing, phQuiescing, phFinal, phLaunching} {
 			a := newApp("restart-"+strings.ToLower(string(p)[:4]), "c", nil)

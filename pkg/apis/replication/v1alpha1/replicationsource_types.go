@@ -137,6 +137,15 @@ type SourceVolumeStatus struct {
 	// restarted): it rescanned and rehashed the whole volume.
 	// +optional
 	FinalSyncCold bool `json:"finalSyncCold,omitempty"`
+	// FinalPassFull is true when the final pass scanned the whole volume
+	// instead of what inotify reported changed (a filesystem it does not
+	// see whole, events lost, a full verification, or UnseenChange).
+	// +optional
+	FinalPassFull bool `json:"finalPassFull,omitempty"`
+	// UnseenChange is a path a periodic rescan found changed with no
+	// inotify event for it: from then on every final pass scans it all.
+	// +optional
+	UnseenChange string `json:"unseenChange,omitempty"`
 }
 
 // ReplicationSourceStatus is written by the agent.
@@ -169,6 +178,11 @@ type ReplicationSourceStatus struct {
 	// and its verification (the slowest volume), plus the time to signal them.
 	// +optional
 	EstimatedFinalSyncMillis int64 `json:"estimatedFinalSyncMillis,omitempty"`
+	// FinalPassFull and UnseenChange: of any volume (SourceVolumeStatus).
+	// +optional
+	FinalPassFull bool `json:"finalPassFull,omitempty"`
+	// +optional
+	UnseenChange string `json:"unseenChange,omitempty"`
 	// FinalSyncCold: a volume's final sync ran in a restarted sender.
 	// +optional
 	FinalSyncCold bool `json:"finalSyncCold,omitempty"`
