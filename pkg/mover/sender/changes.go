@@ -83,7 +83,7 @@ func (s *Sender) finalPass(ctx context.Context, k *conn, first bool) (unstable b
 // at one instant. Conservative where the queue held events before a pass
 // that did not take them (the first, or one after a reconnect).
 func (s *Sender) unchanged() bool {
-	if s.w == nil || !s.since.exact {
+	if !s.since.exact { // exact only with a watcher on a filesystem it sees whole
 		return false
 	}
 	s.w.Drain()
@@ -117,7 +117,7 @@ func (s *Sender) relist(ctx context.Context, k *conn) error {
 // checkTracking holds a full scan against the last one and what inotify
 // reported in between; a change it did not report ends the trust in it.
 func (s *Sender) checkTracking(cur []tree.Entry) {
-	if s.w == nil || !s.seesAll || !s.since.exact || s.lastScan == nil {
+	if !s.since.exact || s.lastScan == nil {
 		return
 	}
 	s.w.Drain()
