@@ -444,10 +444,7 @@ var _ = Describe("ReplicationDestination for a standby", func() {
 		setPodStatus(ctx, ns, recv, running("10.0.0.9"))
 
 		By("refusing to turn a standby into a plain destination")
-		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rd), rd)).To(Succeed())
-		rd.Spec.Standby = false
-		err := k8s.Update(ctx, rd)
-		Expect(err).To(HaveOccurred())
+		err := refusedUpdate(ctx, rd, func() { rd.Spec.Standby = false })
 		Expect(err.Error()).To(ContainSubstring("standby is immutable"))
 
 		By("promoting: the receiver goes, a promote pod rolls the volume back to its point and checks it; its digest is the volume's")
@@ -470,9 +467,7 @@ var _ = Describe("ReplicationDestination for a standby", func() {
 		}).Should(Succeed())
 
 		By("refusing to withdraw a promotion")
-		rd.Spec.Promote = false
-		err = k8s.Update(ctx, rd)
-		Expect(err).To(HaveOccurred())
+		err = refusedUpdate(ctx, rd, func() { rd.Spec.Promote = false })
 		Expect(err.Error()).To(ContainSubstring("promote cannot be withdrawn"))
 		Expect(k8s.Delete(ctx, rd)).To(Succeed())
 	})

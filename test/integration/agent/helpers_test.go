@@ -8,6 +8,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
@@ -96,6 +97,21 @@ func patchSpec(ctx context.Context, obj client.Object, mutate func()) {
 		mutate()
 		return k8s.Update(ctx, obj)
 	})).To(Succeed())
+}
+
+// refusedUpdate makes an update the API server must refuse and returns its
+// error. The agent writes the object's status meanwhile: a conflict is a
+// retry, not the answer.
+func refusedUpdate(ctx context.Context, obj client.Object, mutate func()) error {
+	var err error
+	Eventually(func() bool {
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj)).To(Succeed())
+		mutate()
+		err = k8s.Update(ctx, obj)
+		return apierrors.IsConflict(err)
+	}).Should(BeFalse())
+	ExpectWithOffset(1, err).To(HaveOccurred())
+	return err
 }
 
 // bindPVC plays the PV controller: a PV bound to the claim.

@@ -99,9 +99,11 @@ var _ = Describe("Standby", func() {
 		Expect(rec.last()).To(Equal([]string{"cluster1"}))
 
 		By("dropping spec.standby removes the standby Migration and the condition")
-		p := getPolicy(a)
-		p.Spec.Standby = nil
-		Expect(k8s.Update(ctx, p)).To(Succeed())
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			p := getPolicy(a)
+			p.Spec.Standby = nil
+			return k8s.Update(ctx, p)
+		})).To(Succeed())
 		withdraw("cluster1", id)
 		withdraw("cluster2", id)
 		Eventually(func() bool {
