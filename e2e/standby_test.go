@@ -29,7 +29,7 @@ var _ = Describe("Keeping a standby of a running app", Ordered, func() {
 		since := time.Now()
 		// Exact points, or a per-file one once the exact one is 20 s old:
 		// the writer writes through every pass, so the RPO stays bounded.
-		a.patchPolicy(ctx, `{"spec":{"standby":{"clusterName":"`+cluster2.name+`","points":"Exact","perFileAfter":"20s"}}}`)
+		a.patchPolicy(ctx, `{"spec":{"standby":{"clusterName":"`+cluster2.name+`","perFileAfter":"20s"}}}`)
 		m := a.watchMigration(ctx, cluster1.name, cluster2.name, since, 6*time.Minute, migrationv1alpha1.PhaseSyncing, nil)
 		Expect(m.Spec.Standby).To(BeTrue())
 

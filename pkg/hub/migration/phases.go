@@ -292,8 +292,12 @@ func (r *Reconciler) destinationWork(s *state, src *workv1.ManifestWork, server 
 		Standby:            s.m.Spec.Standby,
 		Promote:            s.m.Status.Failover != nil,
 	}
-	if sb := s.policy.Spec.Standby; s.m.Spec.Standby && sb != nil && sb.Points == migrationv1alpha1.StandbyPointsExact {
-		spec.ExactPoints, spec.PerFileAfter = true, sb.PerFileAfter
+	if sb := s.policy.Spec.Standby; s.m.Spec.Standby && sb != nil {
+		exact, after := sb.ExactPoints()
+		spec.ExactPoints = exact
+		if after > 0 {
+			spec.PerFileAfter = &metav1.Duration{Duration: after}
+		}
 	}
 	w, err := work.Destination(spec)
 	return w, nil, err

@@ -53,7 +53,19 @@ func pointKind(exact bool) string {
 	if exact {
 		return "an instant of the source"
 	}
-	return "each file as it was at some instant of one pass (points: Exact keeps instants only)"
+	return "each file as it was at some instant of one pass"
+}
+
+// agingHint tells why an exact point grows old, and what bounds it.
+func agingHint(s *state, st *migrationv1alpha1.StandbyStatus) string {
+	sb := s.policy.Spec.Standby
+	if sb == nil || !st.PointExact || st.RPOSeconds < int64(migrationv1alpha1.DefaultPerFileAfter.Seconds()) {
+		return ""
+	}
+	if exact, after := sb.ExactPoints(); !exact || after > 0 {
+		return ""
+	}
+	return "; no pass since was exact (the app wrote during each), and perFileAfter 0s waits for one"
 }
 
 // standby is a standby's Syncing: replicate, and report the point.
@@ -70,8 +82,9 @@ func (r *Reconciler) standby(s *state) ctrl.Result {
 		s.wait(ReasonWaitingForFirstPoint, fmt.Sprintf("Standby on %s: waiting for its first whole pass (lag %d bytes)",
 			s.m.Spec.DestinationCluster, st.LagBytes))
 	} else {
-		s.wait(ReasonStandbyCurrent, fmt.Sprintf("Standby on %s holds the point of %s, %s (RPO %ds, lag %d bytes)",
-			s.m.Spec.DestinationCluster, st.PointTime.UTC().Format(time.RFC3339), pointKind(st.PointExact), st.RPOSeconds, st.LagBytes))
+		s.wait(ReasonStandbyCurrent, fmt.Sprintf("Standby on %s holds the point of %s, %s (RPO %ds, lag %d bytes)%s",
+			s.m.Spec.DestinationCluster, st.PointTime.UTC().Format(time.RFC3339), pointKind(st.PointExact), st.RPOSeconds, st.LagBytes,
+			agingHint(s, st)))
 	}
 	return ctrl.Result{RequeueAfter: standbyPoll}
 }

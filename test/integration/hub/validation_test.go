@@ -89,11 +89,12 @@ var _ = Describe("API validation", func() {
 			p.Spec.Standby = &migrationv1alpha1.Standby{ClusterName: "c2", Points: "Sometimes"}
 		}, "spec.standby.points"),
 		Entry("perFileAfter without exact points", func(p *migrationv1alpha1.MigrationPolicy) {
-			p.Spec.Standby = &migrationv1alpha1.Standby{ClusterName: "c2", PerFileAfter: &metav1.Duration{Duration: time.Minute}}
+			p.Spec.Standby = &migrationv1alpha1.Standby{ClusterName: "c2", Points: migrationv1alpha1.StandbyPointsLatest,
+				PerFileAfter: &metav1.Duration{Duration: time.Minute}}
 		}, "perFileAfter needs points: Exact"),
-		Entry("perFileAfter not positive", func(p *migrationv1alpha1.MigrationPolicy) {
-			p.Spec.Standby = &migrationv1alpha1.Standby{ClusterName: "c2", Points: migrationv1alpha1.StandbyPointsExact, PerFileAfter: &metav1.Duration{}}
-		}, "must be positive"),
+		Entry("perFileAfter negative", func(p *migrationv1alpha1.MigrationPolicy) {
+			p.Spec.Standby = &migrationv1alpha1.Standby{ClusterName: "c2", PerFileAfter: &metav1.Duration{Duration: -time.Second}}
+		}, "must not be negative"),
 	)
 
 	newMigration := func(src, dst string) *migrationv1alpha1.Migration {

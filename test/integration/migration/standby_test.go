@@ -30,8 +30,7 @@ const standbyRenewal = 30 * time.Second
 var _ = Describe("Standby", func() {
 	It("keeps a standby on the policy's standby cluster: it replicates, reports its point and RPO, never moves the app; dropping spec.standby removes it", func() {
 		a := newApp("standby", "a", func(p *migrationv1alpha1.MigrationPolicy) {
-			p.Spec.Standby = &migrationv1alpha1.Standby{ClusterName: "cluster2",
-				Points: migrationv1alpha1.StandbyPointsExact, PerFileAfter: &metav1.Duration{Duration: 5 * time.Minute}}
+			p.Spec.Standby = &migrationv1alpha1.Standby{ClusterName: "cluster2"}
 		})
 		rec := recordDecisions(a.ns, a.placement)
 		defer rec.stop()
@@ -44,7 +43,8 @@ var _ = Describe("Standby", func() {
 		Eventually(standbyCondition(a), timeout, interval).Should(HavePrefix("True/StandbyKept"))
 		id := work.MigrationID(m)
 
-		By("its destination work asks for a standby: receivers that commit each pass whole, exact points only, per file after 5m")
+		By("its destination work asks for a standby: receivers that commit each pass whole, exact points, per file after 5m (the defaults)")
+		Expect(getPolicy(a).Spec.Standby.Points).To(Equal(migrationv1alpha1.StandbyPointsExact), "the API server defaults points")
 		Eventually(phaseOf(m), timeout, interval).Should(Equal(phPreparing))
 		feedPVC("cluster1", id, a.appNS, "5Gi", "standard")
 		Eventually(func() bool {
@@ -113,6 +113,33 @@ var _ = Describe("Standby", func() {
 		}, timeout, interval).Should(BeTrue())
 		Eventually(standbyCondition(a), timeout, interval).Should(BeEmpty())
 		Expect(rec.last()).To(Equal([]string{"cluster1"}))
+	})
+
+	It("keeps exact points only with perFileAfter 0s, and says why such a point grows old", func() {
+		a := newApp("standby-exact", "a", func(p *migrationv1alpha1.MigrationPolicy) {
+			p.Spec.Standby = &migrationv1alpha1.Standby{ClusterName: "cluster2", PerFileAfter: &metav1.Duration{}}
+		})
+		m := a.migrationOf()
+		id := work.MigrationID(m)
+		Eventually(phaseOf(m), timeout, interval).Should(Equal(phPreparing))
+		feedPVC("cluster1", id, a.appNS, "5Gi", "standard")
+		Eventually(func() bool {
+			w, err := getWork("cluster2", work.DestinationName(id))()
+			return err == nil && everyDestination(w, func(s replv1.ReplicationDestinationSpec) bool { return s.ExactPoints && s.PerFileAfter == nil })
+		}, timeout, interval).Should(BeTrue())
+		reportDestination("cluster2", id, replv1.DestinationReady, "192.0.2.20:30443", "", "")
+		reportSource("cluster1", id, srcState{phase: replv1.SourceSyncing, protected: true, pods: 1, total: 1000, copied: 1000, tput: 100})
+		Eventually(phaseOf(m), timeout, interval).Should(Equal(phSyncing))
+
+		By("an exact point 10 minutes old: the message names the setting that keeps it")
+		old := metav1.NewTime(time.Now().Add(-10 * time.Minute).Truncate(time.Second))
+		reportStandbyPointOf("cluster2", id, replv1.VolumePoint{Time: old, Digest: "d1", Exact: true})
+		Eventually(func() string { return get(m).Status.Message }, timeout, interval).Should(ContainSubstring("perFileAfter 0s waits for one"))
+
+		By("a fresh exact point: no such word")
+		reportStandbyPointOf("cluster2", id, replv1.VolumePoint{Time: metav1.NewTime(time.Now().Truncate(time.Second)), Digest: "d2", Exact: true})
+		Eventually(func() string { return get(m).Status.Message }, timeout, interval).Should(
+			And(ContainSubstring("an instant of the source"), Not(ContainSubstring("perFileAfter"))))
 	})
 
 	It("renews a standby before its credentials expire: a new standby Migration, with new credentials, replaces it", func() {

@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -244,22 +246,24 @@ type Standby struct {
 	// failover onto one is followed by a new standby on another.
 	// +optional
 	PlacementRef *PlacementRef `json:"placementRef,omitempty"`
-	// Points says which passes become the standby's point. Latest (the
-	// default): every pass, so the point is seconds old, but a pass reads
-	// files one after another while the app writes, so each file is as it
-	// was at some instant of the pass, not all at the same one. Exact: only
-	// a pass nothing wrote to while it ran, an instant the source really
-	// held; while the app writes through every pass, the point stays where
-	// it was (see perFileAfter). status.standby.pointExact tells which the
+	// Points says which passes become the standby's point. Exact (the
+	// default): only a pass nothing wrote to while it ran, an instant the
+	// source really held; an app that writes through every pass keeps its
+	// last exact point until perFileAfter. Latest: every pass, so the point
+	// is seconds old, but a pass reads files one after another while the
+	// app writes, so each file is as it was at some instant of the pass,
+	// not all at the same one. status.standby.pointExact tells which the
 	// point is (docs/dr.md).
 	// +kubebuilder:validation:Enum=Latest;Exact
-	// +kubebuilder:default=Latest
+	// +kubebuilder:default=Exact
 	// +optional
 	Points StandbyPoints `json:"points,omitempty"`
 	// PerFileAfter, with points Exact, takes any pass once the exact point
-	// is this old, bounding the RPO of an app that never pauses. Unset:
-	// only exact points.
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be positive"
+	// is this old, bounding the RPO of an app that never pauses (and of a
+	// volume whose writers the sender cannot all see, e.g. NFS, where no
+	// pass is exact). Unset: 5m, the age StatefulMigrationStandbyRPOHigh
+	// warns at. 0s: exact points only, however old.
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="must not be negative"
 	// +optional
 	PerFileAfter *metav1.Duration `json:"perFileAfter,omitempty"`
 }
@@ -271,6 +275,21 @@ const (
 	StandbyPointsLatest StandbyPoints = "Latest"
 	StandbyPointsExact  StandbyPoints = "Exact"
 )
+
+// DefaultPerFileAfter is perFileAfter when unset.
+const DefaultPerFileAfter = 5 * time.Minute
+
+// ExactPoints says whether the standby keeps exact points, and the age at
+// which it takes any pass instead (0: never).
+func (s *Standby) ExactPoints() (bool, time.Duration) {
+	if s.Points == StandbyPointsLatest {
+		return false, 0
+	}
+	if s.PerFileAfter == nil {
+		return true, DefaultPerFileAfter
+	}
+	return true, s.PerFileAfter.Duration
+}
 
 // Hooks are the app's own steps in a move (docs/hooks.md), as Velero hooks,
 // Stork rules or Ramen recipes serve. Each runs in the pods of the policy's
