@@ -15,8 +15,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/stateful-migration/stateful-migration/pkg/addon/manager"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 )
 
 // What the addon manager installs narrows the agent where RBAC is too
@@ -48,8 +48,8 @@ var _ = Describe("The agent's rights on a managed cluster", func() {
 			})
 
 			cfg := rest.CopyConfig(c.cfg)
-			cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + manager.DefaultInstallNamespace + ":" + replv1.AgentServiceAccount,
-				Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + manager.DefaultInstallNamespace, "system:authenticated"}}
+			cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + uplink.DefaultAgentNamespace + ":" + replv1.AgentServiceAccount,
+				Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + uplink.DefaultAgentNamespace, "system:authenticated"}}
 			agent := kubernetes.NewForConfigOrDie(cfg)
 			patch := func(body string) error {
 				_, err := agent.CoreV1().PersistentVolumes().Patch(ctx, pv.Name, types.MergePatchType, []byte(body), metav1.PatchOptions{})
@@ -64,7 +64,7 @@ var _ = Describe("The agent's rights on a managed cluster", func() {
 			By("the agent reads no Secret outside a migration's by-name Role")
 			_, err = agent.CoreV1().Secrets("kube-system").Get(ctx, "bootstrap-token-abcdef", metav1.GetOptions{})
 			Expect(apierrors.IsForbidden(err)).To(BeTrue(), "get secret: %v", err)
-			_, err = agent.CoreV1().Secrets(manager.DefaultInstallNamespace).List(ctx, metav1.ListOptions{})
+			_, err = agent.CoreV1().Secrets(uplink.DefaultAgentNamespace).List(ctx, metav1.ListOptions{})
 			Expect(apierrors.IsForbidden(err)).To(BeTrue(), "list secrets: %v", err)
 		}
 	})

@@ -11,7 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/stateful-migration/stateful-migration/pkg/agent/mover"
+	"github.com/stateful-migration/stateful-migration/pkg/agent/moverpod"
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 )
@@ -35,7 +35,7 @@ var _ = Describe("Keeping a standby of a running app", Ordered, func() {
 
 		By("the standby's receiver commits whole passes (--points), exact ones or one every 20 s, on cluster2")
 		Eventually(func(g Gomega) {
-			pods, err := cluster2.kube.CoreV1().Pods(a.ns).List(ctx, metav1.ListOptions{LabelSelector: replv1.RoleLabel + "=" + mover.RoleReceiver})
+			pods, err := cluster2.kube.CoreV1().Pods(a.ns).List(ctx, metav1.ListOptions{LabelSelector: replv1.RoleLabel + "=" + moverpod.RoleReceiver})
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(pods.Items).To(HaveLen(1))
 			g.Expect(pods.Items[0].Spec.Containers[0].Args).To(ContainElements("--points", "--exact-points", "--per-file-after", "20s"))

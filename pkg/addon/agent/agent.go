@@ -21,6 +21,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/stateful-migration/stateful-migration/pkg/agent/replication"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 	"github.com/stateful-migration/stateful-migration/pkg/version"
 )
 
@@ -44,7 +45,7 @@ type Options struct {
 // NewOptions returns the defaults used by the agent templates.
 func NewOptions() *Options {
 	return &Options{
-		AddonName:        "stateful-migration",
+		AddonName:        uplink.AddonName,
 		MetricsAddr:      ":8080",
 		ProbeAddr:        ":8081",
 		HubConfigPoll:    5 * time.Second,

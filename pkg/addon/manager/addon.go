@@ -10,31 +10,27 @@ import (
 	addonclient "open-cluster-management.io/api/client/addon/clientset/versioned"
 
 	"github.com/stateful-migration/stateful-migration/addon"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 )
 
 const (
-	// AddonName is the name of the ClusterManagementAddOn and of every ManagedClusterAddOn.
-	AddonName = "stateful-migration"
 	// agentName is part of the agent's hub identity; it is fixed so that a
 	// manager restart does not re-issue every agent's client certificate.
 	agentName = "agent"
-	// DefaultInstallNamespace is where the agent runs unless an
-	// AddOnDeploymentConfig says otherwise.
-	DefaultInstallNamespace = "open-cluster-management-agent-addon"
 )
 
 // NewAgentAddon builds the agent addon: embedded templates rendered with the
 // manager's defaults, overridden by the cluster's AddOnDeploymentConfig.
 func NewAgentAddon(kubeClient kubernetes.Interface, addonClient addonclient.Interface, agentImage string) (agent.AgentAddon, error) {
 	configGetter := utils.NewAddOnDeploymentConfigGetter(addonClient)
-	return addonfactory.NewAgentAddonFactory(AddonName, addon.FS, addon.TemplatesDir).
+	return addonfactory.NewAgentAddonFactory(uplink.AddonName, addon.FS, addon.TemplatesDir).
 		WithConfigGVRs(utils.AddOnDeploymentConfigGVR).
 		WithGetValuesFuncs(
 			defaultValues(agentImage),
 			deploymentConfigValuesFunc(configGetter, agentImage),
 		).
 		WithAgentRegistrationOption(&agent.RegistrationOption{
-			Configurations:   agent.KubeClientSignerConfigurations(AddonName, agentName),
+			Configurations:   agent.KubeClientSignerConfigurations(uplink.AddonName, agentName),
 			CSRApproveCheck:  utils.DefaultCSRApprover(agentName),
 			PermissionConfig: hubPermissions(kubeClient),
 		}).

@@ -21,6 +21,7 @@ import (
 	clusterv1 "open-cluster-management.io/api/cluster/v1"
 
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 )
 
 const testImage = "registry.example/stateful-migration:v1"
@@ -40,7 +41,7 @@ func renderFor(t *testing.T, cluster *clusterv1.ManagedCluster, addon *addonv1be
 }
 
 func newAddon() *addonv1beta1.ManagedClusterAddOn {
-	return &addonv1beta1.ManagedClusterAddOn{ObjectMeta: metav1.ObjectMeta{Name: AddonName, Namespace: "cluster1"}}
+	return &addonv1beta1.ManagedClusterAddOn{ObjectMeta: metav1.ObjectMeta{Name: uplink.AddonName, Namespace: "cluster1"}}
 }
 
 // withConfig references adc the way OCM's addon manager records it.
@@ -172,8 +173,8 @@ func TestManifestsDefaults(t *testing.T) {
 	}
 	r := sortObjects(t, objs)
 	for _, ns := range []string{r.sa.Namespace, r.role.Namespace, r.roleBinding.Namespace, r.deployment.Namespace, r.roleBinding.Subjects[0].Namespace} {
-		if ns != DefaultInstallNamespace {
-			t.Errorf("namespace = %q, want %q", ns, DefaultInstallNamespace)
+		if ns != uplink.DefaultAgentNamespace {
+			t.Errorf("namespace = %q, want %q", ns, uplink.DefaultAgentNamespace)
 		}
 	}
 	spec := r.deployment.Spec.Template.Spec
@@ -181,7 +182,7 @@ func TestManifestsDefaults(t *testing.T) {
 	if c.Image != testImage {
 		t.Errorf("image = %q, want %q", c.Image, testImage)
 	}
-	wantArgs := []string{"agent", "--hub-kubeconfig=/var/run/hub/kubeconfig", "--cluster-name=cluster1", "--addon-namespace=" + DefaultInstallNamespace, "--mover-image=" + testImage}
+	wantArgs := []string{"agent", "--hub-kubeconfig=/var/run/hub/kubeconfig", "--cluster-name=cluster1", "--addon-namespace=" + uplink.DefaultAgentNamespace, "--mover-image=" + testImage}
 	if strings.Join(c.Args, " ") != strings.Join(wantArgs, " ") {
 		t.Errorf("args = %v, want %v", c.Args, wantArgs)
 	}
@@ -192,7 +193,7 @@ func TestManifestsDefaults(t *testing.T) {
 		t.Errorf("service account, role and binding do not line up")
 	}
 	crb := r.clusterRoleBinding
-	if crb.RoleRef.Name != agentClusterRole || crb.Subjects[0].Name != r.sa.Name || crb.Subjects[0].Namespace != DefaultInstallNamespace {
+	if crb.RoleRef.Name != agentClusterRole || crb.Subjects[0].Name != r.sa.Name || crb.Subjects[0].Namespace != uplink.DefaultAgentNamespace {
 		t.Errorf("agent ClusterRoleBinding does not bind the agent's ServiceAccount to its ClusterRole: %+v", crb)
 	}
 	if spec.NodeSelector != nil || spec.Tolerations != nil || c.Env != nil {
@@ -269,7 +270,7 @@ func TestAgentHubRoleIsScopedToOwnAddon(t *testing.T) {
 			if res == "events" || res == "leases" && len(rule.Verbs) == 1 && rule.Verbs[0] == "create" {
 				continue
 			}
-			if len(rule.ResourceNames) != 1 || rule.ResourceNames[0] != AddonName {
+			if len(rule.ResourceNames) != 1 || rule.ResourceNames[0] != uplink.AddonName {
 				t.Errorf("rule on %s is not limited to the addon's own object: %+v", res, rule)
 			}
 		}
@@ -366,7 +367,7 @@ func TestPVAdmissionPolicyOnlyWhereSupported(t *testing.T) {
 		if binding.Spec.PolicyName != policy.Name || !slices.Equal(binding.Spec.ValidationActions, []admissionv1.ValidationAction{admissionv1.Deny}) {
 			t.Errorf("binding %+v does not enforce policy %s", binding.Spec, policy.Name)
 		}
-		agent := "system:serviceaccount:" + DefaultInstallNamespace + ":" + replv1.AgentServiceAccount
+		agent := "system:serviceaccount:" + uplink.DefaultAgentNamespace + ":" + replv1.AgentServiceAccount
 		if len(policy.Spec.MatchConditions) != 1 || !strings.Contains(policy.Spec.MatchConditions[0].Expression, `"`+agent+`"`) {
 			t.Errorf("policy does not match the agent %s only: %+v", agent, policy.Spec.MatchConditions)
 		}

@@ -10,6 +10,8 @@ import (
 	"open-cluster-management.io/addon-framework/pkg/utils"
 	addonv1beta1 "open-cluster-management.io/api/addon/v1beta1"
 	clusterv1 "open-cluster-management.io/api/cluster/v1"
+
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 )
 
 // AgentHubRole is everything the agent may do on the hub, bound in its own
@@ -24,19 +26,19 @@ func AgentHubRole() *rbacv1.Role {
 			{
 				APIGroups:     []string{"addon.open-cluster-management.io"},
 				Resources:     []string{"managedclusteraddons"},
-				ResourceNames: []string{AddonName},
+				ResourceNames: []string{uplink.AddonName},
 				Verbs:         []string{"get", "list", "watch"},
 			},
 			{
 				APIGroups:     []string{"addon.open-cluster-management.io"},
 				Resources:     []string{"managedclusteraddons/status"},
-				ResourceNames: []string{AddonName},
+				ResourceNames: []string{uplink.AddonName},
 				Verbs:         []string{"patch"},
 			},
 			{
 				APIGroups:     []string{"coordination.k8s.io"},
 				Resources:     []string{"leases"},
-				ResourceNames: []string{AddonName},
+				ResourceNames: []string{uplink.AddonName},
 				Verbs:         []string{"get", "update"},
 			},
 			// create cannot be limited by name; the Role is in the cluster

@@ -29,9 +29,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/stateful-migration/stateful-migration/pkg/agent/hooks"
-	"github.com/stateful-migration/stateful-migration/pkg/agent/mover"
+	"github.com/stateful-migration/stateful-migration/pkg/agent/moverpod"
 	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/progress"
 )
 
@@ -42,7 +43,7 @@ type Reconciler struct {
 	// Reader reads what the agent does not cache (services, secrets,
 	// storage classes) straight from the API server with namespaced rights.
 	Reader   client.Reader
-	Logs     mover.LogSource
+	Logs     moverpod.LogSource
 	Reporter *report.Reporter
 	// Image is the mover image unless the spec names one (the agent's image).
 	Image string
@@ -211,7 +212,7 @@ func (r *Reconciler) converge(ctx context.Context, rd *replv1.ReplicationDestina
 		for _, v := range st.Volumes {
 			digests[rd.Namespace+"/"+v.PVCName] = v.Digest
 		}
-		st.Digest = report.CombineDigests(digests)
+		st.Digest = uplink.CombineDigests(digests)
 		cond.Reason, cond.Message = "Verified", "every volume passed the final sync's verification"
 	case preparing > 0:
 		st.Phase = replv1.DestinationPreparing
@@ -265,7 +266,7 @@ func (r *Reconciler) volume(ctx context.Context, rd *replv1.ReplicationDestinati
 	}
 
 	// 2. The migration's TLS Secret (delivered by the hub's ManifestWork).
-	if waiting, err := mover.WaitingForTLS(ctx, r.Reader, ns, rd.Spec.TLSSecretName); err != nil || waiting != "" {
+	if waiting, err := moverpod.WaitingForTLS(ctx, r.Reader, ns, rd.Spec.TLSSecretName); err != nil || waiting != "" {
 		return waiting, false, 2 * time.Second, err
 	}
 
@@ -289,7 +290,7 @@ func (r *Reconciler) volume(ctx context.Context, rd *replv1.ReplicationDestinati
 	vs.Endpoint = Endpoint(svc, pod)
 
 	// 6. Progress.
-	ms := mover.Read(ctx, r.Logs, pod)
+	ms := moverpod.Read(ctx, r.Logs, pod)
 	if p := ms.Progress; p != nil {
 		vs.BytesReceived = p.BytesCopied
 		if p.Point != nil {
@@ -298,10 +299,10 @@ func (r *Reconciler) volume(ctx context.Context, rd *replv1.ReplicationDestinati
 	}
 	poll := r.Poll
 	if rd.Spec.FinalSync {
-		poll = mover.FinalPoll // the app is down until the hub has both digests
+		poll = moverpod.FinalPoll // the app is down until the hub has both digests
 	}
 	switch {
-	case pod.Status.Phase == corev1.PodSucceeded || mover.Finished(ms.Progress):
+	case pod.Status.Phase == corev1.PodSucceeded || moverpod.Finished(ms.Progress):
 		if ms.Progress != nil && ms.Progress.Verified && ms.Progress.Digest != "" {
 			vs.Phase, vs.Digest = replv1.DestinationVerified, ms.Progress.Digest
 			return "", false, 0, nil
@@ -362,7 +363,7 @@ func (r *Reconciler) adopt(ctx context.Context, rd *replv1.ReplicationDestinatio
 		return "", err
 	}
 	for i := range pods.Items {
-		if p := &pods.Items[i]; !mover.Terminated(p) && mover.UsesPVC(p, pvc.Name) {
+		if p := &pods.Items[i]; !moverpod.Terminated(p) && moverpod.UsesPVC(p, pvc.Name) {
 			return fmt.Sprintf("%s and pod %s uses it: refusing to write into it", ref, p.Name), nil
 		}
 	}
@@ -415,7 +416,7 @@ func (r *Reconciler) appReadiness(ctx context.Context, rd *replv1.ReplicationDes
 	for i := range st.Volumes {
 		v := &st.Volumes[i]
 		for j := range pods.Items {
-			if p := &pods.Items[j]; !mover.IsMover(p) && p.DeletionTimestamp.IsZero() && mover.UsesPVC(p, v.PVCName) && mover.PodReady(p) {
+			if p := &pods.Items[j]; !moverpod.IsMover(p) && p.DeletionTimestamp.IsZero() && moverpod.UsesPVC(p, v.PVCName) && moverpod.PodReady(p) {
 				v.AppPod = p.Name
 				break
 			}
@@ -470,7 +471,7 @@ func NewPVC(rd *replv1.ReplicationDestination, v replv1.DestinationVolume) *core
 }
 
 func (r *Reconciler) ensureService(ctx context.Context, rd *replv1.ReplicationDestination, pvcName string) (*corev1.Service, error) {
-	name := mover.ServiceName(rd.Spec.MigrationID, pvcName)
+	name := moverpod.ServiceName(rd.Spec.MigrationID, pvcName)
 	var svc corev1.Service
 	err := r.Reader.Get(ctx, types.NamespacedName{Namespace: rd.Namespace, Name: name}, &svc)
 	if err == nil {
@@ -484,10 +485,10 @@ func (r *Reconciler) ensureService(ctx context.Context, rd *replv1.ReplicationDe
 	} else if !apierrors.IsNotFound(err) {
 		return nil, err
 	}
-	sel := mover.Labels(rd.Spec.MigrationID, mover.RoleReceiver, pvcName)
+	sel := moverpod.Labels(rd.Spec.MigrationID, moverpod.RoleReceiver, pvcName)
 	delete(sel, replv1.ManagedByLabel)
 	want := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: rd.Namespace, Name: name, Labels: mover.Labels(rd.Spec.MigrationID, mover.RoleReceiver, pvcName),
+		ObjectMeta: metav1.ObjectMeta{Namespace: rd.Namespace, Name: name, Labels: moverpod.Labels(rd.Spec.MigrationID, moverpod.RoleReceiver, pvcName),
 			Annotations: rd.Spec.ServiceAnnotations},
 		Spec: corev1.ServiceSpec{
 			Type:     corev1.ServiceType(endpointType(rd)),
@@ -566,9 +567,9 @@ func Endpoint(svc *corev1.Service, pod *corev1.Pod) string {
 }
 
 func (r *Reconciler) ensureReceiver(ctx context.Context, rd *replv1.ReplicationDestination, v replv1.DestinationVolume) (*corev1.Pod, error) {
-	name := mover.PodName(rd.Spec.MigrationID, mover.RoleReceiver, v.PVCName)
+	name := moverpod.PodName(rd.Spec.MigrationID, moverpod.RoleReceiver, v.PVCName)
 	block := ptr.Deref(v.VolumeMode, corev1.PersistentVolumeFilesystem) == corev1.PersistentVolumeBlock
-	args := mover.ReceiverArgs(block, rd.Namespace+"/"+v.PVCName, standbyPoints(&rd.Spec))
+	args := moverpod.ReceiverArgs(block, rd.Namespace+"/"+v.PVCName, standbyPoints(&rd.Spec))
 	var pod corev1.Pod
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: rd.Namespace, Name: name}, &pod)
 	if err == nil {
@@ -592,15 +593,15 @@ func (r *Reconciler) ensureReceiver(ctx context.Context, rd *replv1.ReplicationD
 	if !apierrors.IsNotFound(err) {
 		return nil, err
 	}
-	return nil, r.createMover(ctx, rd, v, mover.PodSpec{Name: name, Role: mover.RoleReceiver, Block: block, Args: args})
+	return nil, r.createMover(ctx, rd, v, moverpod.PodSpec{Name: name, Role: moverpod.RoleReceiver, Block: block, Args: args})
 }
 
 // standbyPoints is how a standby's receivers keep points (nil: not one).
-func standbyPoints(spec *replv1.ReplicationDestinationSpec) *mover.Points {
+func standbyPoints(spec *replv1.ReplicationDestinationSpec) *moverpod.Points {
 	if !spec.Standby {
 		return nil
 	}
-	p := &mover.Points{Exact: spec.ExactPoints}
+	p := &moverpod.Points{Exact: spec.ExactPoints}
 	if spec.PerFileAfter != nil {
 		p.PerFileAfter = spec.PerFileAfter.Duration
 	}
@@ -609,13 +610,13 @@ func standbyPoints(spec *replv1.ReplicationDestinationSpec) *mover.Points {
 
 // createMover creates a mover pod of rd for volume v; s names its role, name
 // and arguments, the rest comes from rd.
-func (r *Reconciler) createMover(ctx context.Context, rd *replv1.ReplicationDestination, v replv1.DestinationVolume, s mover.PodSpec) error {
+func (r *Reconciler) createMover(ctx context.Context, rd *replv1.ReplicationDestination, v replv1.DestinationVolume, s moverpod.PodSpec) error {
 	s.Namespace, s.MigrationID, s.PVCName, s.TLSSecret = rd.Namespace, rd.Spec.MigrationID, v.PVCName, rd.Spec.TLSSecretName
 	s.Image, s.Resources, s.Capacity = rd.Spec.MoverImage, rd.Spec.MoverResources, v.Capacity
 	if s.Image == "" {
 		s.Image = r.Image
 	}
-	want := mover.Pod(s)
+	want := moverpod.Pod(s)
 	if err := controllerutil.SetControllerReference(rd, want, r.Client.Scheme()); err != nil {
 		return err
 	}
@@ -626,11 +627,11 @@ func (r *Reconciler) createMover(ctx context.Context, rd *replv1.ReplicationDest
 }
 
 func (r *Reconciler) removeReceiver(ctx context.Context, rd *replv1.ReplicationDestination, pvcName string) error {
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: rd.Namespace, Name: mover.PodName(rd.Spec.MigrationID, mover.RoleReceiver, pvcName)}}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: rd.Namespace, Name: moverpod.PodName(rd.Spec.MigrationID, moverpod.RoleReceiver, pvcName)}}
 	if err := r.Client.Delete(ctx, pod); client.IgnoreNotFound(err) != nil {
 		return err
 	}
-	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: rd.Namespace, Name: mover.ServiceName(rd.Spec.MigrationID, pvcName)}}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: rd.Namespace, Name: moverpod.ServiceName(rd.Spec.MigrationID, pvcName)}}
 	return client.IgnoreNotFound(r.Client.Delete(ctx, svc))
 }
 
@@ -655,7 +656,7 @@ func (r *Reconciler) cleanup(ctx context.Context, rd *replv1.ReplicationDestinat
 	if err := r.Reporter.SyncDestination(ctx, rd, true); err != nil {
 		return err
 	}
-	mover.Forget(rd.Namespace, rd.Spec.MigrationID)
+	moverpod.Forget(rd.Namespace, rd.Spec.MigrationID)
 	patch := client.MergeFromWithOptions(rd.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	controllerutil.RemoveFinalizer(rd, replv1.Finalizer)
 	return client.IgnoreNotFound(r.Client.Patch(ctx, rd, patch))

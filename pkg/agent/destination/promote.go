@@ -11,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
-	"github.com/stateful-migration/stateful-migration/pkg/agent/mover"
+	"github.com/stateful-migration/stateful-migration/pkg/agent/moverpod"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 )
 
@@ -29,7 +29,7 @@ func (r *Reconciler) promote(ctx context.Context, rd *replv1.ReplicationDestinat
 		return "", false, 0, err
 	}
 	var recv corev1.Pod
-	err := r.Client.Get(ctx, types.NamespacedName{Namespace: rd.Namespace, Name: mover.PodName(rd.Spec.MigrationID, mover.RoleReceiver, v.PVCName)}, &recv)
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: rd.Namespace, Name: moverpod.PodName(rd.Spec.MigrationID, moverpod.RoleReceiver, v.PVCName)}, &recv)
 	switch {
 	case err == nil:
 		return fmt.Sprintf("promoting: waiting for the receiver of %s to stop", v.PVCName), false, time.Second, nil
@@ -40,12 +40,12 @@ func (r *Reconciler) promote(ctx context.Context, rd *replv1.ReplicationDestinat
 	if err != nil || pod == nil {
 		return fmt.Sprintf("promoting: starting the promote pod of %s", v.PVCName), false, time.Second, err
 	}
-	ms := mover.Read(ctx, r.Logs, pod)
+	ms := moverpod.Read(ctx, r.Logs, pod)
 	if p := ms.Progress; p != nil && p.Point != nil {
 		vs.Point = &replv1.VolumePoint{Time: metav1.NewTime(p.Point.Time), Digest: p.Point.Digest, Exact: p.Point.Exact}
 	}
 	switch {
-	case mover.Finished(ms.Progress):
+	case moverpod.Finished(ms.Progress):
 		vs.Phase, vs.Digest = replv1.DestinationVerified, ms.Progress.Digest
 		return "", false, 0, nil
 	case pod.Status.Phase == corev1.PodFailed:
@@ -62,7 +62,7 @@ func (r *Reconciler) promote(ctx context.Context, rd *replv1.ReplicationDestinat
 // ensurePromote returns the volume's promote pod, creating it if needed
 // (nil until it exists).
 func (r *Reconciler) ensurePromote(ctx context.Context, rd *replv1.ReplicationDestination, v replv1.DestinationVolume) (*corev1.Pod, error) {
-	name := mover.PodName(rd.Spec.MigrationID, mover.RolePromote, v.PVCName)
+	name := moverpod.PodName(rd.Spec.MigrationID, moverpod.RolePromote, v.PVCName)
 	var pod corev1.Pod
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: rd.Namespace, Name: name}, &pod)
 	if err == nil {
@@ -71,5 +71,5 @@ func (r *Reconciler) ensurePromote(ctx context.Context, rd *replv1.ReplicationDe
 	if !apierrors.IsNotFound(err) {
 		return nil, err
 	}
-	return nil, r.createMover(ctx, rd, v, mover.PodSpec{Name: name, Role: mover.RolePromote, Args: mover.PromoteArgs()})
+	return nil, r.createMover(ctx, rd, v, moverpod.PodSpec{Name: name, Role: moverpod.RolePromote, Args: moverpod.PromoteArgs()})
 }

@@ -9,7 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/stateful-migration/stateful-migration/pkg/agent/mover"
+	"github.com/stateful-migration/stateful-migration/pkg/agent/moverpod"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 )
 
@@ -31,8 +31,8 @@ func Targets(pods []corev1.Pod, pvcs []string, h *replv1.Hook, ready bool) ([]Ta
 	var out []Target
 	for i := range pods {
 		p := &pods[i]
-		if mover.IsMover(p) || !p.DeletionTimestamp.IsZero() || p.Status.Phase != corev1.PodRunning ||
-			!sel.Matches(labels.Set(p.Labels)) || (ready && !mover.PodReady(p)) {
+		if moverpod.IsMover(p) || !p.DeletionTimestamp.IsZero() || p.Status.Phase != corev1.PodRunning ||
+			!sel.Matches(labels.Set(p.Labels)) || (ready && !moverpod.PodReady(p)) {
 			continue
 		}
 		claims := map[string]bool{}

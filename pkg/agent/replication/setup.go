@@ -11,7 +11,7 @@ import (
 
 	"github.com/stateful-migration/stateful-migration/pkg/agent/destination"
 	"github.com/stateful-migration/stateful-migration/pkg/agent/hooks"
-	"github.com/stateful-migration/stateful-migration/pkg/agent/mover"
+	"github.com/stateful-migration/stateful-migration/pkg/agent/moverpod"
 	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
 	"github.com/stateful-migration/stateful-migration/pkg/agent/source"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
@@ -24,7 +24,7 @@ type Options struct {
 	// Writer is the uplink to the hub (pkg/addon/agent.StatusWriter).
 	Writer report.ConditionWriter
 	// Logs reads mover progress; default: pods/log through Kube.
-	Logs mover.LogSource
+	Logs moverpod.LogSource
 	// Kube is the spoke clientset used for pods/log when Logs is nil.
 	Kube kubernetes.Interface
 	// Exec runs the app's hooks; default: pods/exec with the manager's identity.
@@ -44,7 +44,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		return err
 	}
 	if o.Logs == nil && o.Kube != nil {
-		o.Logs = mover.KubeLogs{Client: o.Kube}
+		o.Logs = moverpod.KubeLogs{Client: o.Kube}
 	}
 	if o.Poll <= 0 {
 		o.Poll = 2 * time.Second

@@ -9,8 +9,6 @@ package report
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -22,61 +20,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
-)
-
-// Roles in condition types.
-const (
-	RoleSource      = "source"
-	RoleDestination = "destination"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 )
 
 // ConditionWriter is the agent's uplink (pkg/addon/agent.StatusWriter).
 type ConditionWriter interface {
 	Update(ctx context.Context, set []metav1.Condition, remove ...string) error
-}
-
-// Message is the compact JSON carried in the condition message.
-type Message struct {
-	BytesTotal  int64 `json:"bytesTotal"`
-	BytesCopied int64 `json:"bytesCopied"`
-	LagBytes    int64 `json:"lagBytes"`
-	LagSeconds  int64 `json:"lagSeconds"`
-	Throughput  int64 `json:"throughput"`
-	// EstimatedFinalSyncMillis (source): final sync and verification, signal included.
-	EstimatedFinalSyncMillis int64 `json:"estimatedFinalSyncMillis,omitempty"`
-	// FinalSyncCold (source): a final sync ran in a restarted sender.
-	FinalSyncCold bool `json:"finalSyncCold,omitempty"`
-	// FinalPassFull, UnseenChange (source): see ReplicationSourceStatus.
-	FinalPassFull    bool              `json:"finalPassFull,omitempty"`
-	UnseenChange     string            `json:"unseenChange,omitempty"`
-	Protected        *bool             `json:"protected,omitempty"`
-	PodsUsingVolumes *int32            `json:"podsUsingVolumes,omitempty"`
-	Endpoint         string            `json:"endpoint,omitempty"`
-	Endpoints        map[string]string `json:"endpoints,omitempty"`
-	Digest           string            `json:"digest,omitempty"`
-	// MovedOut (source): every PVC is labelled moved-out (after hubVerified).
-	MovedOut bool `json:"movedOut,omitempty"`
-	// HubVerified (destination): the agent has hubVerified, so it hands the
-	// PVCs to the app when removed. AppReady: every PVC is mounted by a
-	// Ready app pod; AppWaiting lists the PVCs that are not yet.
-	HubVerified bool     `json:"hubVerified,omitempty"`
-	AppReady    bool     `json:"appReady,omitempty"`
-	AppWaiting  []string `json:"appWaiting,omitempty"`
-	// Hook (source: pre-quiesce, destination: post-launch) over the
-	// namespaces that run it; nil when the spec asks for none.
-	Hook  *replv1.HookStatus `json:"hook,omitempty"`
-	Error string             `json:"error,omitempty"`
-	// Point (a standby's destination): once every volume committed a pass,
-	// the oldest of their points, with the digest over all of them.
-	Point *Point `json:"point,omitempty"`
-}
-
-// Point is a standby's recovery point over all its volumes.
-type Point struct {
-	Time   metav1.Time `json:"time"`
-	Digest string      `json:"digest"`
-	// Exact: every volume's point is an instant of its source.
-	Exact bool `json:"exact,omitempty"`
 }
 
 // Reporter writes conditions, skipping writes that would change nothing.
@@ -97,27 +46,6 @@ type written struct {
 	at time.Time
 }
 
-// CombineDigests is the digest over several volumes: the volume's own digest
-// for one, else SHA-256 over the sorted "<key>=<digest>\n" lines. Both sides
-// compute it the same way over the same keys (namespace/pvcName).
-func CombineDigests(d map[string]string) string {
-	if len(d) == 1 {
-		for _, v := range d {
-			return v
-		}
-	}
-	keys := make([]string, 0, len(d))
-	for k := range d {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	h := sha256.New()
-	for _, k := range keys {
-		fmt.Fprintf(h, "%s=%s\n", k, d[k])
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 // SyncSource recomputes the source condition of migrationID from every
 // ReplicationSource of that migration: self as given (fresher than the
 // cache), or without self when gone is true (its cleanup is done).
@@ -136,7 +64,7 @@ func (r *Reporter) SyncSource(ctx context.Context, self *replv1.ReplicationSourc
 			items = append(items, o)
 		}
 	}
-	typ := replv1.ConditionType(migrationID, RoleSource)
+	typ := uplink.ConditionType(migrationID, uplink.RoleSource)
 	if len(items) == 0 {
 		return r.remove(ctx, typ)
 	}
@@ -159,21 +87,11 @@ func (r *Reporter) SyncDestination(ctx context.Context, self *replv1.Replication
 			items = append(items, o)
 		}
 	}
-	typ := replv1.ConditionType(migrationID, RoleDestination)
+	typ := uplink.ConditionType(migrationID, uplink.RoleDestination)
 	if len(items) == 0 {
 		return r.remove(ctx, typ)
 	}
 	return r.set(ctx, DestinationCondition(migrationID, items))
-}
-
-var sourceOrder = map[replv1.SourcePhase]int{
-	replv1.SourceFailed: 0, replv1.SourcePending: 1, replv1.SourceInitialSync: 2,
-	replv1.SourceSyncing: 3, replv1.SourceFinalSync: 4, replv1.SourceVerified: 5, "": 1,
-}
-
-var destinationOrder = map[replv1.DestinationPhase]int{
-	replv1.DestinationFailed: 0, replv1.DestinationPreparing: 1, replv1.DestinationReady: 2,
-	replv1.DestinationReceiving: 3, replv1.DestinationVerified: 4, "": 1,
 }
 
 // SourceCondition aggregates the ReplicationSources of one migration: the
@@ -182,7 +100,7 @@ var destinationOrder = map[replv1.DestinationPhase]int{
 func SourceCondition(migrationID string, items []replv1.ReplicationSource) metav1.Condition {
 	sort.Slice(items, func(i, j int) bool { return items[i].Namespace < items[j].Namespace })
 	phase := replv1.SourceVerified
-	m := Message{}
+	m := uplink.Message{}
 	protected, movedOut := true, true
 	var pods int32
 	digests := map[string]string{}
@@ -192,7 +110,7 @@ func SourceCondition(migrationID string, items []replv1.ReplicationSource) metav
 		if o.Spec.PreQuiesceHook != nil {
 			hooks = append(hooks, namespacedHook{o.Namespace, s.PreQuiesceHook})
 		}
-		if sourceOrder[s.Phase] < sourceOrder[phase] {
+		if uplink.SourceRank(s.Phase) < uplink.SourceRank(phase) {
 			phase = s.Phase
 		}
 		if phase == "" {
@@ -220,20 +138,20 @@ func SourceCondition(migrationID string, items []replv1.ReplicationSource) metav
 	m.Protected, m.PodsUsingVolumes, m.MovedOut = &protected, &pods, movedOut && len(items) > 0
 	m.Hook = combineHooks(hooks)
 	if phase == replv1.SourceVerified {
-		m.Digest = CombineDigests(digests)
+		m.Digest = uplink.CombineDigests(digests)
 	}
-	return condition(replv1.ConditionType(migrationID, RoleSource), string(phase), phase != replv1.SourceFailed, m)
+	return condition(uplink.ConditionType(migrationID, uplink.RoleSource), string(phase), phase != replv1.SourceFailed, m)
 }
 
 // DestinationCondition aggregates the ReplicationDestinations of one migration.
 func DestinationCondition(migrationID string, items []replv1.ReplicationDestination) metav1.Condition {
 	sort.Slice(items, func(i, j int) bool { return items[i].Namespace < items[j].Namespace })
 	phase := replv1.DestinationVerified
-	m := Message{Endpoints: map[string]string{}}
+	m := uplink.Message{Endpoints: map[string]string{}}
 	digests := map[string]string{}
 	appReady, verified := len(items) > 0, len(items) > 0
 	var hooks []namespacedHook
-	var point *Point
+	var point *uplink.Point
 	pointDigests, allPoints, allExact := map[string]string{}, len(items) > 0, true
 	for _, o := range items {
 		s := o.Status
@@ -249,7 +167,7 @@ func DestinationCondition(migrationID string, items []replv1.ReplicationDestinat
 				}
 			}
 		}
-		if destinationOrder[s.Phase] < destinationOrder[phase] {
+		if uplink.DestinationRank(s.Phase) < uplink.DestinationRank(phase) {
 			phase = s.Phase
 		}
 		if phase == "" {
@@ -274,24 +192,24 @@ func DestinationCondition(migrationID string, items []replv1.ReplicationDestinat
 			pointDigests[o.Namespace+"/"+v.PVCName] = v.Point.Digest
 			allExact = allExact && v.Point.Exact
 			if point == nil || v.Point.Time.Before(&point.Time) {
-				point = &Point{Time: v.Point.Time}
+				point = &uplink.Point{Time: v.Point.Time}
 			}
 		}
 		allPoints = allPoints && len(s.Volumes) == len(o.Spec.Volumes) && len(s.Volumes) > 0
 	}
 	if allPoints && point != nil {
-		point.Digest, point.Exact = CombineDigests(pointDigests), allExact
+		point.Digest, point.Exact = uplink.CombineDigests(pointDigests), allExact
 		m.Point = point
 	}
 	if len(m.Endpoints) == 0 {
 		m.Endpoints = nil
 	}
 	if phase == replv1.DestinationVerified {
-		m.Digest = CombineDigests(digests)
+		m.Digest = uplink.CombineDigests(digests)
 	}
 	m.AppReady, m.HubVerified = appReady, verified
 	m.Hook = combineHooks(hooks)
-	return condition(replv1.ConditionType(migrationID, RoleDestination), string(phase), phase != replv1.DestinationFailed, m)
+	return condition(uplink.ConditionType(migrationID, uplink.RoleDestination), string(phase), phase != replv1.DestinationFailed, m)
 }
 
 type namespacedHook struct {
@@ -336,7 +254,7 @@ func combineHooks(hs []namespacedHook) *replv1.HookStatus {
 	return out
 }
 
-func condition(typ, reason string, healthy bool, m Message) metav1.Condition {
+func condition(typ, reason string, healthy bool, m uplink.Message) metav1.Condition {
 	b, _ := json.Marshal(m)
 	status := metav1.ConditionTrue
 	if !healthy {

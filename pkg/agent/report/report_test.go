@@ -7,6 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 )
 
 func TestSourceConditionAggregatesNamespaces(t *testing.T) {
@@ -22,7 +23,7 @@ func TestSourceConditionAggregatesNamespaces(t *testing.T) {
 	if c.Type != "migration.open-cluster-management.io/m1-source" || c.Reason != "Syncing" || c.Status != metav1.ConditionTrue {
 		t.Fatalf("got %+v", c)
 	}
-	var m Message
+	var m uplink.Message
 	if err := json.Unmarshal([]byte(c.Message), &m); err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +36,7 @@ func TestSourceConditionAggregatesNamespaces(t *testing.T) {
 	if err := json.Unmarshal([]byte(c.Message), &m); err != nil {
 		t.Fatal(err)
 	}
-	if c.Reason != "Verified" || m.Digest != CombineDigests(map[string]string{"a/x": "d1", "b/y": "d2"}) {
+	if c.Reason != "Verified" || m.Digest != uplink.CombineDigests(map[string]string{"a/x": "d1", "b/y": "d2"}) {
 		t.Fatalf("got %+v", c)
 	}
 }
@@ -48,17 +49,6 @@ func TestFailedDestinationIsFalse(t *testing.T) {
 	}
 }
 
-func TestCombineDigests(t *testing.T) {
-	if CombineDigests(map[string]string{"ns/a": "x"}) != "x" {
-		t.Error("one volume: its own digest")
-	}
-	d1 := CombineDigests(map[string]string{"ns/a": "x", "ns/b": "y"})
-	d2 := CombineDigests(map[string]string{"ns/a": "y", "ns/b": "x"})
-	if d1 == d2 || len(d1) != 64 {
-		t.Errorf("combined digests must bind names to digests: %s %s", d1, d2)
-	}
-}
-
 func TestHookAggregatesNamespaces(t *testing.T) {
 	hook := &replv1.Hook{Command: []string{"true"}}
 	mk := func(ns string, st *replv1.HookStatus) replv1.ReplicationSource {
@@ -67,7 +57,7 @@ func TestHookAggregatesNamespaces(t *testing.T) {
 		return o
 	}
 	decode := func(items ...replv1.ReplicationSource) *replv1.HookStatus {
-		var m Message
+		var m uplink.Message
 		if err := json.Unmarshal([]byte(SourceCondition("m3", items).Message), &m); err != nil {
 			t.Fatal(err)
 		}
@@ -105,8 +95,8 @@ func TestDestinationPointIsTheOldestOnceEveryVolumeHasOne(t *testing.T) {
 		}
 		return o
 	}
-	msg := func(items ...replv1.ReplicationDestination) Message {
-		var m Message
+	msg := func(items ...replv1.ReplicationDestination) uplink.Message {
+		var m uplink.Message
 		if err := json.Unmarshal([]byte(DestinationCondition("s1", items).Message), &m); err != nil {
 			t.Fatal(err)
 		}
@@ -116,7 +106,7 @@ func TestDestinationPointIsTheOldestOnceEveryVolumeHasOne(t *testing.T) {
 		t.Fatalf("a volume without a point: reported %+v", m.Point)
 	}
 	m := msg(rd("a", &replv1.VolumePoint{Time: t2, Digest: "d1"}), rd("b", &replv1.VolumePoint{Time: t1, Digest: "d2"}))
-	if m.Point == nil || !m.Point.Time.Equal(&t1) || m.Point.Digest != CombineDigests(map[string]string{"a/x": "d1", "b/x": "d2"}) || m.Point.Exact {
+	if m.Point == nil || !m.Point.Time.Equal(&t1) || m.Point.Digest != uplink.CombineDigests(map[string]string{"a/x": "d1", "b/x": "d2"}) || m.Point.Exact {
 		t.Fatalf("point %+v", m.Point)
 	}
 	// Exact only when every volume's point is.

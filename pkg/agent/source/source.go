@@ -28,9 +28,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/stateful-migration/stateful-migration/pkg/agent/hooks"
-	"github.com/stateful-migration/stateful-migration/pkg/agent/mover"
+	"github.com/stateful-migration/stateful-migration/pkg/agent/moverpod"
 	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/progress"
 )
 
@@ -47,7 +48,7 @@ const FailAfterRestarts = 5
 type Reconciler struct {
 	Client   client.Client
 	Reader   client.Reader // PVs, secrets: read uncached
-	Logs     mover.LogSource
+	Logs     moverpod.LogSource
 	Reporter *report.Reporter
 	Image    string
 	Poll     time.Duration
@@ -142,11 +143,11 @@ func (r *Reconciler) appPods(ctx context.Context, rs *replv1.ReplicationSource) 
 	}
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		if mover.IsMover(p) || mover.Terminated(p) || mover.Exited(p) {
+		if moverpod.IsMover(p) || moverpod.Terminated(p) || moverpod.Exited(p) {
 			continue
 		}
 		for _, v := range rs.Spec.Volumes {
-			if !mover.UsesPVC(p, v.PVCName) {
+			if !moverpod.UsesPVC(p, v.PVCName) {
 				continue
 			}
 			u.pods[p.Name] = true
@@ -239,7 +240,7 @@ func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource)
 		if vs.Digest != "" {
 			phases[i] = replv1.SourceVerified
 			// Done: make sure no mover of this volume is left.
-			if _, err := r.deletePod(ctx, rs, mover.RoleSender, v.PVCName); err != nil {
+			if _, err := r.deletePod(ctx, rs, moverpod.RoleSender, v.PVCName); err != nil {
 				return 0, err
 			}
 			continue
@@ -253,7 +254,7 @@ func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource)
 			note(fmt.Sprintf("waiting for the destination endpoint of PVC %s", v.PVCName))
 			continue
 		}
-		if waiting, err := mover.WaitingForTLS(ctx, r.Reader, rs.Namespace, rs.Spec.TLSSecretName); err != nil {
+		if waiting, err := moverpod.WaitingForTLS(ctx, r.Reader, rs.Namespace, rs.Spec.TLSSecretName); err != nil {
 			return 0, err
 		} else if waiting != "" {
 			phases[i] = replv1.SourcePending
@@ -277,7 +278,7 @@ func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource)
 			wait(time.Second)
 			continue
 		}
-		ms := mover.Read(ctx, r.Logs, pod)
+		ms := moverpod.Read(ctx, r.Logs, pod)
 		phases[i] = replv1.SourceInitialSync
 		if p := ms.Progress; p != nil {
 			vs.BytesTotal, vs.BytesCopied, vs.LagBytes = p.BytesTotal, p.BytesCopied, p.LagBytes
@@ -296,7 +297,7 @@ func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource)
 			vs.FinalPassFull = vs.FinalPassFull || (final && p.FinalPassFull)
 			vs.UnseenChange = cmp.Or(p.UnseenChange, vs.UnseenChange)
 		}
-		if final && (pod.Status.Phase == corev1.PodSucceeded || mover.Finished(ms.Progress)) {
+		if final && (pod.Status.Phase == corev1.PodSucceeded || moverpod.Finished(ms.Progress)) {
 			if p := ms.Progress; p != nil && p.Verified && p.Digest != "" {
 				vs.Digest = p.Digest
 				phases[i] = replv1.SourceVerified
@@ -314,7 +315,7 @@ func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource)
 			note(fmt.Sprintf("final sync waits for %d pod(s) to stop using the source PVCs", len(use.pods)))
 		}
 		if final {
-			wait(mover.FinalPoll) // the app is down: report the digest at once
+			wait(moverpod.FinalPoll) // the app is down: report the digest at once
 		}
 		wait(r.Poll)
 	}
@@ -326,11 +327,6 @@ func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource)
 	return requeue, nil
 }
 
-var order = map[replv1.SourcePhase]int{
-	replv1.SourceFailed: 0, replv1.SourcePending: 1, replv1.SourceInitialSync: 2,
-	replv1.SourceSyncing: 3, replv1.SourceFinalSync: 4, replv1.SourceVerified: 5,
-}
-
 // summarize sets the object's phase (its least advanced volume), totals,
 // digest and Ready condition.
 func (r *Reconciler) summarize(rs *replv1.ReplicationSource, phases []replv1.SourcePhase) {
@@ -340,7 +336,7 @@ func (r *Reconciler) summarize(rs *replv1.ReplicationSource, phases []replv1.Sou
 		phase = replv1.SourcePending
 	}
 	for _, p := range phases {
-		if order[p] < order[phase] {
+		if uplink.SourceRank(p) < uplink.SourceRank(phase) {
 			phase = p
 		}
 	}
@@ -363,7 +359,7 @@ func (r *Reconciler) summarize(rs *replv1.ReplicationSource, phases []replv1.Sou
 	}
 	st.Digest = ""
 	if phase == replv1.SourceVerified {
-		st.Digest = report.CombineDigests(digests)
+		st.Digest = uplink.CombineDigests(digests)
 		st.LagBytes, st.LagSeconds, st.Throughput, st.EstimatedFinalSyncMillis = 0, 0, 0, 0
 	}
 	c := metav1.Condition{Type: replv1.ConditionReady, Status: metav1.ConditionTrue, Reason: string(phase), Message: "replicating"}
@@ -502,7 +498,7 @@ func serverName(rs *replv1.ReplicationSource) string {
 // (gone reports whether it is absent).
 func (r *Reconciler) getPod(ctx context.Context, rs *replv1.ReplicationSource, role, pvcName string) (*corev1.Pod, bool, error) {
 	var pod corev1.Pod
-	err := r.Client.Get(ctx, types.NamespacedName{Namespace: rs.Namespace, Name: mover.PodName(rs.Spec.MigrationID, role, pvcName)}, &pod)
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: rs.Namespace, Name: moverpod.PodName(rs.Spec.MigrationID, role, pvcName)}, &pod)
 	if apierrors.IsNotFound(err) {
 		return nil, true, nil
 	}
@@ -540,12 +536,12 @@ func (r *Reconciler) deletePod(ctx context.Context, rs *replv1.ReplicationSource
 // pass. A sender that is gone by then is started with the annotation set; it
 // finishes once it has caught up (a cold final sync, which it reports).
 func (r *Reconciler) ensureSender(ctx context.Context, rs *replv1.ReplicationSource, pvcName, dest, node string, tolerations []corev1.Toleration, finish string, vs *replv1.SourceVolumeStatus) (*corev1.Pod, error) {
-	pod, gone, err := r.getPod(ctx, rs, mover.RoleSender, pvcName)
+	pod, gone, err := r.getPod(ctx, rs, moverpod.RoleSender, pvcName)
 	if err != nil {
 		return nil, err
 	}
 	if pod != nil {
-		vs.Node = mover.PinnedNode(pod)
+		vs.Node = moverpod.PinnedNode(pod)
 		if pod.Spec.NodeName != "" {
 			vs.Node = pod.Spec.NodeName
 		}
@@ -569,12 +565,12 @@ func (r *Reconciler) ensureSender(ctx context.Context, rs *replv1.ReplicationSou
 	if err != nil {
 		return nil, err
 	}
-	want := mover.Pod(mover.PodSpec{
-		Namespace: rs.Namespace, Name: mover.PodName(rs.Spec.MigrationID, mover.RoleSender, pvcName),
-		Image: r.image(rs), MigrationID: rs.Spec.MigrationID, Role: mover.RoleSender, PVCName: pvcName,
+	want := moverpod.Pod(moverpod.PodSpec{
+		Namespace: rs.Namespace, Name: moverpod.PodName(rs.Spec.MigrationID, moverpod.RoleSender, pvcName),
+		Image: r.image(rs), MigrationID: rs.Spec.MigrationID, Role: moverpod.RoleSender, PVCName: pvcName,
 		Block: block, TLSSecret: rs.Spec.TLSSecretName, Node: node, Tolerations: tolerations, Finish: finish,
 		Resources: rs.Spec.MoverResources, Capacity: size,
-		Args: mover.SenderArgs(block, rs.Namespace+"/"+pvcName, dest, serverName(rs), rs.Spec.Compress, rs.Spec.FullVerify, rs.Spec.BandwidthLimit),
+		Args: moverpod.SenderArgs(block, rs.Namespace+"/"+pvcName, dest, serverName(rs), rs.Spec.Compress, rs.Spec.FullVerify, rs.Spec.BandwidthLimit),
 	})
 	if err := controllerutil.SetControllerReference(rs, want, r.Client.Scheme()); err != nil {
 		return nil, err
@@ -636,7 +632,7 @@ func (r *Reconciler) cleanup(ctx context.Context, rs *replv1.ReplicationSource) 
 		return nil
 	}
 	for _, v := range rs.Spec.Volumes {
-		if _, err := r.deletePod(ctx, rs, mover.RoleSender, v.PVCName); err != nil {
+		if _, err := r.deletePod(ctx, rs, moverpod.RoleSender, v.PVCName); err != nil {
 			return err
 		}
 		var pvc corev1.PersistentVolumeClaim
@@ -668,7 +664,7 @@ func (r *Reconciler) cleanup(ctx context.Context, rs *replv1.ReplicationSource) 
 	if err := r.Reporter.SyncSource(ctx, rs, true); err != nil {
 		return err
 	}
-	mover.Forget(rs.Namespace, rs.Spec.MigrationID)
+	moverpod.Forget(rs.Namespace, rs.Spec.MigrationID)
 	patch := client.MergeFromWithOptions(rs.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	controllerutil.RemoveFinalizer(rs, replv1.Finalizer)
 	return client.IgnoreNotFound(r.Client.Patch(ctx, rs, patch))

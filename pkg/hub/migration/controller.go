@@ -30,6 +30,7 @@ import (
 	workv1alpha1 "open-cluster-management.io/api/work/v1alpha1"
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/credentials"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/progress"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
@@ -39,14 +40,7 @@ const (
 	// ControllerName names the controller and its event source.
 	ControllerName = "migration-sequencing"
 	// Finalizer lets a deleted Migration give the app back and clean both clusters.
-	Finalizer = "migration.open-cluster-management.io/sequencing"
-	// AddonName is the ManagedClusterAddOn the agents report on
-	// (pkg/addon/manager.AddonName; not imported, that package imports pkg/hub).
-	AddonName = "stateful-migration"
-	// DefaultAgentNamespace is the agent's install namespace when its
-	// ManagedClusterAddOn does not say (pkg/addon/manager.DefaultInstallNamespace).
-	DefaultAgentNamespace = "open-cluster-management-agent-addon"
-
+	Finalizer        = "migration.open-cluster-management.io/sequencing"
 	indexMigrationID = "migrationID"
 	indexPlacement   = "spec.placementName"
 )
@@ -101,7 +95,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// withdrawn condition wakes its Migration too.
 		Watches(&addonv1beta1.ManagedClusterAddOn{}, handler.EnqueueRequestsFromMapFunc(
 			func(ctx context.Context, o client.Object) []reconcile.Request {
-				if o.GetName() != AddonName {
+				if o.GetName() != uplink.AddonName {
 					return nil
 				}
 				return r.byIDs(ctx, progress.MigrationIDs(o.(*addonv1beta1.ManagedClusterAddOn).Status.Conditions))

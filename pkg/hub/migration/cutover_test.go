@@ -7,8 +7,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/progress"
 )
 
@@ -17,7 +17,7 @@ func TestCutoverAllowed(t *testing.T) {
 	pol.Spec.Cutover.MaxLagBytes = ptr.To(int64(1000))
 	pol.Spec.Cutover.MaxEstimatedFinalSync = &metav1.Duration{Duration: 2 * time.Second}
 	rep := func(phase string, protected bool, lag, tput int64) *progress.Report {
-		return &progress.Report{Phase: phase, Healthy: true, Message: report.Message{Protected: &protected, LagBytes: lag, Throughput: tput}}
+		return &progress.Report{Phase: phase, Healthy: true, Message: uplink.Message{Protected: &protected, LagBytes: lag, Throughput: tput}}
 	}
 	est := func(r *progress.Report, ms int64) *progress.Report { r.EstimatedFinalSyncMillis = ms; return r }
 	for _, c := range []struct {
@@ -58,7 +58,7 @@ func TestBackoff(t *testing.T) {
 func TestMirrorKeepsBytesCopiedAndLastRate(t *testing.T) {
 	s := &state{m: &migrationv1alpha1.Migration{}, now: time.Now()}
 	send := func(copied, rate int64) {
-		s.src = &progress.Report{Phase: "Syncing", Healthy: true, Message: report.Message{BytesTotal: 1000, BytesCopied: copied, Throughput: rate}}
+		s.src = &progress.Report{Phase: "Syncing", Healthy: true, Message: uplink.Message{BytesTotal: 1000, BytesCopied: copied, Throughput: rate}}
 		s.mirror()
 	}
 	send(800, 50)

@@ -16,6 +16,7 @@ import (
 	workv1 "open-cluster-management.io/api/work/v1"
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/progress"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
 )
@@ -63,10 +64,10 @@ func (r *Reconciler) load(ctx context.Context, s *state) error {
 		return err
 	}
 	if s.srcAddon != nil {
-		s.src = progress.Find(s.srcAddon.Status.Conditions, s.id, work.RoleSource)
+		s.src = progress.Find(s.srcAddon.Status.Conditions, s.id, uplink.RoleSource)
 	}
 	if s.dstAddon != nil {
-		s.dst = progress.Find(s.dstAddon.Status.Conditions, s.id, work.RoleDestination)
+		s.dst = progress.Find(s.dstAddon.Status.Conditions, s.id, uplink.RoleDestination)
 	}
 	if s.srcWork, err = r.work(ctx, m.Spec.SourceCluster, work.SourceName(s.id)); err != nil {
 		return err
@@ -79,7 +80,7 @@ func (r *Reconciler) load(ctx context.Context, s *state) error {
 
 func (r *Reconciler) addon(ctx context.Context, cluster string) (*addonv1beta1.ManagedClusterAddOn, error) {
 	a := &addonv1beta1.ManagedClusterAddOn{}
-	err := r.Get(ctx, client.ObjectKey{Namespace: cluster, Name: AddonName}, a)
+	err := r.Get(ctx, client.ObjectKey{Namespace: cluster, Name: uplink.AddonName}, a)
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
@@ -100,7 +101,7 @@ func agentNamespace(a *addonv1beta1.ManagedClusterAddOn) string {
 	if a != nil && a.Status.Namespace != "" {
 		return a.Status.Namespace
 	}
-	return DefaultAgentNamespace
+	return uplink.DefaultAgentNamespace
 }
 
 // transition records a new phase; timeouts count from PhaseTransitionTime.

@@ -1,6 +1,6 @@
 // Package progress decodes what the agents report about one migration on
 // their ManagedClusterAddOn (docs/protocol.md, "Uplink"): one condition per
-// migration and role, reason = phase, message = pkg/agent/report.Message.
+// migration and role, reason = phase, message = pkg/apis/uplink.Message.
 package progress
 
 import (
@@ -11,8 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 )
 
 // Report is one side's decoded condition.
@@ -21,7 +21,7 @@ type Report struct {
 	Phase string
 	// Healthy is the condition's status.
 	Healthy bool
-	report.Message
+	uplink.Message
 	// At is the condition's last transition time.
 	At time.Time
 	// DecodeError is set when the message is not the agreed JSON.
@@ -57,7 +57,7 @@ func (r *Report) HookStatus() *replv1.HookStatus {
 // Find decodes the condition of migrationID and role ("source" or
 // "destination") among conds; nil when the agent reported nothing (yet).
 func Find(conds []metav1.Condition, migrationID, role string) *Report {
-	c := meta.FindStatusCondition(conds, replv1.ConditionType(migrationID, role))
+	c := meta.FindStatusCondition(conds, uplink.ConditionType(migrationID, role))
 	if c == nil {
 		return nil
 	}
@@ -72,11 +72,11 @@ func Find(conds []metav1.Condition, migrationID, role string) *Report {
 func MigrationIDs(conds []metav1.Condition) []string {
 	var out []string
 	for _, c := range conds {
-		rest, ok := strings.CutPrefix(c.Type, replv1.ConditionTypePrefix)
+		rest, ok := strings.CutPrefix(c.Type, uplink.ConditionTypePrefix)
 		if !ok {
 			continue
 		}
-		for _, suffix := range []string{"-" + report.RoleSource, "-" + report.RoleDestination} {
+		for _, suffix := range []string{"-" + uplink.RoleSource, "-" + uplink.RoleDestination} {
 			if id, ok := strings.CutSuffix(rest, suffix); ok && id != "" {
 				out = append(out, id)
 				break
@@ -88,20 +88,10 @@ func MigrationIDs(conds []metav1.Condition) []string {
 
 // SourceAtLeast tells whether the source reached phase p (in the source's order).
 func SourceAtLeast(r *Report, p replv1.SourcePhase) bool {
-	return r != nil && r.Healthy && sourceOrder[replv1.SourcePhase(r.Phase)] >= sourceOrder[p]
+	return r != nil && r.Healthy && uplink.SourceRank(replv1.SourcePhase(r.Phase)) >= uplink.SourceRank(p)
 }
 
 // DestinationAtLeast tells whether the destination reached phase p.
 func DestinationAtLeast(r *Report, p replv1.DestinationPhase) bool {
-	return r != nil && r.Healthy && destinationOrder[replv1.DestinationPhase(r.Phase)] >= destinationOrder[p]
-}
-
-var sourceOrder = map[replv1.SourcePhase]int{
-	replv1.SourcePending: 1, replv1.SourceInitialSync: 2,
-	replv1.SourceSyncing: 3, replv1.SourceFinalSync: 4, replv1.SourceVerified: 5,
-}
-
-var destinationOrder = map[replv1.DestinationPhase]int{
-	replv1.DestinationPreparing: 1, replv1.DestinationReady: 2,
-	replv1.DestinationReceiving: 3, replv1.DestinationVerified: 4,
+	return r != nil && r.Healthy && uplink.DestinationRank(replv1.DestinationPhase(r.Phase)) >= uplink.DestinationRank(p)
 }

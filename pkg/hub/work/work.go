@@ -22,6 +22,7 @@ import (
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/credentials"
 )
 
@@ -31,12 +32,6 @@ const (
 	MigrationIDLabel = "migration.open-cluster-management.io/migration-id"
 	// RoleLabel is "source" or "destination".
 	RoleLabel = "migration.open-cluster-management.io/role"
-)
-
-// Roles, as in the agents' condition types.
-const (
-	RoleSource      = "source"
-	RoleDestination = "destination"
 )
 
 // MigrationID is the ID both agents know a migration by: the first 8
@@ -131,7 +126,7 @@ type SourceSpec struct {
 // Destination builds the destination ManifestWork. Namespaces are orphaned
 // on deletion: they may hold the app afterwards, and we never delete them.
 func Destination(s DestinationSpec) (*workv1.ManifestWork, error) {
-	w := newWork(s.Common, DestinationName(s.ID), RoleDestination)
+	w := newWork(s.Common, DestinationName(s.ID), uplink.RoleDestination)
 	byNS := map[string][]replv1.DestinationVolume{}
 	var namespaces []string
 	for _, v := range s.Volumes {
@@ -183,7 +178,7 @@ func Destination(s DestinationSpec) (*workv1.ManifestWork, error) {
 
 // Source builds the source ManifestWork.
 func Source(s SourceSpec) (*workv1.ManifestWork, error) {
-	w := newWork(s.Common, SourceName(s.ID), RoleSource)
+	w := newWork(s.Common, SourceName(s.ID), uplink.RoleSource)
 	byNS := map[string][]replv1.SourceVolume{}
 	var namespaces []string
 	for _, v := range s.Volumes {

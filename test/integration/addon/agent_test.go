@@ -15,7 +15,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/stateful-migration/stateful-migration/pkg/addon/agent"
-	"github.com/stateful-migration/stateful-migration/pkg/addon/manager"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 )
 
 var _ = Describe("Agent", func() {
@@ -44,14 +44,14 @@ var _ = Describe("Agent", func() {
 
 		By("doing nothing until the hub kubeconfig exists")
 		Consistently(func() bool {
-			_, err := kubeClient.CoordinationV1().Leases(installNS).Get(ctx, manager.AddonName, metav1.GetOptions{})
+			_, err := kubeClient.CoordinationV1().Leases(installNS).Get(ctx, uplink.AddonName, metav1.GetOptions{})
 			return apierrors.IsNotFound(err)
 		}, 2*time.Second).Should(BeTrue())
 		writeKubeconfig(kubeconfig, hubIdentity)
 
 		By("keeping its lease on the managed cluster")
 		Eventually(func(g Gomega) {
-			lease, err := kubeClient.CoordinationV1().Leases(installNS).Get(ctx, manager.AddonName, metav1.GetOptions{})
+			lease, err := kubeClient.CoordinationV1().Leases(installNS).Get(ctx, uplink.AddonName, metav1.GetOptions{})
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(lease.Spec.RenewTime).NotTo(BeNil())
 		}).Should(Succeed())
@@ -74,7 +74,7 @@ var _ = Describe("Agent", func() {
 		close(stopForeign)
 		<-foreignDone
 		Eventually(func(g Gomega) {
-			addon, err := addonClient.AddonV1beta1().ManagedClusterAddOns("cluster3").Get(ctx, manager.AddonName, metav1.GetOptions{})
+			addon, err := addonClient.AddonV1beta1().ManagedClusterAddOns("cluster3").Get(ctx, uplink.AddonName, metav1.GetOptions{})
 			g.Expect(err).NotTo(HaveOccurred())
 			ready := meta.FindStatusCondition(addon.Status.Conditions, agent.ConditionAgentReady)
 			g.Expect(ready).NotTo(BeNil())
@@ -87,7 +87,7 @@ var _ = Describe("Agent", func() {
 		By("coming back when someone removes it")
 		removeCondition(ctx, "cluster3", agent.ConditionAgentReady)
 		Eventually(func() *metav1.Condition {
-			addon, err := addonClient.AddonV1beta1().ManagedClusterAddOns("cluster3").Get(ctx, manager.AddonName, metav1.GetOptions{})
+			addon, err := addonClient.AddonV1beta1().ManagedClusterAddOns("cluster3").Get(ctx, uplink.AddonName, metav1.GetOptions{})
 			Expect(err).NotTo(HaveOccurred())
 			return meta.FindStatusCondition(addon.Status.Conditions, agent.ConditionAgentReady)
 		}).ShouldNot(BeNil())
@@ -101,7 +101,7 @@ var _ = Describe("Agent", func() {
 // a read-modify-write of the whole status guarded by resourceVersion.
 func setForeignCondition(ctx context.Context, cluster, condType, message string) {
 	Expect(retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-		addon, err := addonClient.AddonV1beta1().ManagedClusterAddOns(cluster).Get(ctx, manager.AddonName, metav1.GetOptions{})
+		addon, err := addonClient.AddonV1beta1().ManagedClusterAddOns(cluster).Get(ctx, uplink.AddonName, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
@@ -113,7 +113,7 @@ func setForeignCondition(ctx context.Context, cluster, condType, message string)
 
 func removeCondition(ctx context.Context, cluster, condType string) {
 	Expect(retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-		addon, err := addonClient.AddonV1beta1().ManagedClusterAddOns(cluster).Get(ctx, manager.AddonName, metav1.GetOptions{})
+		addon, err := addonClient.AddonV1beta1().ManagedClusterAddOns(cluster).Get(ctx, uplink.AddonName, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}

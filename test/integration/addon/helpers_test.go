@@ -21,7 +21,7 @@ import (
 	addonv1beta1 "open-cluster-management.io/api/addon/v1beta1"
 	clusterv1 "open-cluster-management.io/api/cluster/v1"
 
-	"github.com/stateful-migration/stateful-migration/pkg/addon/manager"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 )
 
 // enableAddon does what `clusteradm addon enable` and OCM's addon manager do:
@@ -35,11 +35,11 @@ func enableAddon(ctx context.Context, cluster string) {
 		Spec:       clusterv1.ManagedClusterSpec{HubAcceptsClient: true},
 	}, metav1.CreateOptions{})
 	Expect(err).NotTo(HaveOccurred())
-	cma, err := addonClient.AddonV1beta1().ClusterManagementAddOns().Get(ctx, manager.AddonName, metav1.GetOptions{})
+	cma, err := addonClient.AddonV1beta1().ClusterManagementAddOns().Get(ctx, uplink.AddonName, metav1.GetOptions{})
 	Expect(err).NotTo(HaveOccurred())
 	_, err = addonClient.AddonV1beta1().ManagedClusterAddOns(cluster).Create(ctx, &addonv1beta1.ManagedClusterAddOn{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: manager.AddonName, Namespace: cluster,
+			Name: uplink.AddonName, Namespace: cluster,
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion: "addon.open-cluster-management.io/v1beta1", Kind: "ClusterManagementAddOn",
 				Name: cma.Name, UID: cma.UID,
@@ -73,7 +73,7 @@ func agentManifests(ctx context.Context, cluster string) ([]runtime.Object, erro
 // agentHubSubject is the identity OCM registration gives the agent on the hub,
 // as recorded in the ManagedClusterAddOn status.
 func agentHubSubject(ctx context.Context, cluster string) (rest.ImpersonationConfig, error) {
-	addon, err := addonClient.AddonV1beta1().ManagedClusterAddOns(cluster).Get(ctx, manager.AddonName, metav1.GetOptions{})
+	addon, err := addonClient.AddonV1beta1().ManagedClusterAddOns(cluster).Get(ctx, uplink.AddonName, metav1.GetOptions{})
 	if err != nil {
 		return rest.ImpersonationConfig{}, err
 	}

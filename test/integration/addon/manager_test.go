@@ -20,7 +20,7 @@ import (
 	addonclient "open-cluster-management.io/api/client/addon/clientset/versioned"
 	workclient "open-cluster-management.io/api/client/work/clientset/versioned"
 
-	"github.com/stateful-migration/stateful-migration/pkg/addon/manager"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 )
 
 func deploymentOf(objs []runtime.Object) *appsv1.Deployment {
@@ -58,7 +58,7 @@ var _ = Describe("Hub addon manager", func() {
 			// the agent may change only the reclaim policy and our annotation on a PV
 			"ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1}))
 		d := deploymentOf(objs)
-		Expect(d.Namespace).To(Equal(manager.DefaultInstallNamespace))
+		Expect(d.Namespace).To(Equal(uplink.DefaultAgentNamespace))
 		Expect(d.Spec.Template.Spec.Containers[0].Image).To(Equal(testImage))
 		Expect(d.Spec.Template.Spec.Containers[0].Args).To(ContainElement("--cluster-name=cluster1"))
 
@@ -69,17 +69,17 @@ var _ = Describe("Hub addon manager", func() {
 		By("letting that identity patch its own ManagedClusterAddOn status")
 		patch := []byte(`{"status":{"conditions":[{"type":"Probe","status":"True","reason":"Probe","message":"m","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}`)
 		Eventually(func() error {
-			_, err := agentAddons.Patch(ctx, manager.AddonName, types.MergePatchType, patch, metav1.PatchOptions{}, "status")
+			_, err := agentAddons.Patch(ctx, uplink.AddonName, types.MergePatchType, patch, metav1.PatchOptions{}, "status")
 			return err
 		}).Should(Succeed())
 
 		By("letting it keep its fallback lease in its cluster namespace, and no other lease")
 		leases := kubernetes.NewForConfigOrDie(agent).CoordinationV1().Leases("cluster1")
 		Eventually(func() error {
-			_, err := leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: manager.AddonName}}, metav1.CreateOptions{})
+			_, err := leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: uplink.AddonName}}, metav1.CreateOptions{})
 			return err
 		}).Should(Succeed())
-		own, err := leases.Get(ctx, manager.AddonName, metav1.GetOptions{})
+		own, err := leases.Get(ctx, uplink.AddonName, metav1.GetOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		_, err = leases.Update(ctx, own, metav1.UpdateOptions{})
 		Expect(err).NotTo(HaveOccurred())
@@ -87,8 +87,8 @@ var _ = Describe("Hub addon manager", func() {
 		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "read another lease: %v", err)
 
 		By("refusing everything else")
-		Expect(apierrors.IsForbidden(agentAddons.Delete(ctx, manager.AddonName, metav1.DeleteOptions{}))).To(BeTrue(), "delete own addon")
-		_, err = agentAddons.Patch(ctx, manager.AddonName, types.MergePatchType, []byte(`{"metadata":{"labels":{"x":"y"}}}`), metav1.PatchOptions{})
+		Expect(apierrors.IsForbidden(agentAddons.Delete(ctx, uplink.AddonName, metav1.DeleteOptions{}))).To(BeTrue(), "delete own addon")
+		_, err = agentAddons.Patch(ctx, uplink.AddonName, types.MergePatchType, []byte(`{"metadata":{"labels":{"x":"y"}}}`), metav1.PatchOptions{})
 		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "patch own addon spec: %v", err)
 		_, err = addonclient.NewForConfigOrDie(agent).AddonV1beta1().ManagedClusterAddOns("default").List(ctx, metav1.ListOptions{})
 		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "list addons of another namespace: %v", err)
@@ -105,7 +105,7 @@ var _ = Describe("Hub addon manager", func() {
 		By("referencing a config that does not exist")
 		setDeploymentConfig(ctx, "cluster2", "absent")
 		Eventually(func() string {
-			addon, err := addonClient.AddonV1beta1().ManagedClusterAddOns("cluster2").Get(ctx, manager.AddonName, metav1.GetOptions{})
+			addon, err := addonClient.AddonV1beta1().ManagedClusterAddOns("cluster2").Get(ctx, uplink.AddonName, metav1.GetOptions{})
 			Expect(err).NotTo(HaveOccurred())
 			if c := meta.FindStatusCondition(addon.Status.Conditions, addonv1beta1.ManagedClusterAddOnManifestApplied); c != nil && c.Status == metav1.ConditionFalse {
 				return c.Message
@@ -157,7 +157,7 @@ func setDeploymentConfig(ctx context.Context, cluster, name string) {
 		ConfigReferent:      addonv1beta1.ConfigReferent{Namespace: cluster, Name: name},
 	}}}})
 	Expect(err).NotTo(HaveOccurred())
-	_, err = addonClient.AddonV1beta1().ManagedClusterAddOns(cluster).Patch(ctx, manager.AddonName, types.MergePatchType, configs, metav1.PatchOptions{})
+	_, err = addonClient.AddonV1beta1().ManagedClusterAddOns(cluster).Patch(ctx, uplink.AddonName, types.MergePatchType, configs, metav1.PatchOptions{})
 	Expect(err).NotTo(HaveOccurred())
 	ref := []addonv1beta1.ConfigReference{{
 		ConfigGroupResource: addonv1beta1.ConfigGroupResource{Group: "addon.open-cluster-management.io", Resource: "addondeploymentconfigs"},
@@ -165,6 +165,6 @@ func setDeploymentConfig(ctx context.Context, cluster, name string) {
 	}}
 	raw, err := json.Marshal(map[string]any{"status": map[string]any{"configReferences": ref}})
 	Expect(err).NotTo(HaveOccurred())
-	_, err = addonClient.AddonV1beta1().ManagedClusterAddOns(cluster).Patch(ctx, manager.AddonName, types.MergePatchType, raw, metav1.PatchOptions{}, "status")
+	_, err = addonClient.AddonV1beta1().ManagedClusterAddOns(cluster).Patch(ctx, uplink.AddonName, types.MergePatchType, raw, metav1.PatchOptions{}, "status")
 	Expect(err).NotTo(HaveOccurred())
 }

@@ -24,6 +24,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/stateful-migration/stateful-migration/pkg/addon/manager"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 	"github.com/stateful-migration/stateful-migration/test/integration/framework"
 )
 
@@ -94,7 +95,7 @@ func installHub() {
 	kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
 	out, err := exec.Command(kubectl, "--kubeconfig", kubeconfig, "apply", "-k", filepath.Join(framework.RepoRoot(), "manifests")).CombinedOutput()
 	Expect(err).NotTo(HaveOccurred(), "kubectl apply -k manifests/: %s", out)
-	_, err = addonClient.AddonV1beta1().ClusterManagementAddOns().Get(suiteCtx, manager.AddonName, metav1.GetOptions{})
+	_, err = addonClient.AddonV1beta1().ClusterManagementAddOns().Get(suiteCtx, uplink.AddonName, metav1.GetOptions{})
 	Expect(err).NotTo(HaveOccurred())
 }
 

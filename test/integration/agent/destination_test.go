@@ -16,9 +16,9 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/stateful-migration/stateful-migration/pkg/agent/mover"
-	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
+	"github.com/stateful-migration/stateful-migration/pkg/agent/moverpod"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 )
 
 var _ = Describe("ReplicationDestination", func() {
@@ -30,7 +30,7 @@ var _ = Describe("ReplicationDestination", func() {
 		ctx := context.Background()
 		const ns, id = "dst-app", "d1"
 		appNamespace(ctx, ns)
-		condType := replv1.ConditionType(id, report.RoleDestination)
+		condType := uplink.ConditionType(id, uplink.RoleDestination)
 		rd := &replv1.ReplicationDestination{
 			ObjectMeta: metav1.ObjectMeta{Name: "smig-d1", Namespace: ns},
 			Spec: replv1.ReplicationDestinationSpec{
@@ -67,15 +67,15 @@ var _ = Describe("ReplicationDestination", func() {
 			g.Expect(rd.Status.Phase).To(Equal(replv1.DestinationPreparing))
 			g.Expect(rd.Status.LastError).To(ContainSubstring("waiting for TLS Secret smig-d1-tls"))
 		}).Should(Succeed())
-		Expect(moverPods(ctx, ns, id, mover.RoleReceiver)).To(BeEmpty())
+		Expect(moverPods(ctx, ns, id, moverpod.RoleReceiver)).To(BeEmpty())
 		Eventually(func() *metav1.Condition { return hubCondition(ctx, condType) }).ShouldNot(BeNil())
 		Expect(hubCondition(ctx, condType).Reason).To(Equal("Preparing"))
 
 		tlsSecret(ctx, ns, "smig-d1-tls")
 
 		By("starting one receiver pod and one Service per PVC")
-		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, mover.RoleReceiver) }).Should(HaveLen(2))
-		recv := mover.PodName(id, mover.RoleReceiver, "data-db-0")
+		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, moverpod.RoleReceiver) }).Should(HaveLen(2))
+		recv := moverpod.PodName(id, moverpod.RoleReceiver, "data-db-0")
 		var pod corev1.Pod
 		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: recv}, &pod)).To(Succeed())
 		c := pod.Spec.Containers[0]
@@ -94,16 +94,16 @@ var _ = Describe("ReplicationDestination", func() {
 		Expect(pod.Spec.Volumes[0].PersistentVolumeClaim.ClaimName).To(Equal("data-db-0"))
 		Expect(pod.Spec.Volumes[1].Secret.SecretName).To(Equal("smig-d1-tls"))
 		var rawPod corev1.Pod
-		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: mover.PodName(id, mover.RoleReceiver, "raw")}, &rawPod)).To(Succeed())
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: moverpod.PodName(id, moverpod.RoleReceiver, "raw")}, &rawPod)).To(Succeed())
 		Expect(rawPod.Spec.Containers[0].VolumeDevices).To(HaveLen(1))
 		Expect(rawPod.Spec.Containers[0].Args).To(ContainElement("--block-device"))
 
 		var svc corev1.Service
 		Eventually(func() error {
-			return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: mover.ServiceName(id, "data-db-0")}, &svc)
+			return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: moverpod.ServiceName(id, "data-db-0")}, &svc)
 		}).Should(Succeed())
 		Expect(svc.Spec.Type).To(Equal(corev1.ServiceTypeNodePort))
-		Expect(svc.Spec.Selector).To(HaveKeyWithValue(replv1.VolumeLabel, mover.VolumeKey("data-db-0")))
+		Expect(svc.Spec.Selector).To(HaveKeyWithValue(replv1.VolumeLabel, moverpod.VolumeKey("data-db-0")))
 		Expect(svc.Spec.Ports[0].NodePort).NotTo(BeZero())
 		Expect(svc.Annotations).To(HaveKeyWithValue("networking.example.com/internal", "true"), "the policy's serviceAnnotations")
 
@@ -111,7 +111,7 @@ var _ = Describe("ReplicationDestination", func() {
 		setPodStatus(ctx, ns, recv, running("10.0.0.7"))
 		setPodStatus(ctx, ns, rawPod.Name, running("10.0.0.8"))
 		var rawSvc corev1.Service
-		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: mover.ServiceName(id, "raw")}, &rawSvc)).To(Succeed())
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: moverpod.ServiceName(id, "raw")}, &rawSvc)).To(Succeed())
 		want := map[string]string{
 			ns + "/data-db-0": "10.0.0.7:" + itoa(svc.Spec.Ports[0].NodePort),
 			ns + "/raw":       "10.0.0.8:" + itoa(rawSvc.Spec.Ports[0].NodePort),
@@ -140,7 +140,7 @@ var _ = Describe("ReplicationDestination", func() {
 			g.Expect(rd.Status.Digest).To(BeEmpty())
 		}).Should(Succeed())
 		setPodStatus(ctx, ns, rawPod.Name, succeeded(completedLine("receiver", "bbbb", 1024)))
-		wantDigest := report.CombineDigests(map[string]string{ns + "/data-db-0": "aaaa", ns + "/raw": "bbbb"})
+		wantDigest := uplink.CombineDigests(map[string]string{ns + "/data-db-0": "aaaa", ns + "/raw": "bbbb"})
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rd), rd)).To(Succeed())
 			g.Expect(rd.Status.Phase).To(Equal(replv1.DestinationVerified))
@@ -153,7 +153,7 @@ var _ = Describe("ReplicationDestination", func() {
 		}).Should(Succeed())
 
 		By("removing receivers and Services once verified")
-		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, mover.RoleReceiver) }).Should(BeEmpty())
+		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, moverpod.RoleReceiver) }).Should(BeEmpty())
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(&svc), &corev1.Service{}))
 		}).Should(BeTrue())
@@ -247,7 +247,7 @@ var _ = Describe("ReplicationDestination", func() {
 			g.Expect(rd.Status.LastError).To(ContainSubstring(`StorageClass "gold" does not exist on this cluster`))
 		}).Should(Succeed())
 		Eventually(func(g Gomega) {
-			c := hubCondition(ctx, replv1.ConditionType(id, report.RoleDestination))
+			c := hubCondition(ctx, uplink.ConditionType(id, uplink.RoleDestination))
 			g.Expect(c).NotTo(BeNil())
 			g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
 			g.Expect(c.Reason).To(Equal("Failed"))
@@ -256,7 +256,7 @@ var _ = Describe("ReplicationDestination", func() {
 		Consistently(func() bool {
 			return apierrors.IsNotFound(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "data"}, &corev1.PersistentVolumeClaim{}))
 		}, time.Second).Should(BeTrue())
-		Expect(moverPods(ctx, ns, id, mover.RoleReceiver)).To(BeEmpty())
+		Expect(moverPods(ctx, ns, id, moverpod.RoleReceiver)).To(BeEmpty())
 
 		By("recovering once the class exists")
 		Expect(k8s.Create(ctx, storageClass("gold"))).To(Succeed())
@@ -270,7 +270,7 @@ var _ = Describe("ReplicationDestination", func() {
 			return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "data"}, &corev1.PersistentVolumeClaim{})
 		}).Should(Succeed())
 		Expect(k8s.Delete(ctx, rd)).To(Succeed())
-		Eventually(func() *metav1.Condition { return hubCondition(ctx, replv1.ConditionType(id, report.RoleDestination)) }).Should(BeNil())
+		Eventually(func() *metav1.Condition { return hubCondition(ctx, uplink.ConditionType(id, uplink.RoleDestination)) }).Should(BeNil())
 	})
 
 	It("reuses a PVC an earlier migration moved the app away from, and refuses any other existing PVC", func() {
@@ -316,7 +316,7 @@ var _ = Describe("ReplicationDestination", func() {
 				var pvc corev1.PersistentVolumeClaim
 				g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: pvcName}, &pvc)).To(Succeed())
 				g.Expect(pvc.Labels).To(Equal(map[string]string{replv1.MigrationIDLabel: id}))
-				g.Expect(moverPods(ctx, ns, id, mover.RoleReceiver)).To(HaveLen(receivers))
+				g.Expect(moverPods(ctx, ns, id, moverpod.RoleReceiver)).To(HaveLen(receivers))
 			}).Should(Succeed())
 		}
 
@@ -325,7 +325,7 @@ var _ = Describe("ReplicationDestination", func() {
 		By("taking over the leftover of a failed attempt: the retry resumes its partial copy")
 		adopted("leftover", 2)
 		Expect(k8s.Delete(ctx, &replv1.ReplicationDestination{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "smig-leftover"}})).To(Succeed())
-		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, mover.RoleReceiver) }).Should(HaveLen(1))
+		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, moverpod.RoleReceiver) }).Should(HaveLen(1))
 
 		By("refusing a PVC no migration moved away from, one a pod still uses, one another migration writes into, and writing into none")
 		wantLabel := map[string]string{"foreign": "", "busy": "", "inflight": "other"}
@@ -343,9 +343,9 @@ var _ = Describe("ReplicationDestination", func() {
 			Expect(pvc.Labels[replv1.MigrationIDLabel]).To(Equal(wantLabel[name]))
 			Expect(k8s.Delete(ctx, rd)).To(Succeed())
 		}
-		Expect(moverPods(ctx, ns, id, mover.RoleReceiver)).To(HaveLen(1), "receivers only for the reused PVC")
+		Expect(moverPods(ctx, ns, id, moverpod.RoleReceiver)).To(HaveLen(1), "receivers only for the reused PVC")
 		Expect(k8s.Delete(ctx, &replv1.ReplicationDestination{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "smig-left"}})).To(Succeed())
-		Eventually(func() *metav1.Condition { return hubCondition(ctx, replv1.ConditionType(id, report.RoleDestination)) }).Should(BeNil())
+		Eventually(func() *metav1.Condition { return hubCondition(ctx, uplink.ConditionType(id, uplink.RoleDestination)) }).Should(BeNil())
 	})
 })
 
@@ -381,7 +381,7 @@ var _ = Describe("Agent rights", func() {
 			return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "data"}, &corev1.PersistentVolumeClaim{})
 		}).Should(Succeed())
 		Expect(k8s.Delete(ctx, rd)).To(Succeed())
-		Eventually(func() *metav1.Condition { return hubCondition(ctx, replv1.ConditionType(id, report.RoleDestination)) }).Should(BeNil())
+		Eventually(func() *metav1.Condition { return hubCondition(ctx, uplink.ConditionType(id, uplink.RoleDestination)) }).Should(BeNil())
 	})
 })
 
@@ -407,8 +407,8 @@ var _ = Describe("ReplicationDestination for a standby", func() {
 		}
 		Expect(k8s.Create(ctx, rd)).To(Succeed())
 		tlsSecret(ctx, ns, "smig-s1-tls")
-		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, mover.RoleReceiver) }).Should(HaveLen(1))
-		recv := mover.PodName(id, mover.RoleReceiver, "data")
+		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, moverpod.RoleReceiver) }).Should(HaveLen(1))
+		recv := moverpod.PodName(id, moverpod.RoleReceiver, "data")
 		var pod corev1.Pod
 		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: recv}, &pod)).To(Succeed())
 		Expect(pod.Spec.Containers[0].Args).To(ContainElements("--points", "--exact-points"))
@@ -449,8 +449,8 @@ var _ = Describe("ReplicationDestination for a standby", func() {
 
 		By("promoting: the receiver goes, a promote pod rolls the volume back to its point and checks it; its digest is the volume's")
 		patchSpec(ctx, rd, func() { rd.Spec.Promote = true })
-		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, mover.RoleReceiver) }).Should(BeEmpty())
-		prom := mover.PodName(id, mover.RolePromote, "data")
+		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, moverpod.RoleReceiver) }).Should(BeEmpty())
+		prom := moverpod.PodName(id, moverpod.RolePromote, "data")
 		Eventually(func() error { return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: prom}, &pod) }).Should(Succeed())
 		c := pod.Spec.Containers[0]
 		Expect(c.Args).To(Equal([]string{"mover", "promote", "--dir", "/data"}))
@@ -496,10 +496,10 @@ var _ = Describe("ReplicationDestination for a standby", func() {
 		}
 		Expect(k8s.Create(ctx, rd)).To(Succeed())
 		tlsSecret(ctx, ns, "smig-s2-tls")
-		prom := mover.PodName(id, mover.RolePromote, "data")
+		prom := moverpod.PodName(id, moverpod.RolePromote, "data")
 		var pod corev1.Pod
 		Eventually(func() error { return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: prom}, &pod) }).Should(Succeed())
-		Expect(moverPods(ctx, ns, id, mover.RoleReceiver)).To(BeEmpty(), "a promoted standby starts no receiver")
+		Expect(moverPods(ctx, ns, id, moverpod.RoleReceiver)).To(BeEmpty(), "a promoted standby starts no receiver")
 		setPodStatus(ctx, ns, prom, failed("error: /data differs from its point of 2026-12-07T10:00:00Z (digest 01, the point's 02): refusing to promote it"))
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rd), rd)).To(Succeed())

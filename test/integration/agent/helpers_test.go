@@ -14,9 +14,8 @@ import (
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/stateful-migration/stateful-migration/pkg/addon/manager"
-	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 )
 
 func storageClass(name string) *storagev1.StorageClass {
@@ -26,13 +25,13 @@ func storageClass(name string) *storagev1.StorageClass {
 // hubCondition returns the agent's condition of the given type on its
 // ManagedClusterAddOn on the hub (nil if absent).
 func hubCondition(ctx context.Context, typ string) *metav1.Condition {
-	addon, err := addonClient.AddonV1beta1().ManagedClusterAddOns(clusterName).Get(ctx, manager.AddonName, metav1.GetOptions{})
+	addon, err := addonClient.AddonV1beta1().ManagedClusterAddOns(clusterName).Get(ctx, uplink.AddonName, metav1.GetOptions{})
 	Expect(err).NotTo(HaveOccurred())
 	return meta.FindStatusCondition(addon.Status.Conditions, typ)
 }
 
-func hubMessage(c *metav1.Condition) report.Message {
-	var m report.Message
+func hubMessage(c *metav1.Condition) uplink.Message {
+	var m uplink.Message
 	Expect(json.Unmarshal([]byte(c.Message), &m)).To(Succeed(), "condition message is JSON: %s", c.Message)
 	return m
 }

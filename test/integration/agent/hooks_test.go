@@ -15,6 +15,7 @@ import (
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
 )
 
@@ -78,7 +79,7 @@ func hookOf(ctx context.Context, rs *replv1.ReplicationSource) func() *replv1.Ho
 // reportedHook is the hook status the agent reported to the hub for
 // migration id's source (nil until reported; the report follows the status).
 func reportedHook(ctx context.Context, id string) *replv1.HookStatus {
-	c := hubCondition(ctx, replv1.ConditionType(id, "source"))
+	c := hubCondition(ctx, uplink.ConditionType(id, "source"))
 	if c == nil {
 		return nil
 	}

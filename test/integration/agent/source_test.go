@@ -15,9 +15,9 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/stateful-migration/stateful-migration/pkg/agent/mover"
-	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
+	"github.com/stateful-migration/stateful-migration/pkg/agent/moverpod"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 )
 
 func sourcePVC(ctx context.Context, ns, name string) {
@@ -50,7 +50,7 @@ func appPod(ctx context.Context, ns, name, node, pvc string) {
 // been told to finish.
 func oneSenderNotAskedToFinish(ctx context.Context, ns, id string) func(Gomega) {
 	return func(g Gomega) {
-		pods := moverPods(ctx, ns, id, mover.RoleSender)
+		pods := moverPods(ctx, ns, id, moverpod.RoleSender)
 		g.Expect(pods).To(HaveLen(1))
 		g.Expect(pods[0].Annotations).NotTo(HaveKey(replv1.FinishAnnotation))
 	}
@@ -68,7 +68,7 @@ var _ = Describe("ReplicationSource", func() {
 		const ns, id = "src-app", "s1"
 		appNamespace(ctx, ns)
 		tlsSecret(ctx, ns, "smig-s1-tls")
-		condType := replv1.ConditionType(id, report.RoleSource)
+		condType := uplink.ConditionType(id, uplink.RoleSource)
 		agent := startAgent()
 		defer func() { agent.stop() }()
 
@@ -89,7 +89,7 @@ var _ = Describe("ReplicationSource", func() {
 			g.Expect(rs.Status.Protected).To(BeFalse())
 			g.Expect(rs.Status.LastError).To(ContainSubstring("PVC data is not bound"))
 		}).Should(Succeed())
-		Consistently(func() []corev1.Pod { return moverPods(ctx, ns, id, mover.RoleSender) }, 2*time.Second).Should(BeEmpty())
+		Consistently(func() []corev1.Pod { return moverPods(ctx, ns, id, moverpod.RoleSender) }, 2*time.Second).Should(BeEmpty())
 
 		By("protecting the PV (Retain, original policy remembered) and the PVC (finalizer) once bound")
 		appPod(ctx, ns, "db-0", "node-a", "data")
@@ -104,9 +104,9 @@ var _ = Describe("ReplicationSource", func() {
 		}).Should(Succeed())
 
 		By("running the continuous sender on the app pod's node, with the app's tolerations")
-		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, mover.RoleSender) }).Should(HaveLen(1))
-		sender := moverPods(ctx, ns, id, mover.RoleSender)[0]
-		Expect(mover.PinnedNode(&sender)).To(Equal("node-a"))
+		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, moverpod.RoleSender) }).Should(HaveLen(1))
+		sender := moverPods(ctx, ns, id, moverpod.RoleSender)[0]
+		Expect(moverpod.PinnedNode(&sender)).To(Equal("node-a"))
 		Expect(sender.Spec.Tolerations).To(ContainElement(HaveField("Key", "dedicated")))
 		Expect(sender.Spec.Containers[0].Args).To(Equal([]string{"mover", "send", "--dir", "/data", "--volume", ns + "/data", "--ca", "/tls/ca.crt",
 			"--cert", "/tls/tls.crt", "--key", "/tls/tls.key", "--progress-interval", "2s", "--to", "203.0.113.9:31443",
@@ -145,18 +145,18 @@ not json: a stray stderr line
 		}).Should(BeTrue())
 		appPod(ctx, ns, "db-0", "node-b", "data")
 		Eventually(func(g Gomega) {
-			pods := moverPods(ctx, ns, id, mover.RoleSender)
+			pods := moverPods(ctx, ns, id, moverpod.RoleSender)
 			g.Expect(pods).To(HaveLen(1))
-			g.Expect(mover.PinnedNode(&pods[0])).To(Equal("node-b"))
+			g.Expect(moverpod.PinnedNode(&pods[0])).To(Equal("node-b"))
 		}).Should(Succeed())
-		sender = moverPods(ctx, ns, id, mover.RoleSender)[0]
+		sender = moverPods(ctx, ns, id, moverpod.RoleSender)[0]
 		setPodStatus(ctx, ns, sender.Name, running("10.0.1.2"))
 
 		By("resuming after an agent restart without a second sender")
 		agent.stop()
 		agent = startAgent()
 		Consistently(func(g Gomega) {
-			pods := moverPods(ctx, ns, id, mover.RoleSender)
+			pods := moverPods(ctx, ns, id, moverpod.RoleSender)
 			g.Expect(pods).To(HaveLen(1))
 			g.Expect(pods[0].UID).To(Equal(sender.UID))
 		}, 2*time.Second).Should(Succeed())
@@ -186,7 +186,7 @@ not json: a stray stderr line
 				State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed"}}}}
 		})
 		Eventually(func(g Gomega) {
-			pods := moverPods(ctx, ns, id, mover.RoleSender)
+			pods := moverPods(ctx, ns, id, moverpod.RoleSender)
 			g.Expect(pods).To(HaveLen(1))
 			g.Expect(pods[0].UID).To(Equal(sender.UID))
 			g.Expect(pods[0].Annotations).To(HaveKeyWithValue(replv1.FinishAnnotation, "2026-12-02T10:00:00Z"))
@@ -230,7 +230,7 @@ not json: a stray stderr line
 		Eventually(func(g Gomega) {
 			g.Expect(hubMessage(hubCondition(ctx, condType)).MovedOut).To(BeTrue())
 		}).Should(Succeed())
-		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, mover.RoleSender) }).Should(BeEmpty())
+		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, moverpod.RoleSender) }).Should(BeEmpty())
 
 		By("keeping the PVC while OCM deletes the app's manifests")
 		Expect(k8s.Delete(ctx, &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "data"}})).To(Succeed())
@@ -251,7 +251,7 @@ not json: a stray stderr line
 			g.Expect(pvc.Finalizers).To(Equal([]string{"kubernetes.io/pvc-protection"}))
 		}).Should(Succeed())
 		Eventually(func() *metav1.Condition { return hubCondition(ctx, condType) }).Should(BeNil())
-		Expect(moverPods(ctx, ns, id, mover.RoleSender)).To(BeEmpty())
+		Expect(moverPods(ctx, ns, id, moverpod.RoleSender)).To(BeEmpty())
 		pv := getPV(ctx, "pv-src-data")
 		Expect(pv.Spec.PersistentVolumeReclaimPolicy).To(Equal(corev1.PersistentVolumeReclaimRetain))
 		Expect(pv.Annotations).To(HaveKeyWithValue(replv1.OriginalReclaimPolicyAnnotation, "Delete"))
@@ -311,7 +311,7 @@ not json: a stray stderr line
 			g.Expect(rs.Status.LastError).To(ContainSubstring("waiting for the destination endpoint"))
 		}).Should(Succeed())
 		Expect(getPV(ctx, "pv-src-release").Spec.PersistentVolumeReclaimPolicy).To(Equal(corev1.PersistentVolumeReclaimRetain))
-		Expect(moverPods(ctx, ns, id, mover.RoleSender)).To(BeEmpty())
+		Expect(moverPods(ctx, ns, id, moverpod.RoleSender)).To(BeEmpty())
 
 		patchSpec(ctx, rs, func() { rs.Spec.ReleaseSource = true })
 		Expect(k8s.Delete(ctx, rs)).To(Succeed())
@@ -323,7 +323,7 @@ not json: a stray stderr line
 			g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "data"}, &pvc)).To(Succeed())
 			g.Expect(pvc.Finalizers).NotTo(ContainElement(replv1.PVCProtectionFinalizer))
 		}).Should(Succeed())
-		Eventually(func() *metav1.Condition { return hubCondition(ctx, replv1.ConditionType(id, report.RoleSource)) }).Should(BeNil())
+		Eventually(func() *metav1.Condition { return hubCondition(ctx, uplink.ConditionType(id, uplink.RoleSource)) }).Should(BeNil())
 	})
 
 	It("starts a sender that finishes once caught up when the running one was lost at the final sync, and reports that final sync cold", func() {
@@ -341,8 +341,8 @@ not json: a stray stderr line
 				Volumes: []replv1.SourceVolume{{PVCName: "data"}}, FullVerify: true},
 		}
 		Expect(k8s.Create(ctx, rs)).To(Succeed())
-		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, mover.RoleSender) }).Should(HaveLen(1))
-		lost := moverPods(ctx, ns, id, mover.RoleSender)[0]
+		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, moverpod.RoleSender) }).Should(HaveLen(1))
+		lost := moverPods(ctx, ns, id, moverpod.RoleSender)[0]
 		Expect(lost.Spec.Containers[0].Args).To(ContainElement("--full-verify"))
 
 		By("losing the sender (evicted) just as the final sync is asked")
@@ -350,14 +350,14 @@ not json: a stray stderr line
 		patchSpec(ctx, rs, func() { rs.Spec.FinalSync, rs.Spec.QuiesceStartTime = true, &quiesce })
 		setPodStatus(ctx, ns, lost.Name, func(p *corev1.Pod) { p.Status.Phase, p.Status.Reason = corev1.PodFailed, "Evicted" })
 		Eventually(func(g Gomega) {
-			pods := moverPods(ctx, ns, id, mover.RoleSender)
+			pods := moverPods(ctx, ns, id, moverpod.RoleSender)
 			g.Expect(pods).To(HaveLen(1))
 			g.Expect(pods[0].UID).NotTo(Equal(lost.UID))
 			g.Expect(pods[0].Annotations).To(HaveKeyWithValue(replv1.FinishAnnotation, "2026-12-02T11:00:00Z"),
 				"created already asked to finish")
 			g.Expect(pods[0].Spec.Affinity).To(BeNil(), "no app pod left: it may run anywhere")
 		}).Should(Succeed())
-		fresh := moverPods(ctx, ns, id, mover.RoleSender)[0]
+		fresh := moverPods(ctx, ns, id, moverpod.RoleSender)[0]
 
 		By("reporting the cold final sync to the hub (its final pass listed everything, a change inotify missed), then the digest")
 		logs.set(ns, fresh.Name, `{"role":"sender","phase":"FinalSync","bytesTotal":1000,"bytesCopied":1000,"finalSyncCold":true,"unseenChange":"db/x"}`+"\n"+
@@ -367,7 +367,7 @@ not json: a stray stderr line
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rs), rs)).To(Succeed())
 			g.Expect(rs.Status.Phase).To(Equal(replv1.SourceVerified))
 			g.Expect(rs.Status.FinalSyncCold).To(BeTrue())
-			c := hubCondition(ctx, replv1.ConditionType(id, report.RoleSource))
+			c := hubCondition(ctx, uplink.ConditionType(id, uplink.RoleSource))
 			g.Expect(c).NotTo(BeNil())
 			g.Expect(hubMessage(c).FinalSyncCold).To(BeTrue())
 			g.Expect(hubMessage(c).FinalPassFull).To(BeTrue())

@@ -40,6 +40,7 @@ import (
 	"github.com/stateful-migration/stateful-migration/pkg/addon/manager"
 	"github.com/stateful-migration/stateful-migration/pkg/agent/replication"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 	"github.com/stateful-migration/stateful-migration/test/integration/framework"
 )
 
@@ -101,7 +102,7 @@ var _ = BeforeSuite(func() {
 	_, err = kubeClient.CoreV1().Namespaces().Create(suiteCtx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: clusterName}}, metav1.CreateOptions{})
 	Expect(err).NotTo(HaveOccurred())
 	_, err = addonClient.AddonV1beta1().ManagedClusterAddOns(clusterName).Create(suiteCtx, &addonv1beta1.ManagedClusterAddOn{
-		ObjectMeta: metav1.ObjectMeta{Name: manager.AddonName, Namespace: clusterName},
+		ObjectMeta: metav1.ObjectMeta{Name: uplink.AddonName, Namespace: clusterName},
 	}, metav1.CreateOptions{})
 	Expect(err).NotTo(HaveOccurred())
 
@@ -146,7 +147,7 @@ func startAgent() *agentRun {
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	Expect(err).NotTo(HaveOccurred())
-	writer := addonagent.NewStatusWriter(addonClient, clusterName, manager.AddonName)
+	writer := addonagent.NewStatusWriter(addonClient, clusterName, uplink.AddonName)
 	Expect(replication.Setup(mgr, replication.Options{
 		MoverImage: moverImage, Writer: writer, Logs: logs, Poll: 300 * time.Millisecond,
 	})).To(Succeed())
@@ -173,7 +174,7 @@ func installAgentRBAC(ctx context.Context) rbacv1.Subject {
 	agentAddon, err := manager.NewAgentAddon(kubefake.NewClientset(), addonfake.NewSimpleClientset(), moverImage)
 	Expect(err).NotTo(HaveOccurred())
 	objs, err := agentAddon.Manifests(ctx, &clusterv1.ManagedCluster{ObjectMeta: metav1.ObjectMeta{Name: clusterName}},
-		&addonv1beta1.ManagedClusterAddOn{ObjectMeta: metav1.ObjectMeta{Name: manager.AddonName, Namespace: clusterName}})
+		&addonv1beta1.ManagedClusterAddOn{ObjectMeta: metav1.ObjectMeta{Name: uplink.AddonName, Namespace: clusterName}})
 	Expect(err).NotTo(HaveOccurred())
 	var sa rbacv1.Subject
 	var roles, policies int

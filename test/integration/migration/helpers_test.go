@@ -27,8 +27,8 @@ import (
 	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/decision"
-	"github.com/stateful-migration/stateful-migration/pkg/hub/migration"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
 	"github.com/stateful-migration/stateful-migration/test/integration/framework"
 )
@@ -284,13 +284,13 @@ func hubVerifiedIn(w *workv1.ManifestWork) bool {
 }
 
 func writeCondition(cluster string, c metav1.Condition) {
-	w := agent.NewStatusWriter(addons, cluster, migration.AddonName)
+	w := agent.NewStatusWriter(addons, cluster, uplink.AddonName)
 	Expect(w.Update(ctx, []metav1.Condition{c})).To(Succeed())
 }
 
 func withdraw(cluster, id string) {
-	w := agent.NewStatusWriter(addons, cluster, migration.AddonName)
-	Expect(w.Update(ctx, nil, replv1.ConditionType(id, report.RoleSource), replv1.ConditionType(id, report.RoleDestination))).To(Succeed())
+	w := agent.NewStatusWriter(addons, cluster, uplink.AddonName)
+	Expect(w.Update(ctx, nil, uplink.ConditionType(id, uplink.RoleSource), uplink.ConditionType(id, uplink.RoleDestination))).To(Succeed())
 }
 
 // --- playing the work agent ---

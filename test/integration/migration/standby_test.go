@@ -20,6 +20,7 @@ import (
 	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
 )
 
@@ -70,7 +71,7 @@ var _ = Describe("Standby", func() {
 			g.Expect(st).NotTo(BeNil())
 			g.Expect(st.PointTime).NotTo(BeNil())
 			g.Expect(st.PointTime.Time.Equal(point.Time)).To(BeTrue())
-			g.Expect(st.PointDigest).To(Equal(report.CombineDigests(map[string]string{"app/data": "d1"})))
+			g.Expect(st.PointDigest).To(Equal(uplink.CombineDigests(map[string]string{"app/data": "d1"})))
 			g.Expect(st.PointExact).To(BeTrue())
 			g.Expect(st.RPOSeconds).To(BeNumerically(">=", 30))
 			g.Expect(get(m).Status.Reason).To(Equal("StandbyCurrent"))

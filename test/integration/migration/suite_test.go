@@ -26,6 +26,7 @@ import (
 	clusterv1 "open-cluster-management.io/api/cluster/v1"
 	clusterv1beta2 "open-cluster-management.io/api/cluster/v1beta2"
 
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 	"github.com/stateful-migration/stateful-migration/pkg/hub"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/migration"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/placement"
@@ -112,7 +113,7 @@ var _ = BeforeSuite(func() {
 			Spec:       clusterv1.ManagedClusterSpec{HubAcceptsClient: true},
 		})).To(Succeed())
 		Expect(k8s.Create(suiteCtx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})).To(Succeed())
-		mca := &addonv1beta1.ManagedClusterAddOn{ObjectMeta: metav1.ObjectMeta{Name: migration.AddonName, Namespace: name}}
+		mca := &addonv1beta1.ManagedClusterAddOn{ObjectMeta: metav1.ObjectMeta{Name: uplink.AddonName, Namespace: name}}
 		Expect(k8s.Create(suiteCtx, mca)).To(Succeed())
 	}
 })

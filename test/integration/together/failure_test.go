@@ -12,9 +12,9 @@ import (
 	addonv1beta1 "open-cluster-management.io/api/addon/v1beta1"
 	workv1 "open-cluster-management.io/api/work/v1"
 
-	"github.com/stateful-migration/stateful-migration/pkg/addon/manager"
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
 )
 
@@ -64,7 +64,7 @@ var _ = Describe("Hub and agents together, failing", func() {
 			n := 0
 			for _, cl := range []string{"cluster1", "cluster2"} {
 				var a addonv1beta1.ManagedClusterAddOn
-				Expect(hubK8s.Get(ctx, client.ObjectKey{Namespace: cl, Name: manager.AddonName}, &a)).To(Succeed())
+				Expect(hubK8s.Get(ctx, client.ObjectKey{Namespace: cl, Name: uplink.AddonName}, &a)).To(Succeed())
 				n += len(a.Status.Conditions)
 			}
 			return n

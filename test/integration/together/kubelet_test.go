@@ -13,7 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/stateful-migration/stateful-migration/pkg/agent/mover"
+	"github.com/stateful-migration/stateful-migration/pkg/agent/moverpod"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 )
 
@@ -46,7 +46,7 @@ func (n *network) received(key string) (string, bool) {
 // Tail plays pods/log: a continuous sender reports that the initial copy is
 // done and it keeps up (no lag); other movers log nothing readable.
 func (n *network) Tail(_ context.Context, pod *corev1.Pod, _ int64) ([]byte, error) {
-	if pod.Labels[replv1.RoleLabel] == mover.RoleSender && pod.Status.Phase == corev1.PodRunning {
+	if pod.Labels[replv1.RoleLabel] == moverpod.RoleSender && pod.Status.Phase == corev1.PodRunning {
 		return []byte(fmt.Sprintf(`{"role":"sender","phase":"Syncing","time":"2026-01-01T00:00:00Z","bytesTotal":%d,"bytesCopied":%d,"lagBytes":0,"throughputBytesPerSecond":1048576,"verified":false}`+"\n",
 			volumeBytes, volumeBytes)), nil
 	}
@@ -133,7 +133,7 @@ func (k *kubelet) pass(ctx context.Context) error {
 			continue
 		}
 		if pod.Spec.NodeName == "" {
-			node := mover.PinnedNode(pod)
+			node := moverpod.PinnedNode(pod)
 			if node == "" {
 				node = "node-" + k.s.name
 			}
@@ -145,25 +145,25 @@ func (k *kubelet) pass(ctx context.Context) error {
 			}
 			continue // next pass sees the node
 		}
-		if mover.Terminated(pod) {
+		if moverpod.Terminated(pod) {
 			continue
 		}
 		want := corev1.PodRunning
 		var message string
-		if _, crash := crashingSenders.Load(pod.Namespace); crash && pod.Labels[replv1.RoleLabel] == mover.RoleSender {
+		if _, crash := crashingSenders.Load(pod.Namespace); crash && pod.Labels[replv1.RoleLabel] == moverpod.RoleSender {
 			if err := crashLoop(ctx, c, pod); err != nil {
 				return err
 			}
 			continue
 		}
-		if mover.IsMover(pod) {
+		if moverpod.IsMover(pod) {
 			switch pod.Labels[replv1.RoleLabel] {
-			case mover.RoleSender:
+			case moverpod.RoleSender:
 				if pod.Annotations[replv1.FinishAnnotation] != "" {
 					want, message = corev1.PodSucceeded, completedLine("sender", digestOf(moverKey(pod)))
 					net.send(moverKey(pod), digestOf(moverKey(pod)))
 				}
-			case mover.RoleReceiver:
+			case moverpod.RoleReceiver:
 				if d, ok := net.received(moverKey(pod)); ok {
 					want, message = corev1.PodSucceeded, completedLine("receiver", d)
 				}
@@ -175,13 +175,13 @@ func (k *kubelet) pass(ctx context.Context) error {
 		pod.Status.Phase = want
 		pod.Status.HostIP = k.s.hostIP
 		pod.Status.HostIPs = []corev1.HostIP{{IP: k.s.hostIP}}
-		if want == corev1.PodRunning && !mover.IsMover(pod) {
+		if want == corev1.PodRunning && !moverpod.IsMover(pod) {
 			// The app's containers start and pass their readiness probes.
 			pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
 		}
 		if want == corev1.PodSucceeded {
 			pod.Status.ContainerStatuses = []corev1.ContainerStatus{{
-				Name: mover.ContainerName, Image: moverImage, ImageID: "sha256:1",
+				Name: moverpod.ContainerName, Image: moverImage, ImageID: "sha256:1",
 				State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", Message: message}},
 			}}
 		}
@@ -202,7 +202,7 @@ func crashLoop(ctx context.Context, c client.Client, pod *corev1.Pod) error {
 	}
 	pod.Status.Phase = corev1.PodRunning
 	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{
-		Name: mover.ContainerName, Image: moverImage, ImageID: "sha256:1", RestartCount: 5,
+		Name: moverpod.ContainerName, Image: moverImage, ImageID: "sha256:1", RestartCount: 5,
 		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}},
 		LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
 			ExitCode: 1, Reason: "Error", Message: "dial receiver: connection refused"}},
@@ -210,4 +210,4 @@ func crashLoop(ctx context.Context, c client.Client, pod *corev1.Pod) error {
 	return c.Status().Update(ctx, pod)
 }
 
-func volumeKey(pvc string) string { return mover.VolumeKey(pvc) }
+func volumeKey(pvc string) string { return moverpod.VolumeKey(pvc) }

@@ -46,6 +46,7 @@ import (
 	"github.com/stateful-migration/stateful-migration/pkg/addon/manager"
 	"github.com/stateful-migration/stateful-migration/pkg/agent/replication"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 	"github.com/stateful-migration/stateful-migration/pkg/hub"
 	"github.com/stateful-migration/stateful-migration/test/integration/framework"
 )
@@ -143,7 +144,7 @@ var _ = BeforeSuite(func() {
 		})).To(Succeed())
 		Expect(hubK8s.Create(suiteCtx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})).To(Succeed())
 		Expect(hubK8s.Create(suiteCtx, &addonv1beta1.ManagedClusterAddOn{
-			ObjectMeta: metav1.ObjectMeta{Name: manager.AddonName, Namespace: name},
+			ObjectMeta: metav1.ObjectMeta{Name: uplink.AddonName, Namespace: name},
 		})).To(Succeed())
 
 		s := &spoke{name: name, hostIP: []string{"192.0.2.11", "192.0.2.12"}[i]}
@@ -214,7 +215,7 @@ func startAgent(s *spoke) {
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	Expect(err).NotTo(HaveOccurred())
-	writer := addonagent.NewStatusWriter(addons, s.name, manager.AddonName)
+	writer := addonagent.NewStatusWriter(addons, s.name, uplink.AddonName)
 	Expect(replication.Setup(mgr, replication.Options{
 		MoverImage: moverImage, Writer: writer, Logs: net, Poll: 300 * time.Millisecond,
 	})).To(Succeed())
@@ -230,14 +231,14 @@ func installAgentRBAC(ctx context.Context, s *spoke) rbacv1.Subject {
 	agentAddon, err := manager.NewAgentAddon(kubefake.NewClientset(), addonfake.NewSimpleClientset(), moverImage)
 	Expect(err).NotTo(HaveOccurred())
 	objs, err := agentAddon.Manifests(ctx, &clusterv1.ManagedCluster{ObjectMeta: metav1.ObjectMeta{Name: s.name}},
-		&addonv1beta1.ManagedClusterAddOn{ObjectMeta: metav1.ObjectMeta{Name: manager.AddonName, Namespace: s.name}})
+		&addonv1beta1.ManagedClusterAddOn{ObjectMeta: metav1.ObjectMeta{Name: uplink.AddonName, Namespace: s.name}})
 	Expect(err).NotTo(HaveOccurred())
 	var sa rbacv1.Subject
-	Expect(s.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: manager.DefaultInstallNamespace}})).To(Succeed())
+	Expect(s.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: uplink.DefaultAgentNamespace}})).To(Succeed())
 	for _, o := range objs {
 		switch o := o.(type) {
 		case *corev1.ServiceAccount:
-			Expect(o.Namespace).To(Equal(manager.DefaultInstallNamespace))
+			Expect(o.Namespace).To(Equal(uplink.DefaultAgentNamespace))
 			Expect(s.k8s.Create(ctx, o)).To(Succeed())
 			sa = rbacv1.Subject{Kind: "ServiceAccount", Name: o.Name, Namespace: o.Namespace}
 		case *rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding, *rbacv1.Role, *rbacv1.RoleBinding,

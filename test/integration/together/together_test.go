@@ -24,10 +24,9 @@ import (
 	workv1 "open-cluster-management.io/api/work/v1"
 	workv1alpha1 "open-cluster-management.io/api/work/v1alpha1"
 
-	"github.com/stateful-migration/stateful-migration/pkg/addon/manager"
-	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/credentials"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/decision"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
@@ -147,7 +146,7 @@ func watchMigration(ctx context.Context, hubNS string) {
 				line := string(m.Status.Phase) + " " + m.Status.Reason + ": " + m.Status.Message
 				for _, cl := range []string{"cluster1", "cluster2"} {
 					var a addonv1beta1.ManagedClusterAddOn
-					if hubK8s.Get(ctx, client.ObjectKey{Namespace: cl, Name: manager.AddonName}, &a) == nil {
+					if hubK8s.Get(ctx, client.ObjectKey{Namespace: cl, Name: uplink.AddonName}, &a) == nil {
 						for _, c := range a.Status.Conditions {
 							line += "\n    " + cl + " " + c.Type + " " + string(c.Status) + " " + c.Reason + " " + c.Message
 						}
@@ -224,7 +223,7 @@ func migrate(ctx context.Context, appNS string, sourceData migrationv1alpha1.Sou
 		for _, pvc := range pvcs {
 			digests[appNS+"/"+pvc] = digestOf(id + "/" + volumeKey(pvc))
 		}
-		Expect(m.Status.Digest).To(Equal(report.CombineDigests(digests)))
+		Expect(m.Status.Digest).To(Equal(uplink.CombineDigests(digests)))
 		Expect(m.Status.Reason).To(Equal("Completed"))
 
 		By("the destination PVCs on cluster2: the source's size, the mapped class, used by the app")
@@ -246,7 +245,7 @@ func migrate(ctx context.Context, appNS string, sourceData migrationv1alpha1.Sou
 			var out []metav1.Condition
 			for _, cl := range []string{"cluster1", "cluster2"} {
 				var a addonv1beta1.ManagedClusterAddOn
-				Expect(hubK8s.Get(ctx, client.ObjectKey{Namespace: cl, Name: manager.AddonName}, &a)).To(Succeed())
+				Expect(hubK8s.Get(ctx, client.ObjectKey{Namespace: cl, Name: uplink.AddonName}, &a)).To(Succeed())
 				out = append(out, a.Status.Conditions...)
 			}
 			return out

@@ -1,11 +1,5 @@
 package v1alpha1
 
-// ConditionType returns the ManagedClusterAddOn condition type for a
-// migration and a role ("source" or "destination").
-func ConditionType(migrationID, role string) string {
-	return ConditionTypePrefix + migrationID + "-" + role
-}
-
 // Condition types on the replication objects themselves.
 const (
 	// ConditionReady: the object's work is progressing (False with a reason on failure).

@@ -24,9 +24,6 @@ var (
 
 // Names shared by the agent, the hub and the mover pods.
 const (
-	// ConditionTypePrefix prefixes the agent's per-migration conditions on its
-	// ManagedClusterAddOn: <prefix><migrationID>-source|-destination.
-	ConditionTypePrefix = "migration.open-cluster-management.io/"
 	// Finalizer is set by the agent on ReplicationSources and
 	// ReplicationDestinations so that it can clean up and withdraw its
 	// ManagedClusterAddOn condition before the object goes.

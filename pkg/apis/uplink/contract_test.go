@@ -1,4 +1,5 @@
-package progress
+// The contract from both ends: what the agent writes, the hub reads back.
+package uplink_test
 
 import (
 	"slices"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/progress"
 )
 
 func TestFindDecodesTheAgentsEncoding(t *testing.T) {
@@ -22,19 +25,19 @@ func TestFindDecodesTheAgentsEncoding(t *testing.T) {
 		report.DestinationCondition("abc12345", []replv1.ReplicationDestination{rd}),
 		{Type: "Available", Status: metav1.ConditionTrue},
 	}
-	src := Find(conds, "abc12345", report.RoleSource)
-	if src == nil || src.Failed() || !SourceAtLeast(src, replv1.SourceSyncing) || SourceAtLeast(src, replv1.SourceVerified) ||
+	src := progress.Find(conds, "abc12345", uplink.RoleSource)
+	if src == nil || src.Failed() || !progress.SourceAtLeast(src, replv1.SourceSyncing) || progress.SourceAtLeast(src, replv1.SourceVerified) ||
 		src.BytesCopied != 7 || src.LagBytes != 3 || !*src.Protected || *src.PodsUsingVolumes != 0 {
 		t.Fatalf("source decoded wrong: %+v", src)
 	}
-	dst := Find(conds, "abc12345", report.RoleDestination)
+	dst := progress.Find(conds, "abc12345", uplink.RoleDestination)
 	if dst == nil || !dst.Failed() || dst.Error() != "no class" || dst.Endpoints["app/data"] != "1.2.3.4:5" {
 		t.Fatalf("destination decoded wrong: %+v", dst)
 	}
-	if Find(conds, "other", report.RoleSource) != nil {
+	if progress.Find(conds, "other", uplink.RoleSource) != nil {
 		t.Fatal("found a report of another migration")
 	}
-	if ids := MigrationIDs(conds); !slices.Equal(ids, []string{"abc12345", "abc12345"}) {
+	if ids := progress.MigrationIDs(conds); !slices.Equal(ids, []string{"abc12345", "abc12345"}) {
 		t.Fatalf("MigrationIDs = %v", ids)
 	}
 }

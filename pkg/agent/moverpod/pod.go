@@ -1,6 +1,6 @@
-// Package mover builds the agent's mover pods (receivers and senders running
+// Package moverpod builds the agent's mover pods (receivers and senders running
 // `stateful-migration mover ...`) and reads their progress back.
-package mover
+package moverpod
 
 import (
 	"fmt"
