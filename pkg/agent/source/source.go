@@ -8,25 +8,18 @@ package source
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/stateful-migration/stateful-migration/pkg/agent/frame"
 	"github.com/stateful-migration/stateful-migration/pkg/agent/hooks"
 	"github.com/stateful-migration/stateful-migration/pkg/agent/moverpod"
 	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
@@ -57,72 +50,35 @@ type Reconciler struct {
 
 // SetupWithManager registers the controller.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	sameNamespace := handler.EnqueueRequestsFromMapFunc(frame.InNamespace(r.Client, func() client.ObjectList { return &replv1.ReplicationSourceList{} }))
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("replicationsource").
 		For(&replv1.ReplicationSource{}).
 		Owns(&corev1.Pod{}).
 		// App pods come and go (their node, "no pod uses the PVC"); PVCs bind.
-		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.forNamespace)).
-		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(r.forNamespace)).
+		Watches(&corev1.Pod{}, sameNamespace).
+		Watches(&corev1.PersistentVolumeClaim{}, sameNamespace).
 		WatchesRawSource(r.Hooks.Source()).
 		Complete(r)
 }
 
-func (r *Reconciler) forNamespace(ctx context.Context, o client.Object) []reconcile.Request {
-	var list replv1.ReplicationSourceList
-	if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
-		return nil
-	}
-	var reqs []reconcile.Request
-	for _, s := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: s.Namespace, Name: s.Name}})
-	}
-	return reqs
-}
-
 // Reconcile implements reconcile.Reconciler.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	var rs replv1.ReplicationSource
-	if err := r.Client.Get(ctx, req.NamespacedName, &rs); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if !rs.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.cleanup(ctx, &rs)
-	}
-	if !controllerutil.ContainsFinalizer(&rs, replv1.Finalizer) {
-		patch := client.MergeFromWithOptions(rs.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		controllerutil.AddFinalizer(&rs, replv1.Finalizer)
-		if err := r.Client.Patch(ctx, &rs, patch); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
-	old := rs.Status.DeepCopy()
-	requeue, err := r.converge(ctx, &rs)
-	if err == nil {
-		err = r.markMovedOut(ctx, &rs)
-	}
-	if apierrors.IsForbidden(err) {
-		// Typically the hub's RoleBinding smig-<id>-replicator has not
-		// arrived (or was removed): say so and look again soon.
-		rs.Status.LastError = fmt.Sprintf("not allowed in namespace %s (are the hub's RoleBindings smig-%[2]s-replicator to ClusterRole %[3]s and smig-%[2]s-tls-reader there?): %[4]v",
-			rs.Namespace, rs.Spec.MigrationID, replv1.ReplicatorClusterRole, err)
-		meta.SetStatusCondition(&rs.Status.Conditions, metav1.Condition{Type: replv1.ConditionReady, Status: metav1.ConditionFalse,
-			Reason: "Forbidden", Message: rs.Status.LastError})
-		requeue, err = 2*time.Second, nil
-	}
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	rs.Status.ObservedGeneration = rs.Generation
-	if !equality.Semantic.DeepEqual(old, &rs.Status) {
-		if err := r.Client.Status().Update(ctx, &rs); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
-	if err := r.Reporter.SyncSource(ctx, &rs, false); err != nil {
-		return ctrl.Result{}, err
-	}
-	return ctrl.Result{RequeueAfter: requeue}, nil
+	return frame.Steps[*replv1.ReplicationSource]{
+		Client:  r.Client,
+		New:     func() *replv1.ReplicationSource { return &replv1.ReplicationSource{} },
+		Cleanup: r.cleanup,
+		Converge: func(ctx context.Context, rs *replv1.ReplicationSource) (time.Duration, error) {
+			requeue, err := r.converge(ctx, rs)
+			if err == nil {
+				err = r.markMovedOut(ctx, rs)
+			}
+			return requeue, err
+		},
+		Report: func(ctx context.Context, rs *replv1.ReplicationSource) error {
+			return r.Reporter.SyncSource(ctx, rs, false)
+		},
+	}.Reconcile(ctx, req)
 }
 
 type appUse struct {
@@ -372,320 +328,4 @@ func (r *Reconciler) summarize(rs *replv1.ReplicationSource, phases []replv1.Sou
 		c.Message = st.LastError
 	}
 	meta.SetStatusCondition(&st.Conditions, c)
-}
-
-// protect sets the PV bound to pvcName to Retain (remembering its policy in
-// an annotation, in the same write) and puts the protection finalizer on the
-// PVC. It returns why protection is not complete yet.
-func (r *Reconciler) protect(ctx context.Context, rs *replv1.ReplicationSource, pvcName string, vs *replv1.SourceVolumeStatus) (string, error) {
-	var pvc corev1.PersistentVolumeClaim
-	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: rs.Namespace, Name: pvcName}, &pvc); apierrors.IsNotFound(err) {
-		vs.Protected = false
-		return fmt.Sprintf("PVC %s not found", pvcName), nil
-	} else if err != nil {
-		return "", err
-	}
-	if pvc.Spec.VolumeName == "" {
-		vs.Protected = false
-		return fmt.Sprintf("PVC %s is not bound to a volume yet", pvcName), nil
-	}
-	var pv corev1.PersistentVolume
-	if err := r.Reader.Get(ctx, types.NamespacedName{Name: pvc.Spec.VolumeName}, &pv); err != nil {
-		vs.Protected = false
-		if apierrors.IsNotFound(err) {
-			return fmt.Sprintf("PV %s of PVC %s not found", pvc.Spec.VolumeName, pvcName), nil
-		}
-		return "", err
-	}
-	vs.PersistentVolumeName = pv.Name
-	orig, remembered := pv.Annotations[replv1.OriginalReclaimPolicyAnnotation]
-	if !remembered || pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimRetain {
-		p := map[string]any{
-			"metadata": map[string]any{"resourceVersion": pv.ResourceVersion},
-			"spec":     map[string]any{"persistentVolumeReclaimPolicy": corev1.PersistentVolumeReclaimRetain},
-		}
-		if !remembered {
-			orig = string(pv.Spec.PersistentVolumeReclaimPolicy)
-			p["metadata"].(map[string]any)["annotations"] = map[string]string{replv1.OriginalReclaimPolicyAnnotation: orig}
-		}
-		raw, _ := json.Marshal(p)
-		if err := r.Client.Patch(ctx, &pv, client.RawPatch(types.MergePatchType, raw)); err != nil {
-			return "", fmt.Errorf("setting PV %s to Retain: %w", pv.Name, err)
-		}
-		log.FromContext(ctx).Info("Protected source PV", "pv", pv.Name, "originalReclaimPolicy", orig)
-	}
-	vs.OriginalReclaimPolicy = corev1.PersistentVolumeReclaimPolicy(orig)
-	if !controllerutil.ContainsFinalizer(&pvc, replv1.PVCProtectionFinalizer) {
-		patch := client.MergeFromWithOptions(pvc.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		controllerutil.AddFinalizer(&pvc, replv1.PVCProtectionFinalizer)
-		if err := r.Client.Patch(ctx, &pvc, patch); err != nil {
-			return "", fmt.Errorf("adding the protection finalizer to PVC %s: %w", pvcName, err)
-		}
-	}
-	vs.Protected = true
-	return "", nil
-}
-
-// markMovedOut labels the source PVCs moved-out once the hub compared both
-// digests (spec.hubVerified): the app has left this cluster for good, so a
-// migration back may reuse them. A sender's own verification is not enough:
-// the hub may still find the digests differ and roll back.
-func (r *Reconciler) markMovedOut(ctx context.Context, rs *replv1.ReplicationSource) error {
-	rs.Status.MovedOut = false
-	if !rs.Spec.HubVerified {
-		return nil
-	}
-	for _, v := range rs.Spec.Volumes {
-		var pvc corev1.PersistentVolumeClaim
-		if err := r.Client.Get(ctx, types.NamespacedName{Namespace: rs.Namespace, Name: v.PVCName}, &pvc); apierrors.IsNotFound(err) {
-			continue
-		} else if err != nil {
-			return err
-		}
-		if err := r.setMovedOut(ctx, rs, &pvc, true); err != nil {
-			return err
-		}
-	}
-	rs.Status.MovedOut = true
-	return nil
-}
-
-// setMovedOut sets or removes this migration's moved-out label on a PVC.
-func (r *Reconciler) setMovedOut(ctx context.Context, rs *replv1.ReplicationSource, pvc *corev1.PersistentVolumeClaim, on bool) error {
-	has := pvc.Labels[replv1.MovedOutLabel] == rs.Spec.MigrationID
-	if has == on {
-		return nil
-	}
-	var value any // nil removes the label
-	if on {
-		value = rs.Spec.MigrationID
-	}
-	raw, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]any{replv1.MovedOutLabel: value}}})
-	if err := r.Client.Patch(ctx, pvc, client.RawPatch(types.MergePatchType, raw)); err != nil {
-		return fmt.Errorf("labelling PVC %s moved-out=%v: %w", pvc.Name, on, err)
-	}
-	return nil
-}
-
-func (r *Reconciler) image(rs *replv1.ReplicationSource) string {
-	if rs.Spec.MoverImage != "" {
-		return rs.Spec.MoverImage
-	}
-	return r.Image
-}
-
-// volume returns whether the PVC is a block volume, and its size.
-func (r *Reconciler) volume(ctx context.Context, rs *replv1.ReplicationSource, pvcName string) (bool, resource.Quantity, error) {
-	var pvc corev1.PersistentVolumeClaim
-	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: rs.Namespace, Name: pvcName}, &pvc); err != nil {
-		return false, resource.Quantity{}, err
-	}
-	size, ok := pvc.Status.Capacity[corev1.ResourceStorage]
-	if !ok {
-		size = pvc.Spec.Resources.Requests[corev1.ResourceStorage]
-	}
-	return pvc.Spec.VolumeMode != nil && *pvc.Spec.VolumeMode == corev1.PersistentVolumeBlock, size, nil
-}
-
-func serverName(rs *replv1.ReplicationSource) string {
-	if rs.Spec.ServerName != "" {
-		return rs.Spec.ServerName
-	}
-	return replv1.DefaultServerName
-}
-
-// getPod returns the live mover pod, or nil if absent or being deleted
-// (gone reports whether it is absent).
-func (r *Reconciler) getPod(ctx context.Context, rs *replv1.ReplicationSource, role, pvcName string) (*corev1.Pod, bool, error) {
-	var pod corev1.Pod
-	err := r.Client.Get(ctx, types.NamespacedName{Namespace: rs.Namespace, Name: moverpod.PodName(rs.Spec.MigrationID, role, pvcName)}, &pod)
-	if apierrors.IsNotFound(err) {
-		return nil, true, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	if !pod.DeletionTimestamp.IsZero() {
-		return nil, false, nil
-	}
-	return &pod, false, nil
-}
-
-// deletePod deletes a mover pod and reports whether it is gone already.
-func (r *Reconciler) deletePod(ctx context.Context, rs *replv1.ReplicationSource, role, pvcName string) (bool, error) {
-	pod, gone, err := r.getPod(ctx, rs, role, pvcName)
-	if err != nil || gone {
-		return gone, err
-	}
-	if pod != nil {
-		if err := r.Client.Delete(ctx, pod); client.IgnoreNotFound(err) != nil {
-			return false, err
-		}
-	}
-	return false, nil
-}
-
-// ensureSender keeps the continuous sender of pvcName running on the app
-// pod's node (an RWO volume is attached there), or anywhere if no app pod
-// runs. A sender left on another node than the app's (app rescheduled) is
-// replaced, so that it never holds an RWO volume away from the app.
-//
-// With finish set (final sync asked, no app pod left) the running sender is
-// told to finish by its FinishAnnotation: it has tracked every change since
-// the initial copy, so the final sync costs what changed since its last
-// pass. A sender that is gone by then is started with the annotation set; it
-// finishes once it has caught up (a cold final sync, which it reports).
-func (r *Reconciler) ensureSender(ctx context.Context, rs *replv1.ReplicationSource, pvcName, dest, node string, tolerations []corev1.Toleration, finish string, vs *replv1.SourceVolumeStatus) (*corev1.Pod, error) {
-	pod, gone, err := r.getPod(ctx, rs, moverpod.RoleSender, pvcName)
-	if err != nil {
-		return nil, err
-	}
-	if pod != nil {
-		vs.Node = moverpod.PinnedNode(pod)
-		if pod.Spec.NodeName != "" {
-			vs.Node = pod.Spec.NodeName
-		}
-		if finish != "" {
-			return r.finishSender(ctx, pod, finish)
-		}
-		stale := node != "" && vs.Node != node
-		if !stale && !senderArgsMatch(pod, dest) {
-			stale = true
-		}
-		if stale || pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded {
-			log.FromContext(ctx).Info("Replacing sender", "pod", pod.Name, "node", vs.Node, "appNode", node, "phase", pod.Status.Phase)
-			return nil, client.IgnoreNotFound(r.Client.Delete(ctx, pod))
-		}
-		return pod, nil
-	}
-	if !gone {
-		return nil, nil // the old one is still terminating
-	}
-	block, size, err := r.volume(ctx, rs, pvcName)
-	if err != nil {
-		return nil, err
-	}
-	want := moverpod.Pod(moverpod.PodSpec{
-		Namespace: rs.Namespace, Name: moverpod.PodName(rs.Spec.MigrationID, moverpod.RoleSender, pvcName),
-		Image: r.image(rs), MigrationID: rs.Spec.MigrationID, Role: moverpod.RoleSender, PVCName: pvcName,
-		Block: block, TLSSecret: rs.Spec.TLSSecretName, Node: node, Tolerations: tolerations, Finish: finish,
-		Resources: rs.Spec.MoverResources, Capacity: size,
-		Args: moverpod.SenderArgs(block, rs.Namespace+"/"+pvcName, dest, serverName(rs), rs.Spec.Compress, rs.Spec.FullVerify, rs.Spec.BandwidthLimit),
-	})
-	if err := controllerutil.SetControllerReference(rs, want, r.Client.Scheme()); err != nil {
-		return nil, err
-	}
-	if err := r.Client.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
-		return nil, fmt.Errorf("creating sender pod %s/%s: %w", rs.Namespace, want.Name, err)
-	}
-	if finish != "" {
-		log.FromContext(ctx).Info("Started a sender for the final sync: the earlier one is gone, this one rescans the whole volume",
-			"pod", want.Name, "pvc", pvcName)
-	}
-	vs.Node = node
-	return nil, nil
-}
-
-// finishSender asks a running sender to finish, once; a sender whose pod
-// failed (evicted, node lost) is replaced.
-func (r *Reconciler) finishSender(ctx context.Context, pod *corev1.Pod, finish string) (*corev1.Pod, error) {
-	if pod.Status.Phase == corev1.PodFailed {
-		log.FromContext(ctx).Info("Replacing failed sender", "pod", pod.Name, "reason", pod.Status.Reason)
-		return nil, client.IgnoreNotFound(r.Client.Delete(ctx, pod))
-	}
-	if pod.Annotations[replv1.FinishAnnotation] != "" {
-		return pod, nil
-	}
-	raw, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{replv1.FinishAnnotation: finish}}})
-	if err := r.Client.Patch(ctx, pod, client.RawPatch(types.MergePatchType, raw)); err != nil {
-		return nil, fmt.Errorf("asking sender %s to finish: %w", pod.Name, err)
-	}
-	log.FromContext(ctx).Info("Asked the running sender to finish", "pod", pod.Name)
-	return pod, nil
-}
-
-func senderArgsMatch(pod *corev1.Pod, dest string) bool {
-	args := pod.Spec.Containers[0].Args
-	for i := 0; i+1 < len(args); i++ {
-		if args[i] == "--to" {
-			return args[i+1] == dest
-		}
-	}
-	return false
-}
-
-// finishValue is what the FinishAnnotation says: the hub's quiesce start,
-// from which the sender rereads every changed file.
-func finishValue(rs *replv1.ReplicationSource) string {
-	if rs.Spec.QuiesceStartTime != nil {
-		return rs.Spec.QuiesceStartTime.UTC().Format(time.RFC3339Nano)
-	}
-	return "finish"
-}
-
-// cleanup removes the movers and the PVC finalizers. The PV keeps Retain
-// unless spec.releaseSource asks to restore its original policy (restored
-// before the finalizer goes, so a Delete policy then applies).
-func (r *Reconciler) cleanup(ctx context.Context, rs *replv1.ReplicationSource) error {
-	r.Hooks.Forget(rs.UID)
-	if !controllerutil.ContainsFinalizer(rs, replv1.Finalizer) {
-		return nil
-	}
-	for _, v := range rs.Spec.Volumes {
-		if _, err := r.deletePod(ctx, rs, moverpod.RoleSender, v.PVCName); err != nil {
-			return err
-		}
-		var pvc corev1.PersistentVolumeClaim
-		err := r.Client.Get(ctx, types.NamespacedName{Namespace: rs.Namespace, Name: v.PVCName}, &pvc)
-		if apierrors.IsNotFound(err) {
-			continue
-		} else if err != nil {
-			return err
-		}
-		if !rs.Spec.HubVerified {
-			// Rolled back or failed: the app stays here, its PVC is live.
-			if err := r.setMovedOut(ctx, rs, &pvc, false); err != nil {
-				return err
-			}
-		}
-		if rs.Spec.ReleaseSource && pvc.Spec.VolumeName != "" {
-			if err := r.release(ctx, pvc.Spec.VolumeName); err != nil {
-				return err
-			}
-		}
-		if controllerutil.ContainsFinalizer(&pvc, replv1.PVCProtectionFinalizer) {
-			patch := client.MergeFromWithOptions(pvc.DeepCopy(), client.MergeFromWithOptimisticLock{})
-			controllerutil.RemoveFinalizer(&pvc, replv1.PVCProtectionFinalizer)
-			if err := r.Client.Patch(ctx, &pvc, patch); client.IgnoreNotFound(err) != nil {
-				return err
-			}
-		}
-	}
-	if err := r.Reporter.SyncSource(ctx, rs, true); err != nil {
-		return err
-	}
-	moverpod.Forget(rs.Namespace, rs.Spec.MigrationID)
-	patch := client.MergeFromWithOptions(rs.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	controllerutil.RemoveFinalizer(rs, replv1.Finalizer)
-	return client.IgnoreNotFound(r.Client.Patch(ctx, rs, patch))
-}
-
-func (r *Reconciler) release(ctx context.Context, pvName string) error {
-	var pv corev1.PersistentVolume
-	if err := r.Reader.Get(ctx, types.NamespacedName{Name: pvName}, &pv); err != nil {
-		return client.IgnoreNotFound(err)
-	}
-	orig, ok := pv.Annotations[replv1.OriginalReclaimPolicyAnnotation]
-	if !ok {
-		return nil
-	}
-	raw, _ := json.Marshal(map[string]any{
-		"metadata": map[string]any{"resourceVersion": pv.ResourceVersion, "annotations": map[string]any{replv1.OriginalReclaimPolicyAnnotation: nil}},
-		"spec":     map[string]any{"persistentVolumeReclaimPolicy": orig},
-	})
-	if err := r.Client.Patch(ctx, &pv, client.RawPatch(types.MergePatchType, raw)); err != nil {
-		return fmt.Errorf("restoring reclaim policy %s of PV %s: %w", orig, pvName, err)
-	}
-	log.FromContext(ctx).Info("Released source PV", "pv", pvName, "reclaimPolicy", orig)
-	return nil
 }

@@ -8,12 +8,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clusterv1beta1 "open-cluster-management.io/api/cluster/v1beta1"
+	ctrl "sigs.k8s.io/controller-runtime"
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/decision"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/tenancy"
-
-	clusterv1beta1 "open-cluster-management.io/api/cluster/v1beta1"
 )
 
 // Reasons of the Admitted condition when a Migration is refused.
@@ -106,4 +106,43 @@ func (r *Reconciler) refuse(s *state, reason, msg string) {
 	r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, reason, "Admit", full)
 	r.transition(s, migrationv1alpha1.PhaseFailed, reason, full)
 	s.setSucceeded(metav1.ConditionFalse, reason, full)
+}
+
+func (r *Reconciler) pending(ctx context.Context, s *state) (ctrl.Result, error) {
+	m := s.m
+	if s.policy == nil {
+		return r.failBeforeQuiesce(ctx, s, ReasonPolicyNotFound, fmt.Sprintf("MigrationPolicy %s not found", m.Spec.PolicyName), true)
+	}
+	if m.Status.Attempts > 0 {
+		if left := r.backoff(m.Status.Attempts) - s.inPhase(); left > 0 {
+			return ctrl.Result{RequeueAfter: left}, nil
+		}
+		// The previous attempt must be gone from both clusters, reports
+		// included, before a new one starts under the same migration ID.
+		if s.srcWork != nil || s.dstWork != nil || s.src != nil || s.dst != nil {
+			// Reason and message keep the failure; the condition says what we wait for.
+			setCond(m, ConditionProgressing, metav1.ConditionTrue, ReasonWaitingForCleanup, fmt.Sprintf(
+				"Waiting for the agents to remove attempt %d (%s, %s)", m.Status.Attempts, describe("source", s.src), describe("destination", s.dst)))
+			return ctrl.Result{RequeueAfter: pollLimit}, r.deleteWorks(ctx, s)
+		}
+	}
+	reason, msg, err := r.admit(ctx, s)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if reason != "" {
+		r.refuse(s, reason, msg)
+		return ctrl.Result{}, nil
+	}
+	setCond(m, migrationv1alpha1.ConditionAdmitted, metav1.ConditionTrue, ReasonAdmitted,
+		fmt.Sprintf("Created by MigrationPolicy %s; %s runs the app, the scheduler chose %s", s.policy.Name, m.Spec.SourceCluster, m.Spec.DestinationCluster))
+	m.Status.Attempts++
+	m.Status.Hooks = migrationv1alpha1.HooksStatus{}
+	if m.Status.StartTime == nil {
+		now := metav1.NewTime(s.now)
+		m.Status.StartTime = &now
+	}
+	r.transition(s, migrationv1alpha1.PhasePreparing, ReasonStarted,
+		fmt.Sprintf("Attempt %d/%d: preparing %s to receive the volumes", m.Status.Attempts, maxAttempts(s.policy), m.Spec.DestinationCluster))
+	return ctrl.Result{}, nil
 }

@@ -31,7 +31,7 @@ const (
 func (r *Reconciler) beginFailover(s *state) ctrl.Result {
 	st := s.m.Status.Standby
 	if st == nil || st.PointTime == nil {
-		s.wait(ReasonNoPoint, fmt.Sprintf("Failover to %s asked, but the standby has committed no whole pass yet: nothing to start the app on",
+		s.progressing(ReasonNoPoint, fmt.Sprintf("Failover to %s asked, but the standby has committed no whole pass yet: nothing to start the app on",
 			s.m.Spec.DestinationCluster))
 		return ctrl.Result{RequeueAfter: standbyPoll}
 	}
@@ -65,7 +65,7 @@ func (r *Reconciler) failingOver(ctx context.Context, s *state) (ctrl.Result, er
 			s.m.Spec.DestinationCluster, s.dst.Error(), f.FencedCluster)
 		return r.endFailover(s, ReasonPromoteFailed, msg)
 	case !progress.DestinationAtLeast(s.dst, replv1.DestinationVerified):
-		s.wait(ReasonPromoting, fmt.Sprintf("Promoting the standby on %s to its point of %s (%s)", s.m.Spec.DestinationCluster,
+		s.progressing(ReasonPromoting, fmt.Sprintf("Promoting the standby on %s to its point of %s (%s)", s.m.Spec.DestinationCluster,
 			f.PointTime.UTC().Format("2006-01-02T15:04:05Z"), describe("destination", s.dst)))
 		return requeue(pollLimit), nil
 	case s.dst.Digest != f.PointDigest:

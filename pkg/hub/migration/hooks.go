@@ -52,7 +52,7 @@ func (r *Reconciler) preQuiesceHook(ctx context.Context, s *state, caughtUp bool
 		*st = &replv1.HookStatus{Phase: replv1.HookRunning, StartTime: &start}
 		r.Recorder.Eventf(s.m, nil, corev1.EventTypeNormal, ReasonRunningPreQuiesceHook, "PreQuiesce",
 			"Copy caught up; running the pre-quiesce hook %q in the app's pods on %s", h.Command, s.m.Spec.SourceCluster)
-		s.wait(ReasonRunningPreQuiesceHook, running)
+		s.progressing(ReasonRunningPreQuiesceHook, running)
 		return ctrl.Result{RequeueAfter: time.Millisecond}, true, nil
 	}
 	rep := s.src.HookStatus()
@@ -77,7 +77,7 @@ func (r *Reconciler) preQuiesceHook(ctx context.Context, s *state, caughtUp bool
 			s.m.Spec.SourceCluster, limit, hookDelivery, describe("source", s.src)), false)
 		return res, true, err
 	}
-	s.wait(ReasonRunningPreQuiesceHook, running)
+	s.progressing(ReasonRunningPreQuiesceHook, running)
 	return requeue(left), true, nil
 }
 

@@ -79,10 +79,10 @@ func (r *Reconciler) standby(s *state) ctrl.Result {
 	}
 	s.m.Status.Standby = st
 	if st.PointTime == nil {
-		s.wait(ReasonWaitingForFirstPoint, fmt.Sprintf("Standby on %s: waiting for its first whole pass (lag %d bytes)",
+		s.progressing(ReasonWaitingForFirstPoint, fmt.Sprintf("Standby on %s: waiting for its first whole pass (lag %d bytes)",
 			s.m.Spec.DestinationCluster, st.LagBytes))
 	} else {
-		s.wait(ReasonStandbyCurrent, fmt.Sprintf("Standby on %s holds the point of %s, %s (RPO %ds, lag %d bytes)%s",
+		s.progressing(ReasonStandbyCurrent, fmt.Sprintf("Standby on %s holds the point of %s, %s (RPO %ds, lag %d bytes)%s",
 			s.m.Spec.DestinationCluster, st.PointTime.UTC().Format(time.RFC3339), pointKind(st.PointExact), st.RPOSeconds, st.LagBytes,
 			agingHint(s, st)))
 	}

@@ -9,11 +9,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
 	addonv1beta1 "open-cluster-management.io/api/addon/v1beta1"
 	clusterv1beta1 "open-cluster-management.io/api/cluster/v1beta1"
 	workv1 "open-cluster-management.io/api/work/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
@@ -117,7 +117,7 @@ func (r *Reconciler) transition(s *state, to migrationv1alpha1.MigrationPhase, r
 	now := metav1.NewTime(s.now)
 	m.Status.Phase = to
 	m.Status.PhaseTransitionTime = &now
-	s.wait(reason, msg)
+	s.progressing(reason, msg)
 	r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, string(to), "Sequence", "%s -> %s: %s", from, to, msg)
 }
 
@@ -126,7 +126,10 @@ func (r *Reconciler) transition(s *state, to migrationv1alpha1.MigrationPhase, r
 // move to Launching); both agents are told so in their works.
 func (s *state) hubVerified() bool { return s.m.Status.Digest != "" }
 
-func (s *state) wait(reason, msg string) {
+// progressing says what the migration is doing or waiting for: the reason
+// and message in its status and its Progressing condition (False once
+// finished).
+func (s *state) progressing(reason, msg string) {
 	s.m.Status.Reason, s.m.Status.Message = reason, msg
 	status := metav1.ConditionTrue
 	if s.m.CurrentPhase().IsFinished() {
@@ -197,3 +200,47 @@ func describe(role string, r *progress.Report) string {
 	}
 	return fmt.Sprintf("%s reports %s", role, r.Phase)
 }
+
+func (r *Reconciler) placementEvent(s *state, typ, reason, note string, args ...any) {
+	if s.placement == nil {
+		return
+	}
+	r.Recorder.Eventf(s.placement, s.m, typ, reason, "Migrate", note, args...)
+}
+
+func setCond(m *migrationv1alpha1.Migration, typ string, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&m.Status.Conditions, metav1.Condition{
+		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: m.Generation,
+	})
+}
+
+func requeue(d time.Duration) ctrl.Result {
+	if d <= 0 || d > pollLimit {
+		d = pollLimit
+	}
+	return ctrl.Result{RequeueAfter: d}
+}
+
+// leftInPhase is what is left of timeout d since the phase began.
+func leftInPhase(s *state, d *metav1.Duration) time.Duration {
+	left, _ := s.timeout(d, s.m.Status.PhaseTransitionTime.Time)
+	return left
+}
+
+// leftSince is what is left of timeout d since a step began (unknown: the poll limit).
+func leftSince(s *state, d *metav1.Duration, since *metav1.Time) time.Duration {
+	if since == nil {
+		return pollLimit
+	}
+	left, _ := s.timeout(d, since.Time)
+	return left
+}
+
+func dur(d *metav1.Duration) string {
+	if d == nil {
+		return "-"
+	}
+	return d.Duration.Round(time.Millisecond).String()
+}
+
+func short(d string) string { return d[:min(12, len(d))] }
