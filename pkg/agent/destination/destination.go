@@ -16,47 +16,20 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 
 	"github.com/stateful-migration/stateful-migration/pkg/agent/frame"
-	"github.com/stateful-migration/stateful-migration/pkg/agent/hooks"
 	"github.com/stateful-migration/stateful-migration/pkg/agent/moverpod"
-	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/progress"
 )
 
 // Reconciler reconciles ReplicationDestinations.
-type Reconciler struct {
-	// Client reads pods and PVCs from the cache and writes.
-	Client client.Client
-	// Reader reads what the agent does not cache (services, secrets,
-	// storage classes) straight from the API server with namespaced rights.
-	Reader   client.Reader
-	Logs     moverpod.LogSource
-	Reporter *report.Reporter
-	// Image is the mover image unless the spec names one (the agent's image).
-	Image string
-	// Poll is how often running receivers' progress is read.
-	Poll time.Duration
-	// Hooks runs the post-launch check.
-	Hooks *hooks.Runner
-}
+type Reconciler struct{ frame.Deps }
 
 // SetupWithManager registers the controller.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	sameNamespace := handler.EnqueueRequestsFromMapFunc(frame.InNamespace(r.Client, func() client.ObjectList { return &replv1.ReplicationDestinationList{} }))
-	return ctrl.NewControllerManagedBy(mgr).
-		Named("replicationdestination").
-		For(&replv1.ReplicationDestination{}).
-		Owns(&corev1.Pod{}).
-		// The app's pods: once the data is verified, their readiness is
-		// what the hub waits for.
-		Watches(&corev1.Pod{}, sameNamespace).
-		Watches(&corev1.PersistentVolumeClaim{}, sameNamespace).
-		WatchesRawSource(r.Hooks.Source()).
-		Complete(r)
+	return r.Watch(mgr, "replicationdestination", &replv1.ReplicationDestination{}, func() client.ObjectList { return &replv1.ReplicationDestinationList{} }, r)
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -65,6 +38,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		Client:   r.Client,
 		New:      func() *replv1.ReplicationDestination { return &replv1.ReplicationDestination{} },
 		Cleanup:  r.cleanup,
+		Withdraw: r.withdraw,
 		Converge: r.steps,
 		Report:   r.report,
 	}.Reconcile(ctx, req)

@@ -39,8 +39,11 @@ type Steps[T Object] struct {
 	Client client.Client
 	// New returns an empty object to read into.
 	New func() T
-	// Cleanup runs once the object is being deleted; the finalizer goes when it returns nil.
+	// Cleanup undoes what Converge made once the object is being deleted.
 	Cleanup func(context.Context, T) error
+	// Withdraw takes the object out of the uplink after Cleanup; the
+	// finalizer goes when it returns nil.
+	Withdraw func(context.Context, T) error
 	// Converge brings the cluster toward the spec and sets the status; it
 	// returns how soon to look again (0: on events only).
 	Converge func(context.Context, T) (time.Duration, error)
@@ -55,7 +58,7 @@ func (s Steps[T]) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result,
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !o.GetDeletionTimestamp().IsZero() {
-		return ctrl.Result{}, s.Cleanup(ctx, o)
+		return ctrl.Result{}, s.finish(ctx, o)
 	}
 	if !controllerutil.ContainsFinalizer(o, replv1.Finalizer) {
 		patch := client.MergeFromWithOptions(o.DeepCopyObject().(T), client.MergeFromWithOptimisticLock{})
@@ -83,6 +86,23 @@ func (s Steps[T]) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result,
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// finish runs once the object is being deleted: the controller's cleanup,
+// the uplink withdrawn, then the finalizer goes.
+func (s Steps[T]) finish(ctx context.Context, o T) error {
+	if !controllerutil.ContainsFinalizer(o, replv1.Finalizer) {
+		return nil
+	}
+	if err := s.Cleanup(ctx, o); err != nil {
+		return err
+	}
+	if err := s.Withdraw(ctx, o); err != nil {
+		return err
+	}
+	patch := client.MergeFromWithOptions(o.DeepCopyObject().(T), client.MergeFromWithOptimisticLock{})
+	controllerutil.RemoveFinalizer(o, replv1.Finalizer)
+	return client.IgnoreNotFound(s.Client.Patch(ctx, o, patch))
 }
 
 // forbidden says which of the hub's grants is missing: typically its

@@ -21,7 +21,7 @@ import (
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 )
 
-type calls struct{ cleanup, converge, report, statusWrites int }
+type calls struct{ cleanup, withdraw, converge, report, statusWrites int }
 
 func setup(t *testing.T, rs *replv1.ReplicationSource, converge func(*replv1.ReplicationSource) (time.Duration, error)) (Steps[*replv1.ReplicationSource], *calls, client.Client) {
 	t.Helper()
@@ -40,6 +40,13 @@ func setup(t *testing.T, rs *replv1.ReplicationSource, converge func(*replv1.Rep
 		New:    func() *replv1.ReplicationSource { return &replv1.ReplicationSource{} },
 		Cleanup: func(context.Context, *replv1.ReplicationSource) error {
 			n.cleanup++
+			return nil
+		},
+		Withdraw: func(context.Context, *replv1.ReplicationSource) error {
+			if n.cleanup == 0 {
+				t.Error("withdrawn before the cleanup")
+			}
+			n.withdraw++
 			return nil
 		},
 		Converge: func(_ context.Context, o *replv1.ReplicationSource) (time.Duration, error) {
@@ -131,17 +138,36 @@ func TestOtherErrorsReturnWithoutAStatusWrite(t *testing.T) {
 	}
 }
 
-func TestDeletionRunsCleanupOnly(t *testing.T) {
+func TestDeletionCleansWithdrawsThenLetsGo(t *testing.T) {
 	o := source()
 	o.Finalizers = []string{replv1.Finalizer}
 	now := metav1.Now()
 	o.DeletionTimestamp = &now
-	s, n, _ := setup(t, o, func(*replv1.ReplicationSource) (time.Duration, error) { return 0, nil })
+	s, n, c := setup(t, o, func(*replv1.ReplicationSource) (time.Duration, error) { return 0, nil })
 	if _, err := s.Reconcile(context.Background(), req); err != nil {
 		t.Fatal(err)
 	}
-	if n.cleanup != 1 || n.converge != 0 || n.report != 0 {
+	if n.cleanup != 1 || n.withdraw != 1 || n.converge != 0 || n.report != 0 {
 		t.Errorf("calls = %+v", *n)
+	}
+	if err := c.Get(context.Background(), req.NamespacedName, &replv1.ReplicationSource{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the finalizer must go once withdrawn (the object with it): %v", err)
+	}
+}
+
+func TestFailedCleanupKeepsTheFinalizer(t *testing.T) {
+	o := source()
+	o.Finalizers = []string{replv1.Finalizer}
+	now := metav1.Now()
+	o.DeletionTimestamp = &now
+	s, n, c := setup(t, o, func(*replv1.ReplicationSource) (time.Duration, error) { return 0, nil })
+	s.Cleanup = func(context.Context, *replv1.ReplicationSource) error { return errors.New("pod still there") }
+	if _, err := s.Reconcile(context.Background(), req); err == nil {
+		t.Fatal("a failed cleanup must be retried")
+	}
+	var got replv1.ReplicationSource
+	if err := c.Get(context.Background(), req.NamespacedName, &got); err != nil || len(got.Finalizers) != 1 || n.withdraw != 0 {
+		t.Errorf("finalizer kept and nothing withdrawn: %v %v %+v", err, got.Finalizers, *n)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/stateful-migration/stateful-migration/pkg/agent/destination"
+	"github.com/stateful-migration/stateful-migration/pkg/agent/frame"
 	"github.com/stateful-migration/stateful-migration/pkg/agent/hooks"
 	"github.com/stateful-migration/stateful-migration/pkg/agent/moverpod"
 	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
@@ -57,14 +58,12 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		o.Exec = e
 	}
 	rep := &report.Reporter{Client: mgr.GetClient(), Writer: o.Writer}
-	if err := (&destination.Reconciler{
-		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Logs: o.Logs, Reporter: rep,
-		Image: o.MoverImage, Poll: o.Poll, Hooks: hooks.NewRunner(o.Exec),
-	}).SetupWithManager(mgr); err != nil {
+	deps := func() frame.Deps {
+		return frame.Deps{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Logs: o.Logs, Reporter: rep,
+			Image: o.MoverImage, Poll: o.Poll, Hooks: hooks.NewRunner(o.Exec)}
+	}
+	if err := (&destination.Reconciler{Deps: deps()}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	return (&source.Reconciler{
-		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Logs: o.Logs, Reporter: rep,
-		Image: o.MoverImage, Poll: o.Poll, Hooks: hooks.NewRunner(o.Exec),
-	}).SetupWithManager(mgr)
+	return (&source.Reconciler{Deps: deps()}).SetupWithManager(mgr)
 }

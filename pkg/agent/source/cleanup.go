@@ -18,9 +18,6 @@ import (
 // before the finalizer goes, so a Delete policy then applies).
 func (r *Reconciler) cleanup(ctx context.Context, rs *replv1.ReplicationSource) error {
 	r.Hooks.Forget(rs.UID)
-	if !controllerutil.ContainsFinalizer(rs, replv1.Finalizer) {
-		return nil
-	}
 	for _, v := range rs.Spec.Volumes {
 		if _, err := r.deletePod(ctx, rs, moverpod.RoleSender, v.PVCName); err != nil {
 			return err
@@ -51,11 +48,11 @@ func (r *Reconciler) cleanup(ctx context.Context, rs *replv1.ReplicationSource) 
 			}
 		}
 	}
-	if err := r.Reporter.SyncSource(ctx, rs, true); err != nil {
-		return err
-	}
+	return nil
+}
+
+// withdraw takes the source out of the uplink and forgets its movers' progress.
+func (r *Reconciler) withdraw(ctx context.Context, rs *replv1.ReplicationSource) error {
 	moverpod.Forget(rs.Namespace, rs.Spec.MigrationID)
-	patch := client.MergeFromWithOptions(rs.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	controllerutil.RemoveFinalizer(rs, replv1.Finalizer)
-	return client.IgnoreNotFound(r.Client.Patch(ctx, rs, patch))
+	return r.Reporter.SyncSource(ctx, rs, true)
 }

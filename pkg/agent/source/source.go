@@ -17,12 +17,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 
 	"github.com/stateful-migration/stateful-migration/pkg/agent/frame"
-	"github.com/stateful-migration/stateful-migration/pkg/agent/hooks"
 	"github.com/stateful-migration/stateful-migration/pkg/agent/moverpod"
-	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
 	"github.com/stateful-migration/stateful-migration/pkg/mover/progress"
@@ -38,36 +35,20 @@ const FinishSignal = time.Second
 const FailAfterRestarts = 5
 
 // Reconciler reconciles ReplicationSources.
-type Reconciler struct {
-	Client   client.Client
-	Reader   client.Reader // PVs, secrets: read uncached
-	Logs     moverpod.LogSource
-	Reporter *report.Reporter
-	Image    string
-	Poll     time.Duration
-	Hooks    *hooks.Runner
-}
+type Reconciler struct{ frame.Deps }
 
 // SetupWithManager registers the controller.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	sameNamespace := handler.EnqueueRequestsFromMapFunc(frame.InNamespace(r.Client, func() client.ObjectList { return &replv1.ReplicationSourceList{} }))
-	return ctrl.NewControllerManagedBy(mgr).
-		Named("replicationsource").
-		For(&replv1.ReplicationSource{}).
-		Owns(&corev1.Pod{}).
-		// App pods come and go (their node, "no pod uses the PVC"); PVCs bind.
-		Watches(&corev1.Pod{}, sameNamespace).
-		Watches(&corev1.PersistentVolumeClaim{}, sameNamespace).
-		WatchesRawSource(r.Hooks.Source()).
-		Complete(r)
+	return r.Watch(mgr, "replicationsource", &replv1.ReplicationSource{}, func() client.ObjectList { return &replv1.ReplicationSourceList{} }, r)
 }
 
 // Reconcile implements reconcile.Reconciler.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	return frame.Steps[*replv1.ReplicationSource]{
-		Client:  r.Client,
-		New:     func() *replv1.ReplicationSource { return &replv1.ReplicationSource{} },
-		Cleanup: r.cleanup,
+		Client:   r.Client,
+		New:      func() *replv1.ReplicationSource { return &replv1.ReplicationSource{} },
+		Cleanup:  r.cleanup,
+		Withdraw: r.withdraw,
 		Converge: func(ctx context.Context, rs *replv1.ReplicationSource) (time.Duration, error) {
 			requeue, err := r.converge(ctx, rs)
 			if err == nil {

@@ -203,30 +203,23 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	return result, nil
 }
 
-// step dispatches on the phase.
+// step runs the current phase's step; a finished migration is cleaned up.
 func (r *Reconciler) step(ctx context.Context, s *state) (ctrl.Result, error) {
-	switch s.m.CurrentPhase() {
-	case migrationv1alpha1.PhasePending:
-		return r.pending(ctx, s)
-	case migrationv1alpha1.PhasePreparing:
-		return r.preparing(ctx, s)
-	case migrationv1alpha1.PhaseInitialSync:
-		return r.initialSync(ctx, s)
-	case migrationv1alpha1.PhaseSyncing:
-		return r.syncing(ctx, s)
-	case migrationv1alpha1.PhaseQuiescing:
-		return r.quiescing(ctx, s)
-	case migrationv1alpha1.PhaseFinalSync:
-		return r.finalSync(ctx, s)
-	case migrationv1alpha1.PhaseFailingOver:
-		return r.failingOver(ctx, s)
-	case migrationv1alpha1.PhaseLaunching:
-		return r.launching(ctx, s)
-	case migrationv1alpha1.PhaseRollingBack:
-		return r.rollingBack(ctx, s)
-	default: // Completed, Failed, RolledBack
-		return ctrl.Result{}, r.cleanup(ctx, s, false)
+	steps := map[migrationv1alpha1.MigrationPhase]func(context.Context, *state) (ctrl.Result, error){
+		migrationv1alpha1.PhasePending:     r.pending,
+		migrationv1alpha1.PhasePreparing:   r.preparing,
+		migrationv1alpha1.PhaseInitialSync: r.initialSync,
+		migrationv1alpha1.PhaseSyncing:     r.syncing,
+		migrationv1alpha1.PhaseQuiescing:   r.quiescing,
+		migrationv1alpha1.PhaseFinalSync:   r.finalSync,
+		migrationv1alpha1.PhaseFailingOver: r.failingOver,
+		migrationv1alpha1.PhaseLaunching:   r.launching,
+		migrationv1alpha1.PhaseRollingBack: r.rollingBack,
 	}
+	if step, ok := steps[s.m.CurrentPhase()]; ok {
+		return step(ctx, s)
+	}
+	return ctrl.Result{}, r.cleanup(ctx, s, false) // Completed, Failed, RolledBack
 }
 
 // credentialsRefused ends the attempt when the credentials Secret is not the
