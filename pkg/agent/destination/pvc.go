@@ -9,9 +9,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/stateful-migration/stateful-migration/pkg/agent/moverpod"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
@@ -56,7 +56,7 @@ func (r *Reconciler) adopt(ctx context.Context, rd *replv1.ReplicationDestinatio
 			return fmt.Sprintf("%s and pod %s uses it: refusing to write into it", ref, p.Name), nil
 		}
 	}
-	log.FromContext(ctx).Info("Reusing a PVC an earlier migration left", "pvc", pvc.Name,
+	klog.FromContext(ctx).Info("Reusing a PVC an earlier migration left", "pvc", pvc.Name,
 		"movedOutBy", pvc.Labels[replv1.MovedOutLabel], "leftBy", pvc.Labels[replv1.MigrationIDLabel])
 	raw, _ := json.Marshal(map[string]any{"metadata": map[string]any{
 		"resourceVersion": pvc.ResourceVersion,

@@ -9,10 +9,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/stateful-migration/stateful-migration/pkg/agent/moverpod"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
@@ -28,13 +28,13 @@ func (r *Reconciler) ensureReceiver(ctx context.Context, rd *replv1.ReplicationD
 		if c := pod.Spec.Containers[0].Args; rd.Spec.Standby && pod.DeletionTimestamp.IsZero() && (len(c) < 2 || !slices.Equal(c[2:], args)) {
 			// The policy's points changed: a standby's receiver restarts
 			// with them (rolling back a pass it was in, as after a crash).
-			log.FromContext(ctx).Info("Restarting standby receiver with new points", "pod", name, "args", args)
+			klog.FromContext(ctx).Info("Restarting standby receiver with new points", "pod", name, "args", args)
 			return nil, client.IgnoreNotFound(r.Client.Delete(ctx, &pod))
 		}
 		if pod.Status.Phase == corev1.PodFailed && pod.DeletionTimestamp.IsZero() {
 			// Evicted or its node lost: the receiver resumes from what is on
 			// the volume, so a fresh pod carries on.
-			log.FromContext(ctx).Info("Replacing failed receiver", "pod", name, "reason", pod.Status.Reason)
+			klog.FromContext(ctx).Info("Replacing failed receiver", "pod", name, "reason", pod.Status.Reason)
 			return nil, client.IgnoreNotFound(r.Client.Delete(ctx, &pod))
 		}
 		if !pod.DeletionTimestamp.IsZero() {

@@ -8,9 +8,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 )
@@ -53,7 +53,7 @@ func (r *Reconciler) protect(ctx context.Context, rs *replv1.ReplicationSource, 
 		if err := r.Client.Patch(ctx, &pv, client.RawPatch(types.MergePatchType, raw)); err != nil {
 			return "", fmt.Errorf("setting PV %s to Retain: %w", pv.Name, err)
 		}
-		log.FromContext(ctx).Info("Protected source PV", "pv", pv.Name, "originalReclaimPolicy", orig)
+		klog.FromContext(ctx).Info("Protected source PV", "pv", pv.Name, "originalReclaimPolicy", orig)
 	}
 	vs.OriginalReclaimPolicy = corev1.PersistentVolumeReclaimPolicy(orig)
 	if !controllerutil.ContainsFinalizer(&pvc, replv1.PVCProtectionFinalizer) {
@@ -124,6 +124,6 @@ func (r *Reconciler) release(ctx context.Context, pvName string) error {
 	if err := r.Client.Patch(ctx, &pv, client.RawPatch(types.MergePatchType, raw)); err != nil {
 		return fmt.Errorf("restoring reclaim policy %s of PV %s: %w", orig, pvName, err)
 	}
-	log.FromContext(ctx).Info("Released source PV", "pv", pvName, "reclaimPolicy", orig)
+	klog.FromContext(ctx).Info("Released source PV", "pv", pvName, "reclaimPolicy", orig)
 	return nil
 }

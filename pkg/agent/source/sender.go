@@ -10,9 +10,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/stateful-migration/stateful-migration/pkg/agent/moverpod"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
@@ -104,7 +104,7 @@ func (r *Reconciler) ensureSender(ctx context.Context, rs *replv1.ReplicationSou
 			stale = true
 		}
 		if stale || pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded {
-			log.FromContext(ctx).Info("Replacing sender", "pod", pod.Name, "node", vs.Node, "appNode", node, "phase", pod.Status.Phase)
+			klog.FromContext(ctx).Info("Replacing sender", "pod", pod.Name, "node", vs.Node, "appNode", node, "phase", pod.Status.Phase)
 			return nil, client.IgnoreNotFound(r.Client.Delete(ctx, pod))
 		}
 		return pod, nil
@@ -130,7 +130,7 @@ func (r *Reconciler) ensureSender(ctx context.Context, rs *replv1.ReplicationSou
 		return nil, fmt.Errorf("creating sender pod %s/%s: %w", rs.Namespace, want.Name, err)
 	}
 	if finish != "" {
-		log.FromContext(ctx).Info("Started a sender for the final sync: the earlier one is gone, this one rescans the whole volume",
+		klog.FromContext(ctx).Info("Started a sender for the final sync: the earlier one is gone, this one rescans the whole volume",
 			"pod", want.Name, "pvc", pvcName)
 	}
 	vs.Node = node
@@ -141,7 +141,7 @@ func (r *Reconciler) ensureSender(ctx context.Context, rs *replv1.ReplicationSou
 // failed (evicted, node lost) is replaced.
 func (r *Reconciler) finishSender(ctx context.Context, pod *corev1.Pod, finish string) (*corev1.Pod, error) {
 	if pod.Status.Phase == corev1.PodFailed {
-		log.FromContext(ctx).Info("Replacing failed sender", "pod", pod.Name, "reason", pod.Status.Reason)
+		klog.FromContext(ctx).Info("Replacing failed sender", "pod", pod.Name, "reason", pod.Status.Reason)
 		return nil, client.IgnoreNotFound(r.Client.Delete(ctx, pod))
 	}
 	if pod.Annotations[replv1.FinishAnnotation] != "" {
@@ -151,7 +151,7 @@ func (r *Reconciler) finishSender(ctx context.Context, pod *corev1.Pod, finish s
 	if err := r.Client.Patch(ctx, pod, client.RawPatch(types.MergePatchType, raw)); err != nil {
 		return nil, fmt.Errorf("asking sender %s to finish: %w", pod.Name, err)
 	}
-	log.FromContext(ctx).Info("Asked the running sender to finish", "pod", pod.Name)
+	klog.FromContext(ctx).Info("Asked the running sender to finish", "pod", pod.Name)
 	return pod, nil
 }
 

@@ -1,6 +1,6 @@
 package placement
 
-// How an enrolled Placement P is run (DESIGN section 3), and the choices made:
+// How an enrolled Placement P is run, and the choices made:
 //
 //   - Enrolment patches P, in one optimistic-locked write, with
 //     cluster.open-cluster-management.io/experimental-scheduling-disable=true

@@ -6,7 +6,7 @@ import (
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 )
 
-// MigrationPhase is the step a Migration is at (DESIGN section 4).
+// MigrationPhase is the step a Migration is at (docs/protocol.md, "Sequencing").
 // +kubebuilder:validation:Enum=Pending;Preparing;InitialSync;Syncing;Quiescing;FinalSync;FailingOver;Launching;Completed;Failed;RollingBack;RolledBack
 type MigrationPhase string
 
