@@ -131,10 +131,6 @@ func (r *Reconciler) converge(ctx context.Context, rd *replv1.ReplicationDestina
 		st.BytesReceived += vs.BytesReceived
 		st.Volumes = append(st.Volumes, vs)
 	}
-	st.Endpoint = ""
-	if len(st.Volumes) > 0 {
-		st.Endpoint = st.Volumes[0].Endpoint
-	}
 	cond := metav1.Condition{Type: replv1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Progressing", Message: "receivers are being prepared or are receiving"}
 	switch {
 	case failed > 0:

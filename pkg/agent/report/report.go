@@ -177,9 +177,6 @@ func DestinationCondition(migrationID string, items []replv1.ReplicationDestinat
 		if m.Error == "" {
 			m.Error = s.LastError
 		}
-		if m.Endpoint == "" {
-			m.Endpoint = s.Endpoint
-		}
 		for _, v := range s.Volumes {
 			if v.Endpoint != "" {
 				m.Endpoints[o.Namespace+"/"+v.PVCName] = v.Endpoint

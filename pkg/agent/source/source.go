@@ -183,9 +183,6 @@ func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource)
 			continue
 		}
 		dest := v.Destination
-		if dest == "" && len(rs.Spec.Volumes) == 1 {
-			dest = rs.Spec.Destination
-		}
 		if dest == "" {
 			phases[i] = replv1.SourcePending
 			note(fmt.Sprintf("waiting for the destination endpoint of PVC %s", v.PVCName))

@@ -55,7 +55,6 @@ type Message struct {
 	UnseenChange     string            `json:"unseenChange,omitempty"`
 	Protected        *bool             `json:"protected,omitempty"`
 	PodsUsingVolumes *int32            `json:"podsUsingVolumes,omitempty"`
-	Endpoint         string            `json:"endpoint,omitempty"`
 	Endpoints        map[string]string `json:"endpoints,omitempty"`
 	Digest           string            `json:"digest,omitempty"`
 	// MovedOut (source): every PVC is labelled moved-out (after hubVerified).

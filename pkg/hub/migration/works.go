@@ -88,8 +88,7 @@ func classMap(p *migrationv1alpha1.MigrationPolicy) map[string]string {
 	return out
 }
 
-// destinationEndpoints returns the receivers the destination reports per
-// volume; with a single volume the first endpoint serves.
+// destinationEndpoints returns the receivers the destination reports per volume.
 func destinationEndpoints(dst *progress.Report, refs []work.VolumeRef) (map[string]string, []string) {
 	out := map[string]string{}
 	var missing []string
@@ -97,9 +96,6 @@ func destinationEndpoints(dst *progress.Report, refs []work.VolumeRef) (map[stri
 		var ep string
 		if dst != nil {
 			ep = dst.Endpoints[ref.Key()]
-			if ep == "" && len(refs) == 1 {
-				ep = dst.Endpoint
-			}
 		}
 		if ep == "" {
 			missing = append(missing, ref.Key())

@@ -96,11 +96,7 @@ func SourceEndpoints(w *workv1.ManifestWork) map[string]string {
 			out = map[string]string{}
 		}
 		for _, v := range rs.Spec.Volumes {
-			d := v.Destination
-			if d == "" {
-				d = rs.Spec.Destination
-			}
-			out[rs.Namespace+"/"+v.PVCName] = d
+			out[rs.Namespace+"/"+v.PVCName] = v.Destination
 		}
 	}
 	return out

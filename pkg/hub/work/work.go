@@ -192,17 +192,12 @@ func Source(s SourceSpec) (*workv1.ManifestWork, error) {
 		objs = append(objs, agentRBAC(s.Common, ns)...)
 		if s.Endpoints != nil {
 			vols := byNS[ns]
-			dest := ""
-			if len(vols) == 1 {
-				dest = vols[0].Destination
-			}
 			objs = append(objs, &replv1.ReplicationSource{
 				TypeMeta:   metav1.TypeMeta{APIVersion: replv1.GroupVersion.String(), Kind: "ReplicationSource"},
 				ObjectMeta: metav1.ObjectMeta{Name: ReplicationName(s.ID), Namespace: ns},
 				Spec: replv1.ReplicationSourceSpec{
 					MigrationID:      s.ID,
 					Volumes:          vols,
-					Destination:      dest,
 					TLSSecretName:    TLSSecretName(s.ID),
 					ServerName:       replv1.DefaultServerName,
 					FinalSync:        s.FinalSync,

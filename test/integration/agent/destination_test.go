@@ -118,7 +118,10 @@ var _ = Describe("ReplicationDestination", func() {
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rd), rd)).To(Succeed())
 			g.Expect(rd.Status.Phase).To(Equal(replv1.DestinationReady))
-			g.Expect(rd.Status.Endpoint).To(Equal(want[ns+"/data-db-0"]))
+			g.Expect(rd.Status.Volumes).To(HaveLen(2))
+			for _, v := range rd.Status.Volumes {
+				g.Expect(v.Endpoint).To(Equal(want[ns+"/"+v.PVCName]))
+			}
 		}).Should(Succeed())
 		Eventually(func(g Gomega) {
 			c := hubCondition(ctx, condType)
@@ -126,7 +129,6 @@ var _ = Describe("ReplicationDestination", func() {
 			g.Expect(c.Reason).To(Equal("Ready"))
 			g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
 			m := hubMessage(c)
-			g.Expect(m.Endpoint).To(Equal(want[ns+"/data-db-0"]))
 			g.Expect(m.Endpoints).To(Equal(want))
 		}).Should(Succeed())
 

@@ -60,8 +60,8 @@ func hookSource(ctx context.Context, ns, id string, hook *replv1.Hook) *replv1.R
 	rs := &replv1.ReplicationSource{
 		ObjectMeta: metav1.ObjectMeta{Name: "smig-" + id, Namespace: ns},
 		Spec: replv1.ReplicationSourceSpec{
-			MigrationID: id, TLSSecretName: "smig-" + id + "-tls", Destination: "203.0.113.9:31443",
-			Volumes: []replv1.SourceVolume{{PVCName: "data"}}, PreQuiesceHook: hook,
+			MigrationID: id, TLSSecretName: "smig-" + id + "-tls",
+			Volumes: []replv1.SourceVolume{{PVCName: "data", Destination: "203.0.113.9:31443"}}, PreQuiesceHook: hook,
 		},
 	}
 	Expect(k8s.Create(ctx, rs)).To(Succeed())

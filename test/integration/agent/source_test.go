@@ -76,8 +76,8 @@ var _ = Describe("ReplicationSource", func() {
 		rs := &replv1.ReplicationSource{
 			ObjectMeta: metav1.ObjectMeta{Name: "smig-s1", Namespace: ns},
 			Spec: replv1.ReplicationSourceSpec{
-				MigrationID: id, TLSSecretName: "smig-s1-tls", Destination: "203.0.113.9:31443",
-				Volumes: []replv1.SourceVolume{{PVCName: "data"}}, BandwidthLimit: "10M", Compress: true,
+				MigrationID: id, TLSSecretName: "smig-s1-tls",
+				Volumes: []replv1.SourceVolume{{PVCName: "data", Destination: "203.0.113.9:31443"}}, BandwidthLimit: "10M", Compress: true,
 			},
 		}
 		Expect(k8s.Create(ctx, rs)).To(Succeed())
@@ -337,8 +337,8 @@ not json: a stray stderr line
 		bindPVC(ctx, ns, "data", "pv-src-cold", corev1.PersistentVolumeReclaimDelete)
 		rs := &replv1.ReplicationSource{
 			ObjectMeta: metav1.ObjectMeta{Name: "smig-s3", Namespace: ns},
-			Spec: replv1.ReplicationSourceSpec{MigrationID: id, TLSSecretName: "smig-s3-tls", Destination: "203.0.113.9:31443",
-				Volumes: []replv1.SourceVolume{{PVCName: "data"}}, FullVerify: true},
+			Spec: replv1.ReplicationSourceSpec{MigrationID: id, TLSSecretName: "smig-s3-tls",
+				Volumes: []replv1.SourceVolume{{PVCName: "data", Destination: "203.0.113.9:31443"}}, FullVerify: true},
 		}
 		Expect(k8s.Create(ctx, rs)).To(Succeed())
 		Eventually(func() []corev1.Pod { return moverPods(ctx, ns, id, moverpod.RoleSender) }).Should(HaveLen(1))

@@ -234,10 +234,28 @@ func reportSource(cluster, id string, s srcState) {
 	writeCondition(cluster, report.SourceCondition(id, []replv1.ReplicationSource{rs}))
 }
 
+// destinationNamespace is the app namespace whose volumes migration id
+// moves (its policy's first), as the agents key their reports by it.
+func destinationNamespace(cluster, id string) string {
+	var ms migrationv1alpha1.MigrationList
+	Expect(k8s.List(ctx, &ms)).To(Succeed())
+	for i := range ms.Items {
+		m := &ms.Items[i]
+		if work.MigrationID(m) != id {
+			continue
+		}
+		var p migrationv1alpha1.MigrationPolicy
+		if k8s.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: m.Spec.PolicyName}, &p) == nil && len(p.Spec.Volumes) > 0 {
+			return p.Spec.Volumes[0].Namespace
+		}
+	}
+	return "app"
+}
+
 func reportDestination(cluster, id string, phase replv1.DestinationPhase, endpoint, digest, errMsg string) {
-	rd := replv1.ReplicationDestination{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "smig-" + id}}
+	rd := replv1.ReplicationDestination{ObjectMeta: metav1.ObjectMeta{Namespace: destinationNamespace(cluster, id), Name: "smig-" + id}}
 	rd.Spec.MigrationID = id
-	rd.Status = replv1.ReplicationDestinationStatus{Phase: phase, Endpoint: endpoint, LastError: errMsg, BytesReceived: 100,
+	rd.Status = replv1.ReplicationDestinationStatus{Phase: phase, LastError: errMsg, BytesReceived: 100,
 		Volumes: []replv1.DestinationVolumeStatus{{PVCName: "data", Endpoint: endpoint, Digest: digest}}}
 	writeCondition(cluster, report.DestinationCondition(id, []replv1.ReplicationDestination{rd}))
 }
@@ -250,7 +268,7 @@ func reportApp(cluster, id, digest string, ready bool) {
 
 // reportAppCheck is reportApp with the post-launch check's status.
 func reportAppCheck(cluster, id, digest string, ready bool, check *replv1.HookStatus) {
-	rd := replv1.ReplicationDestination{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "smig-" + id}}
+	rd := replv1.ReplicationDestination{ObjectMeta: metav1.ObjectMeta{Namespace: destinationNamespace(cluster, id), Name: "smig-" + id}}
 	rd.Spec.MigrationID, rd.Spec.HubVerified = id, true
 	if check != nil {
 		rd.Spec.PostLaunchHook = &replv1.Hook{Command: []string{"true"}}

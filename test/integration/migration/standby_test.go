@@ -223,10 +223,10 @@ func reportStandbyPoint(cluster, id string, t metav1.Time, digest string) {
 
 // reportStandbyPointOf plays the standby's agent reporting point p.
 func reportStandbyPointOf(cluster, id string, p replv1.VolumePoint) {
-	rd := replv1.ReplicationDestination{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "smig-" + id}}
+	rd := replv1.ReplicationDestination{ObjectMeta: metav1.ObjectMeta{Namespace: destinationNamespace(cluster, id), Name: "smig-" + id}}
 	rd.Spec.MigrationID, rd.Spec.Standby = id, true
 	rd.Spec.Volumes = []replv1.DestinationVolume{{PVCName: "data"}}
-	rd.Status = replv1.ReplicationDestinationStatus{Phase: replv1.DestinationReceiving, Endpoint: "192.0.2.20:30443", BytesReceived: 1000,
+	rd.Status = replv1.ReplicationDestinationStatus{Phase: replv1.DestinationReceiving, BytesReceived: 1000,
 		Volumes: []replv1.DestinationVolumeStatus{{PVCName: "data", Endpoint: "192.0.2.20:30443", Point: &p}}}
 	writeCondition(cluster, report.DestinationCondition(id, []replv1.ReplicationDestination{rd}))
 }

@@ -171,10 +171,6 @@ type ReplicationDestinationStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 	// +optional
 	Phase DestinationPhase `json:"phase,omitempty"`
-	// Endpoint is "host:port" of the first volume's receiver (the only one
-	// for a single-volume migration); see volumes[].endpoint for all.
-	// +optional
-	Endpoint string `json:"endpoint,omitempty"`
 	// BytesReceived over all volumes.
 	// +optional
 	BytesReceived int64 `json:"bytesReceived,omitempty"`

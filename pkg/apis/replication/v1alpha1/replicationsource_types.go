@@ -24,8 +24,9 @@ type SourceVolume struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	PVCName string `json:"pvcName"`
-	// Destination is "host:port" of this volume's receiver; defaults to
-	// spec.destination (enough for a single volume).
+	// Destination is "host:port" of this volume's receiver (set by the hub
+	// once the destination reports it). Until it is set the agent only
+	// protects the volume.
 	// +optional
 	// +kubebuilder:validation:MaxLength=300
 	Destination string `json:"destination,omitempty"`
@@ -47,11 +48,6 @@ type ReplicationSourceSpec struct {
 	// +listType=map
 	// +listMapKey=pvcName
 	Volumes []SourceVolume `json:"volumes"`
-	// Destination is "host:port" of the receiver (set by the hub once the
-	// destination reports it). Until it is set the agent only protects the volumes.
-	// +optional
-	// +kubebuilder:validation:MaxLength=300
-	Destination string `json:"destination,omitempty"`
 	// TLSSecretName is the Secret (in this namespace) with ca.crt, tls.crt
 	// and tls.key: the CA and the sender's client pair.
 	// +kubebuilder:validation:MinLength=1
