@@ -140,7 +140,7 @@ func move(a *app, m *migrationv1alpha1.Migration, src, dst string, rec *recorder
 	By("an Available ManifestWork is not enough: the app's pods mounting the PVCs must be Ready on the destination")
 	a.launchApp(dst)
 	reportApp(dst, id, "d1g35t", false)
-	Eventually(func() string { return get(m).Status.Message }, timeout, interval).Should(ContainSubstring("["+a.appNS+"/data] to be Ready"))
+	Eventually(func() string { return get(m).Status.Message }, timeout, interval).Should(ContainSubstring("[" + a.appNS + "/data] to be Ready"))
 	Consistently(phaseOf(m), 300*time.Millisecond, interval).Should(Equal(phLaunching))
 	Expect(get(m).Status.Timings.Launch).To(BeNil())
 	By("T_launch ends when they are; completion then waits for the source to label its PVCs moved-out")
