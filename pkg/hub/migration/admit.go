@@ -137,7 +137,7 @@ func (r *Reconciler) pending(ctx context.Context, s *state) (ctrl.Result, error)
 	setCond(m, migrationv1alpha1.ConditionAdmitted, metav1.ConditionTrue, ReasonAdmitted,
 		fmt.Sprintf("Created by MigrationPolicy %s; %s runs the app, the scheduler chose %s", s.policy.Name, m.Spec.SourceCluster, m.Spec.DestinationCluster))
 	m.Status.Attempts++
-	m.Status.Hooks = migrationv1alpha1.HooksStatus{}
+	m.Status.Hooks, m.Status.Source = migrationv1alpha1.HooksStatus{}, nil
 	if m.Status.StartTime == nil {
 		now := metav1.NewTime(s.now)
 		m.Status.StartTime = &now

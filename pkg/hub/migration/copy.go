@@ -36,7 +36,7 @@ func (r *Reconciler) preparing(ctx context.Context, s *state) (ctrl.Result, erro
 		return ctrl.Result{}, err
 	}
 	refs := volumeRefs(s.policy)
-	src, err := r.ensureSourceWork(ctx, s, creds.Client, nil, false, false)
+	src, err := r.ensureSourceWork(ctx, s, creds.Client, srcProbe)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -137,7 +137,7 @@ func (r *Reconciler) replicate(ctx context.Context, s *state, timeout *metav1.Du
 		res, err := r.failBeforeQuiesce(ctx, s, reason, msg, false)
 		return res, true, err
 	}
-	if err := r.ensureReplicating(ctx, s, false, false); err != nil {
+	if err := r.ensureReplicating(ctx, s, srcReplicate); err != nil {
 		return ctrl.Result{}, true, err
 	}
 	s.mirror()

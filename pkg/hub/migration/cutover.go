@@ -78,7 +78,7 @@ func (r *Reconciler) afterQuiesceChecks(s *state) (ctrl.Result, bool) {
 // start on the ReplicationSource, finalSync on the ReplicationDestination,
 // so that its agent watches the receivers closely.
 func (r *Reconciler) askFinalSync(ctx context.Context, s *state) error {
-	if err := r.ensureReplicating(ctx, s, true, false); err != nil {
+	if err := r.ensureReplicating(ctx, s, srcFinalSync); err != nil {
 		return err
 	}
 	return r.rewriteDestination(ctx, s, true)
@@ -224,7 +224,7 @@ func (r *Reconciler) launching(ctx context.Context, s *state) (ctrl.Result, erro
 func (r *Reconciler) complete(ctx context.Context, s *state, appAvailable bool, reason, msg string) (ctrl.Result, error) {
 	// After a failover the source is lost: nothing to release there.
 	if appAvailable && s.policy != nil && s.policy.Spec.SourceDataPolicy == migrationv1alpha1.SourceDataDelete && replicating(s) && s.m.Status.Failover == nil {
-		if err := r.ensureReplicating(ctx, s, true, true); err != nil {
+		if err := r.ensureReplicating(ctx, s, srcRelease); err != nil {
 			return ctrl.Result{}, err
 		}
 		if !releaseApplied(s) {

@@ -100,7 +100,7 @@ func (r *Reconciler) markFencedSource(ctx context.Context, s *state) error {
 	if !replicating(s) {
 		return nil
 	}
-	return r.ensureReplicating(ctx, s, false, false)
+	return r.ensureReplicating(ctx, s, srcReplicate)
 }
 
 // keepFencedSource: the source work of a failover waits for its returning

@@ -111,13 +111,31 @@ func (r *Reconciler) common(s *state, cluster, agentNS string, pair credentials.
 		MoverResources: s.policy.Spec.MoverResources, RunsHook: runsHook}
 }
 
-// ensureSourceWork writes the source work; endpoints nil means probes only.
-func (r *Reconciler) ensureSourceWork(ctx context.Context, s *state, pair credentials.Pair, endpoints map[string]string, finalSync, release bool) (*workv1.ManifestWork, error) {
+// sourceAsk is what the source work asks beyond the move's settings.
+type sourceAsk int
+
+const (
+	// srcProbe: the PVCs' sizes and classes, no replication yet.
+	srcProbe sourceAsk = iota
+	// srcReplicate: senders to the recorded receivers.
+	srcReplicate
+	// srcFinalSync: the app is stopped, the senders finish.
+	srcFinalSync
+	// srcRelease: srcFinalSync, and the source data may go (sourceDataPolicy Delete).
+	srcRelease
+)
+
+// ensureSourceWork writes the source work; the endpoints are s.m.Status.Source's.
+func (r *Reconciler) ensureSourceWork(ctx context.Context, s *state, pair credentials.Pair, ask sourceAsk) (*workv1.ManifestWork, error) {
 	refs := volumeRefs(s.policy)
+	var endpoints map[string]string
+	if ask != srcProbe && s.m.Status.Source != nil {
+		endpoints = s.m.Status.Source.Endpoints
+	}
 	w, err := work.Source(work.SourceSpec{
 		Common:    r.common(s, s.m.Spec.SourceCluster, agentNamespace(s.srcAddon), pair, s.policy.Spec.Hooks.PreQuiesce != nil),
 		Volumes:   refs,
-		Endpoints: endpoints, FinalSync: finalSync, ReleaseSource: release,
+		Endpoints: endpoints, FinalSync: ask >= srcFinalSync, ReleaseSource: ask == srcRelease,
 		QuiesceStart: s.m.Status.Timings.QuiesceStart,
 		FullVerify:   s.policy.Spec.Verification == migrationv1alpha1.VerifyFull,
 		HubVerified:  s.hubVerified(),
@@ -130,23 +148,30 @@ func (r *Reconciler) ensureSourceWork(ctx context.Context, s *state, pair creden
 }
 
 // ensureReplicating keeps the source work with its ReplicationSources
-// pointing at the receivers (written once, then read back from the work).
-// releaseSource, once written, is never taken back.
-func (r *Reconciler) ensureReplicating(ctx context.Context, s *state, finalSync, release bool) error {
-	release = release || work.SourceReleases(s.srcWork)
+// pointing at the receivers, recorded in the status the first time the
+// destination reports them all. Once asked, srcRelease is never taken back.
+func (r *Reconciler) ensureReplicating(ctx context.Context, s *state, ask sourceAsk) error {
+	if s.m.Status.Source == nil {
+		// A work written before status.source existed (an upgraded hub) keeps its endpoints.
+		endpoints := work.SourceEndpoints(s.srcWork)
+		if endpoints == nil {
+			var missing []string
+			if endpoints, missing = destinationEndpoints(s.dst, volumeRefs(s.policy)); len(missing) > 0 {
+				return fmt.Errorf("destination endpoints of %v unknown", missing)
+			}
+		}
+		s.m.Status.Source = &migrationv1alpha1.SourceRequest{Endpoints: endpoints, Released: work.SourceReleases(s.srcWork)}
+	}
+	if ask == srcRelease {
+		s.m.Status.Source.Released = true
+	} else if s.m.Status.Source.Released {
+		ask = srcRelease
+	}
 	creds, err := credentials.Ensure(ctx, r.Client, r.APIReader, s.m)
 	if err != nil {
 		return err
 	}
-	endpoints := work.SourceEndpoints(s.srcWork)
-	if endpoints == nil {
-		refs := volumeRefs(s.policy)
-		var missing []string
-		if endpoints, missing = destinationEndpoints(s.dst, refs); len(missing) > 0 {
-			return fmt.Errorf("destination endpoints of %v unknown", missing)
-		}
-	}
-	_, err = r.ensureSourceWork(ctx, s, creds.Client, endpoints, finalSync, release)
+	_, err = r.ensureSourceWork(ctx, s, creds.Client, ask)
 	return err
 }
 

@@ -79,9 +79,8 @@ func Available(w *workv1.ManifestWork) bool {
 }
 
 // SourceEndpoints reads back the per-volume destinations written in a source
-// work's ReplicationSources: once written they are what the source uses, even
-// after the destination stopped reporting them (receivers gone after the
-// final sync).
+// work's ReplicationSources, for a Migration whose status does not record
+// them (written by a hub from before status.source).
 func SourceEndpoints(w *workv1.ManifestWork) map[string]string {
 	if w == nil {
 		return nil

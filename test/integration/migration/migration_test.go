@@ -79,6 +79,12 @@ func move(a *app, m *migrationv1alpha1.Migration, src, dst string, rec *recorder
 			equality.Semantic.DeepEqual(rss[0].Spec.MoverResources, &moverResources)
 	})
 	Eventually(phaseOf(m), timeout, interval).Should(Equal(phInitial))
+	Eventually(func() map[string]string {
+		if src := get(m).Status.Source; src != nil {
+			return src.Endpoints
+		}
+		return nil
+	}, timeout, interval).Should(Equal(map[string]string{a.appNS + "/data": endpoint}), "the receivers the senders were pointed at, recorded")
 	restart(phInitial)
 	reportSource(src, id, srcState{phase: replv1.SourceInitialSync, protected: true, pods: 1, total: 1000, copied: 400, lag: 600, tput: 100})
 	Eventually(func() int64 { return get(m).Status.Progress.BytesCopied }, timeout, interval).Should(Equal(int64(400)))

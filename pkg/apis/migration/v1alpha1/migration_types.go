@@ -217,6 +217,23 @@ type MigrationStatus struct {
 	// Failover of a standby, once it began.
 	// +optional
 	Failover *FailoverStatus `json:"failover,omitempty"`
+	// Source is what this attempt asked of the source's agent and keeps
+	// asking, whatever the agents report later.
+	// +optional
+	Source *SourceRequest `json:"source,omitempty"`
+}
+
+// SourceRequest is what an attempt asked of the source's agent.
+type SourceRequest struct {
+	// Endpoints are the receivers the senders were pointed at
+	// ("<namespace>/<pvc>" → "host:port"), recorded once the destination
+	// reported one for every volume.
+	// +optional
+	Endpoints map[string]string `json:"endpoints,omitempty"`
+	// Released: releaseSource was asked (sourceDataPolicy Delete, after the
+	// app ran on the destination); never taken back.
+	// +optional
+	Released bool `json:"released,omitempty"`
 }
 
 // FailoverAnnotation on a standby Migration, set by the placement
