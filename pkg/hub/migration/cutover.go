@@ -23,21 +23,9 @@ import (
 )
 
 func (r *Reconciler) quiescing(ctx context.Context, s *state) (ctrl.Result, error) {
-	if err := r.setActual(ctx, s, "", s.m.Spec.SourceCluster); err != nil {
-		if errors.Is(err, decision.ErrSchedulingEnabled) {
-			return r.rollback(s, ReasonPlacementNotEnrolled, err.Error())
-		}
-		return ctrl.Result{}, err
+	if res, done, err := r.stayQuiesced(ctx, s); done {
+		return res, err
 	}
-	if res, done := r.afterQuiesceChecks(s); done {
-		return res, nil
-	}
-	// Ask for the final sync now: the agent starts it the moment no pod uses
-	// the volumes, which it sees before this controller does.
-	if err := r.askFinalSync(ctx, s); err != nil {
-		return ctrl.Result{}, err
-	}
-	s.mirror()
 	if s.src == nil || s.src.Protected == nil || !*s.src.Protected || s.src.PodsUsingVolumes == nil || *s.src.PodsUsingVolumes > 0 {
 		pods := "unknown"
 		if s.src != nil && s.src.PodsUsingVolumes != nil {
@@ -84,17 +72,37 @@ func (r *Reconciler) askFinalSync(ctx context.Context, s *state) error {
 	return r.rewriteDestination(ctx, s, true)
 }
 
-func (r *Reconciler) finalSync(ctx context.Context, s *state) (ctrl.Result, error) {
-	if err := r.setActual(ctx, s, "", s.m.Spec.SourceCluster); err != nil && !errors.Is(err, decision.ErrSchedulingEnabled) {
-		return ctrl.Result{}, err
+// stayQuiesced is how Quiescing and FinalSync begin: the source stays out
+// of the decisions, a check after quiesce may end the move, and both sides
+// are asked for the final sync again (the agent starts it the moment no pod
+// uses the volumes, which it sees before this controller does). done: the
+// step ends with res and err.
+func (r *Reconciler) stayQuiesced(ctx context.Context, s *state) (ctrl.Result, bool, error) {
+	if err := r.setActual(ctx, s, "", s.m.Spec.SourceCluster); err != nil {
+		if !errors.Is(err, decision.ErrSchedulingEnabled) {
+			return ctrl.Result{}, true, err
+		}
+		// Un-enrolled under us: before the copy finishes, put the app back;
+		// in FinalSync the app is stopped and the copy ending, see it through.
+		if s.m.CurrentPhase() == migrationv1alpha1.PhaseQuiescing {
+			res, err := r.rollback(s, ReasonPlacementNotEnrolled, err.Error())
+			return res, true, err
+		}
 	}
 	if res, done := r.afterQuiesceChecks(s); done {
-		return res, nil
+		return res, true, nil
 	}
 	if err := r.askFinalSync(ctx, s); err != nil {
-		return ctrl.Result{}, err
+		return ctrl.Result{}, true, err
 	}
 	s.mirror()
+	return ctrl.Result{}, false, nil
+}
+
+func (r *Reconciler) finalSync(ctx context.Context, s *state) (ctrl.Result, error) {
+	if res, done, err := r.stayQuiesced(ctx, s); done {
+		return res, err
+	}
 	r.noteColdFinalSync(s)
 	srcOK := progress.SourceAtLeast(s.src, replv1.SourceVerified)
 	dstOK := progress.DestinationAtLeast(s.dst, replv1.DestinationVerified)
