@@ -99,42 +99,74 @@ func (r *Reconciler) appPods(ctx context.Context, rs *replv1.ReplicationSource) 
 	return u, nil
 }
 
+// pass is one reconcile of a ReplicationSource: what its steps found so far.
+type pass struct {
+	rs *replv1.ReplicationSource
+	// vols: one status per spec volume, carried over from the last reconcile.
+	vols []replv1.SourceVolumeStatus
+	// phases of the volumes once the senders step ran (nil before).
+	phases  []replv1.SourcePhase
+	use     appUse
+	requeue time.Duration
+}
+
+// wait asks to look again within d.
+func (p *pass) wait(d time.Duration) {
+	if d > 0 && (p.requeue == 0 || d < p.requeue) {
+		p.requeue = d
+	}
+}
+
+// note keeps the first thing the user should know.
+func (p *pass) note(msg string) {
+	if msg != "" && p.rs.Status.LastError == "" {
+		p.rs.Status.LastError = msg
+	}
+}
+
+// converge runs the steps in order (a step may end the pass) and sets the
+// status from what they found; it returns how soon to look again.
 func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource) (time.Duration, error) {
-	st := &rs.Status
+	p := &pass{rs: rs}
 	prev := map[string]replv1.SourceVolumeStatus{}
-	for _, v := range st.Volumes {
+	for _, v := range rs.Status.Volumes {
 		prev[v.PVCName] = v
 	}
-	st.Volumes = nil
-	st.LastError = ""
-	var requeue time.Duration
-	wait := func(d time.Duration) {
-		if d > 0 && (requeue == 0 || d < requeue) {
-			requeue = d
-		}
-	}
-	note := func(msg string) {
-		if msg != "" && st.LastError == "" {
-			st.LastError = msg
-		}
-	}
-
-	// 1. Protection, before anything else.
-	protected := true
-	vols := make([]replv1.SourceVolumeStatus, len(rs.Spec.Volumes))
-	for i, v := range rs.Spec.Volumes {
+	for _, v := range rs.Spec.Volumes {
 		vs := prev[v.PVCName]
 		vs.PVCName = v.PVCName
-		msg, err := r.protect(ctx, rs, v.PVCName, &vs)
+		p.vols = append(p.vols, vs)
+	}
+	rs.Status.Volumes, rs.Status.LastError = nil, ""
+	for _, step := range []func(context.Context, *pass) (bool, error){r.protectVolumes, r.findAppPods, r.runPreQuiesce, r.runSenders} {
+		done, err := step(ctx, p)
 		if err != nil {
 			return 0, err
 		}
-		if msg != "" {
-			note(msg)
-			wait(2 * time.Second)
+		if done {
+			break
 		}
-		protected = protected && vs.Protected
-		vols[i] = vs
+	}
+	rs.Status.Volumes = p.vols
+	r.summarize(rs, p.phases)
+	return p.requeue, nil
+}
+
+// protectVolumes comes before anything else: nothing replicates until every
+// PV is Retain and every PVC carries our finalizer.
+func (r *Reconciler) protectVolumes(ctx context.Context, p *pass) (bool, error) {
+	st := &p.rs.Status
+	protected := true
+	for i := range p.vols {
+		msg, err := r.protect(ctx, p.rs, p.vols[i].PVCName, &p.vols[i])
+		if err != nil {
+			return true, err
+		}
+		if msg != "" {
+			p.note(msg)
+			p.wait(2 * time.Second)
+		}
+		protected = protected && p.vols[i].Protected
 	}
 	st.Protected = protected
 	if protected {
@@ -144,12 +176,18 @@ func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource)
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: replv1.ConditionVolumesProtected, Status: metav1.ConditionFalse,
 			Reason: "NotProtected", Message: st.LastError})
 	}
+	return false, nil
+}
 
-	// 2. Who else uses the volumes.
-	use, err := r.appPods(ctx, rs)
+// findAppPods finds who else uses the volumes (the Quiescing gate); an
+// unprotected source goes no further.
+func (r *Reconciler) findAppPods(ctx context.Context, p *pass) (bool, error) {
+	st := &p.rs.Status
+	use, err := r.appPods(ctx, p.rs)
 	if err != nil {
-		return 0, err
+		return true, err
 	}
+	p.use = use
 	st.PodsUsingVolumes = int32(len(use.pods))
 	if len(use.pods) > 0 {
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: replv1.ConditionVolumesInUse, Status: metav1.ConditionTrue,
@@ -158,107 +196,110 @@ func (r *Reconciler) converge(ctx context.Context, rs *replv1.ReplicationSource)
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: replv1.ConditionVolumesInUse, Status: metav1.ConditionFalse,
 			Reason: "NoAppPods", Message: "no pod other than the movers mounts the source PVCs"})
 	}
-	if !protected {
-		st.Volumes = vols
-		r.summarize(rs, nil)
-		return requeue, nil
-	}
-	if h := rs.Spec.PreQuiesceHook; h != nil && !rs.Spec.FinalSync {
-		wait(r.preQuiesce(ctx, rs, h))
-	}
+	return !st.Protected, nil
+}
 
-	// 3. Movers, per volume.
-	final := rs.Spec.FinalSync && len(use.pods) == 0
-	phases := make([]replv1.SourcePhase, len(vols))
-	var throughput, estimate int64
-	var lagSeconds float64
-	for i, v := range rs.Spec.Volumes {
-		vs := &vols[i]
-		if vs.Digest != "" {
-			phases[i] = replv1.SourceVerified
-			// Done: make sure no mover of this volume is left.
-			if _, err := r.deletePod(ctx, rs, moverpod.RoleSender, v.PVCName); err != nil {
-				return 0, err
-			}
-			continue
-		}
-		dest := v.Destination
-		if dest == "" {
-			phases[i] = replv1.SourcePending
-			note(fmt.Sprintf("waiting for the destination endpoint of PVC %s", v.PVCName))
-			continue
-		}
-		if waiting, err := moverpod.WaitingForTLS(ctx, r.Reader, rs.Namespace, rs.Spec.TLSSecretName); err != nil {
-			return 0, err
-		} else if waiting != "" {
-			phases[i] = replv1.SourcePending
-			note(waiting)
-			wait(2 * time.Second)
-			continue
-		}
-		finish := ""
-		if final {
-			finish = finishValue(rs)
-		}
-		pod, err := r.ensureSender(ctx, rs, v.PVCName, dest, use.node[v.PVCName], use.tolerations[v.PVCName], finish, vs)
-		if err != nil {
-			return 0, err
-		}
-		if pod == nil {
-			phases[i] = replv1.SourcePending
-			if final {
-				phases[i] = replv1.SourceFinalSync
-			}
-			wait(time.Second)
-			continue
-		}
-		ms := moverpod.Read(ctx, r.Logs, pod)
-		phases[i] = replv1.SourceInitialSync
-		if p := ms.Progress; p != nil {
-			vs.BytesTotal, vs.BytesCopied, vs.LagBytes = p.BytesTotal, p.BytesCopied, p.LagBytes
-			throughput += int64(p.ThroughputBps)
-			lagSeconds = math.Max(lagSeconds, p.LagSeconds)
-			estimate = max(estimate, int64(math.Ceil(p.EstimatedFinalSeconds*1000))+FinishSignal.Milliseconds())
-			if p.Phase == progress.Syncing || p.Phase == progress.FinalSync || p.Phase == progress.Verifying || p.Phase == progress.Completed {
-				phases[i] = replv1.SourceSyncing
-			}
-		}
-		if rs.Spec.FinalSync {
-			phases[i] = replv1.SourceFinalSync
-		}
-		if p := ms.Progress; p != nil {
-			vs.FinalSyncCold = vs.FinalSyncCold || (final && p.FinalSyncCold)
-			vs.FinalPassFull = vs.FinalPassFull || (final && p.FinalPassFull)
-			vs.UnseenChange = cmp.Or(p.UnseenChange, vs.UnseenChange)
-		}
-		if final && (pod.Status.Phase == corev1.PodSucceeded || moverpod.Finished(ms.Progress)) {
-			if p := ms.Progress; p != nil && p.Verified && p.Digest != "" {
-				vs.Digest = p.Digest
-				phases[i] = replv1.SourceVerified
-				continue
-			}
-			note(fmt.Sprintf("sender of %s finished but its digest could not be read from its log or termination message", v.PVCName))
-		}
-		if ms.LastError != "" {
-			note(fmt.Sprintf("sender of %s: %s (restarts: %d)", v.PVCName, ms.LastError, ms.Restarts))
-			if ms.Restarts >= FailAfterRestarts {
-				phases[i] = replv1.SourceFailed
-			}
-		}
-		if !final && rs.Spec.FinalSync && len(use.pods) > 0 {
-			note(fmt.Sprintf("final sync waits for %d pod(s) to stop using the source PVCs", len(use.pods)))
-		}
-		if final {
-			wait(moverpod.FinalPoll) // the app is down: report the digest at once
-		}
-		wait(r.Poll)
+// runPreQuiesce runs the app's pre-quiesce hook once the hub asks, before the final sync.
+func (r *Reconciler) runPreQuiesce(ctx context.Context, p *pass) (bool, error) {
+	if h := p.rs.Spec.PreQuiesceHook; h != nil && !p.rs.Spec.FinalSync {
+		p.wait(r.preQuiesce(ctx, p.rs, h))
 	}
-	st.Volumes = vols
-	st.Throughput = throughput
-	st.EstimatedFinalSyncMillis = estimate
-	st.LagSeconds = int64(math.Ceil(lagSeconds))
-	r.summarize(rs, phases)
-	return requeue, nil
+	return false, nil
+}
+
+// runSenders keeps a sender per volume and reads its progress.
+func (r *Reconciler) runSenders(ctx context.Context, p *pass) (bool, error) {
+	st := &p.rs.Status
+	p.phases = make([]replv1.SourcePhase, len(p.vols))
+	var rates senderRates
+	for i, v := range p.rs.Spec.Volumes {
+		phase, err := r.runSender(ctx, p, v, &p.vols[i], &rates)
+		if err != nil {
+			return true, err
+		}
+		p.phases[i] = phase
+	}
+	st.Throughput = rates.throughput
+	st.EstimatedFinalSyncMillis = rates.estimate
+	st.LagSeconds = int64(math.Ceil(rates.lagSeconds))
+	return false, nil
+}
+
+// senderRates sums the senders' throughput and keeps their worst lag and estimate.
+type senderRates struct {
+	throughput, estimate int64
+	lagSeconds           float64
+}
+
+// runSender is one volume's sender: started toward its receiver, told to
+// finish once the app is gone, its digest taken when it verified.
+func (r *Reconciler) runSender(ctx context.Context, p *pass, v replv1.SourceVolume, vs *replv1.SourceVolumeStatus, rates *senderRates) (replv1.SourcePhase, error) {
+	rs := p.rs
+	if vs.Digest != "" {
+		// Done: make sure no mover of this volume is left.
+		_, err := r.deletePod(ctx, rs, moverpod.RoleSender, v.PVCName)
+		return replv1.SourceVerified, err
+	}
+	if v.Destination == "" {
+		p.note(fmt.Sprintf("waiting for the destination endpoint of PVC %s", v.PVCName))
+		return replv1.SourcePending, nil
+	}
+	if waiting, err := moverpod.WaitingForTLS(ctx, r.Reader, rs.Namespace, rs.Spec.TLSSecretName); err != nil || waiting != "" {
+		p.note(waiting)
+		p.wait(2 * time.Second)
+		return replv1.SourcePending, err
+	}
+	final := rs.Spec.FinalSync && len(p.use.pods) == 0
+	finish := ""
+	if final {
+		finish = finishValue(rs)
+	}
+	pod, err := r.ensureSender(ctx, rs, v.PVCName, v.Destination, p.use.node[v.PVCName], p.use.tolerations[v.PVCName], finish, vs)
+	if err != nil || pod == nil {
+		p.wait(time.Second)
+		if final {
+			return replv1.SourceFinalSync, err
+		}
+		return replv1.SourcePending, err
+	}
+	ms := moverpod.Read(ctx, r.Logs, pod)
+	phase := replv1.SourceInitialSync
+	if pr := ms.Progress; pr != nil {
+		vs.BytesTotal, vs.BytesCopied, vs.LagBytes = pr.BytesTotal, pr.BytesCopied, pr.LagBytes
+		rates.throughput += int64(pr.ThroughputBps)
+		rates.lagSeconds = math.Max(rates.lagSeconds, pr.LagSeconds)
+		rates.estimate = max(rates.estimate, int64(math.Ceil(pr.EstimatedFinalSeconds*1000))+FinishSignal.Milliseconds())
+		if pr.Phase == progress.Syncing || pr.Phase == progress.FinalSync || pr.Phase == progress.Verifying || pr.Phase == progress.Completed {
+			phase = replv1.SourceSyncing
+		}
+		vs.FinalSyncCold = vs.FinalSyncCold || (final && pr.FinalSyncCold)
+		vs.FinalPassFull = vs.FinalPassFull || (final && pr.FinalPassFull)
+		vs.UnseenChange = cmp.Or(pr.UnseenChange, vs.UnseenChange)
+	}
+	if rs.Spec.FinalSync {
+		phase = replv1.SourceFinalSync
+	}
+	if final && (pod.Status.Phase == corev1.PodSucceeded || moverpod.Finished(ms.Progress)) {
+		if pr := ms.Progress; pr != nil && pr.Verified && pr.Digest != "" {
+			vs.Digest = pr.Digest
+			return replv1.SourceVerified, nil
+		}
+		p.note(fmt.Sprintf("sender of %s finished but its digest could not be read from its log or termination message", v.PVCName))
+	}
+	if ms.LastError != "" {
+		p.note(fmt.Sprintf("sender of %s: %s (restarts: %d)", v.PVCName, ms.LastError, ms.Restarts))
+		if ms.Restarts >= FailAfterRestarts {
+			phase = replv1.SourceFailed
+		}
+	}
+	if !final && rs.Spec.FinalSync && len(p.use.pods) > 0 {
+		p.note(fmt.Sprintf("final sync waits for %d pod(s) to stop using the source PVCs", len(p.use.pods)))
+	}
+	if final {
+		p.wait(moverpod.FinalPoll) // the app is down: report the digest at once
+	}
+	p.wait(r.Poll)
+	return phase, nil
 }
 
 // summarize sets the object's phase (its least advanced volume), totals,
