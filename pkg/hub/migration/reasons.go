@@ -7,7 +7,6 @@ import (
 // Reasons a user sees in status.reason and the Progressing condition.
 const (
 	ReasonPolicyNotFound          = "PolicyNotFound"
-	ReasonRetryWait               = "RetryBackoff"
 	ReasonWaitingForCleanup       = "WaitingForPreviousAttemptCleanup"
 	ReasonStarted                 = "AttemptStarted"
 	ReasonWaitingForSourceVolumes = "WaitingForSourceVolumes"
