@@ -91,8 +91,7 @@ func (r *Reconciler) converge(ctx context.Context, rd *replv1.ReplicationDestina
 			requeue = d
 		}
 	}
-	var failed, preparing, receiving, verified int
-	var failure string
+	var t tally
 	for _, v := range rd.Spec.Volumes {
 		vs := replv1.DestinationVolumeStatus{PVCName: v.PVCName, Phase: replv1.DestinationPreparing}
 		if p := prev[v.PVCName]; p.Digest != "" {
@@ -100,7 +99,7 @@ func (r *Reconciler) converge(ctx context.Context, rd *replv1.ReplicationDestina
 			vs = p
 			st.Volumes = append(st.Volumes, vs)
 			st.BytesReceived += vs.BytesReceived
-			verified++
+			t.verified++
 			continue
 		}
 		msg, fatal, d, err := r.volume(ctx, rd, v, &vs)
@@ -113,31 +112,44 @@ func (r *Reconciler) converge(ctx context.Context, rd *replv1.ReplicationDestina
 		switch {
 		case fatal:
 			vs.Phase = replv1.DestinationFailed
-			failed++
-			if failure == "" {
-				failure = msg
+			t.failed++
+			if t.failure == "" {
+				t.failure = msg
 			}
 		case msg != "" && st.LastError == "":
 			st.LastError = msg
 		}
 		switch vs.Phase {
 		case replv1.DestinationPreparing:
-			preparing++
+			t.preparing++
 		case replv1.DestinationReceiving:
-			receiving++
+			t.receiving++
 		case replv1.DestinationVerified:
-			verified++
+			t.verified++
 		}
 		st.BytesReceived += vs.BytesReceived
 		st.Volumes = append(st.Volumes, vs)
 	}
+	summarize(rd, t)
+	return requeue, nil
+}
+
+// tally counts the volumes by phase; failure is the first fatal message.
+type tally struct {
+	failed, preparing, receiving, verified int
+	failure                                string
+}
+
+// summarize sets the object's phase, digest and Ready condition from the tally.
+func summarize(rd *replv1.ReplicationDestination, t tally) {
+	st := &rd.Status
 	cond := metav1.Condition{Type: replv1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Progressing", Message: "receivers are being prepared or are receiving"}
 	switch {
-	case failed > 0:
+	case t.failed > 0:
 		st.Phase = replv1.DestinationFailed
-		st.LastError = failure
-		cond = metav1.Condition{Type: replv1.ConditionReady, Status: metav1.ConditionFalse, Reason: "Failed", Message: failure}
-	case verified == len(rd.Spec.Volumes):
+		st.LastError = t.failure
+		cond = metav1.Condition{Type: replv1.ConditionReady, Status: metav1.ConditionFalse, Reason: "Failed", Message: t.failure}
+	case t.verified == len(rd.Spec.Volumes):
 		st.Phase = replv1.DestinationVerified
 		digests := map[string]string{}
 		for _, v := range st.Volumes {
@@ -145,12 +157,12 @@ func (r *Reconciler) converge(ctx context.Context, rd *replv1.ReplicationDestina
 		}
 		st.Digest = uplink.CombineDigests(digests)
 		cond.Reason, cond.Message = "Verified", "every volume passed the final sync's verification"
-	case preparing > 0:
+	case t.preparing > 0:
 		st.Phase = replv1.DestinationPreparing
 		if st.LastError != "" {
 			cond.Message = st.LastError
 		}
-	case receiving > 0 || verified > 0:
+	case t.receiving > 0 || t.verified > 0:
 		st.Phase = replv1.DestinationReceiving
 	default:
 		st.Phase = replv1.DestinationReady
@@ -160,16 +172,29 @@ func (r *Reconciler) converge(ctx context.Context, rd *replv1.ReplicationDestina
 		st.Digest = ""
 	}
 	meta.SetStatusCondition(&st.Conditions, cond)
-	return requeue, nil
 }
 
-// volume converges one volume: class check, PVC, TLS secret, Service,
-// receiver pod, endpoint, progress. It returns a message (a wait reason or,
-// when fatal, a failure) and how soon to poll again.
+// volume converges one volume: its PVC, the migration's TLS Secret, then
+// the receiver (or, on failover, the promotion). It returns a message (a
+// wait reason or, when fatal, a failure) and how soon to poll again.
 func (r *Reconciler) volume(ctx context.Context, rd *replv1.ReplicationDestination, v replv1.DestinationVolume, vs *replv1.DestinationVolumeStatus) (string, bool, time.Duration, error) {
-	ns, id := rd.Namespace, rd.Spec.MigrationID
+	if msg, fatal, d, err := r.ensurePVC(ctx, rd, v); err != nil || msg != "" {
+		return msg, fatal, d, err
+	}
+	if waiting, err := moverpod.WaitingForTLS(ctx, r.Reader, rd.Namespace, rd.Spec.TLSSecretName); err != nil || waiting != "" {
+		return waiting, false, 2 * time.Second, err
+	}
+	if rd.Spec.Promote { // failover: no more receiving
+		return r.promote(ctx, rd, v, vs)
+	}
+	return r.receive(ctx, rd, v, vs)
+}
 
-	// 1. PVC, created ahead of the app (never deleted by the agent).
+// ensurePVC creates the volume's PVC ahead of the app (the agent never
+// deletes it) or adopts one an earlier migration left; no message: it is
+// this migration's, go on.
+func (r *Reconciler) ensurePVC(ctx context.Context, rd *replv1.ReplicationDestination, v replv1.DestinationVolume) (string, bool, time.Duration, error) {
+	ns, id := rd.Namespace, rd.Spec.MigrationID
 	var pvc corev1.PersistentVolumeClaim
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: v.PVCName}, &pvc)
 	switch {
@@ -195,32 +220,22 @@ func (r *Reconciler) volume(ctx context.Context, rd *replv1.ReplicationDestinati
 		}
 		return fmt.Sprintf("reusing PVC %s, left here by an earlier migration: only what changed since is copied", v.PVCName), false, time.Second, nil
 	}
+	return "", false, 0, nil
+}
 
-	// 2. The migration's TLS Secret (delivered by the hub's ManifestWork).
-	if waiting, err := moverpod.WaitingForTLS(ctx, r.Reader, ns, rd.Spec.TLSSecretName); err != nil || waiting != "" {
-		return waiting, false, 2 * time.Second, err
-	}
-
-	if rd.Spec.Promote { // failover: no more receiving
-		return r.promote(ctx, rd, v, vs)
-	}
-
-	// 3. Service exposing the receiver.
+// receive keeps the volume's Service and receiver, its endpoint, and reads
+// the receiver's progress.
+func (r *Reconciler) receive(ctx context.Context, rd *replv1.ReplicationDestination, v replv1.DestinationVolume, vs *replv1.DestinationVolumeStatus) (string, bool, time.Duration, error) {
 	svc, err := r.ensureService(ctx, rd, v.PVCName)
 	if err != nil {
 		return "", false, 0, err
 	}
 
-	// 4. Receiver pod.
 	pod, err := r.ensureReceiver(ctx, rd, v)
 	if err != nil || pod == nil {
 		return "waiting for the receiver pod", false, time.Second, err
 	}
-
-	// 5. Endpoint.
 	vs.Endpoint = Endpoint(svc, pod)
-
-	// 6. Progress.
 	ms := moverpod.Read(ctx, r.Logs, pod)
 	if p := ms.Progress; p != nil {
 		vs.BytesReceived = p.BytesCopied
