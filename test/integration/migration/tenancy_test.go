@@ -231,17 +231,15 @@ var _ = Describe("Tenancy and trust", func() {
 		minted := &corev1.Secret{}
 		Expect(k8s.Get(ctx, key, minted)).To(Succeed())
 
-		By("a tenant replaces it with its own CA, claiming the Migration as controller")
-		Expect(k8s.Delete(ctx, minted)).To(Succeed())
+		By("a tenant rewrites it with its own CA, keeping the Migration as controller")
+		// Rewritten in place, not deleted and created: between the two the
+		// hub may mint again, and the create would then race it.
 		own, err := credentials.Mint(credentials.Validity)
 		Expect(err).NotTo(HaveOccurred())
-		forged := &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: a.ns, Name: key.Name, OwnerReferences: []metav1.OwnerReference{{
-				APIVersion: migrationv1alpha1.GroupVersion.String(), Kind: "Migration", Name: m.Name, UID: types.UID(m.UID), Controller: ptr.To(true)}}},
-			Data: map[string][]byte{credentials.KeyCA: own.Server.CA, credentials.KeyServerCert: own.Server.Cert, credentials.KeyServerKey: own.Server.Key,
-				credentials.KeyClientCert: own.Client.Cert, credentials.KeyClientKey: own.Client.Key},
-		}
-		Expect(k8s.Create(ctx, forged)).To(Succeed())
+		minted.Data = map[string][]byte{credentials.KeyCA: own.Server.CA, credentials.KeyServerCert: own.Server.Cert, credentials.KeyServerKey: own.Server.Key,
+			credentials.KeyClientCert: own.Client.Cert, credentials.KeyClientKey: own.Client.Key}
+		Expect(k8s.Update(ctx, minted)).To(Succeed())
+		Expect(metav1.GetControllerOf(minted).UID).To(Equal(m.UID))
 		// Any event makes the hub read its credentials again.
 		touched := get(m)
 		Expect(k8s.Patch(ctx, touched, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"touch":"1"}}}`)))).To(Succeed())
