@@ -163,21 +163,39 @@ func (s *Sender) explain(k *conn, mine []tree.Record) error {
 		return err
 	}
 	theirs := map[string]tree.Hash{}
-	for {
+	take := func(rs []tree.Record) error {
+		if len(theirs)+len(rs) > MaxPeerEntries {
+			return tooManyEntries("verification records")
+		}
+		for _, r := range rs {
+			theirs[r.Path] = r.Sum
+		}
+		return nil
+	}
+	for done := false; !done; {
 		select {
 		case rs := <-k.records:
-			if len(theirs)+len(rs) > MaxPeerEntries {
-				return tooManyEntries("verification records")
+			if err := take(rs); err != nil {
+				return err
 			}
-			for _, r := range rs {
-				theirs[r.Path] = r.Sum
-			}
-			continue
 		case <-k.verify:
+			// The reader queued every batch of records before the response,
+			// but select picks among ready channels at random: take the
+			// batches still queued before reading theirs.
+			for queued := true; queued; {
+				select {
+				case rs := <-k.records:
+					if err := take(rs); err != nil {
+						return err
+					}
+				default:
+					queued = false
+				}
+			}
+			done = true
 		case <-k.dead:
 			return k.Err()
 		}
-		break
 	}
 	m := &mismatch{}
 	for _, r := range mine {
