@@ -46,13 +46,23 @@ func NewScheme() *runtime.Scheme {
 	return s
 }
 
+// Options tune the hub controllers.
+type Options struct {
+	// Workers is how many objects each controller reconciles at once
+	// (policies, Migrations); 0 means one.
+	Workers int
+}
+
 // SetupWithManager adds the hub controllers to mgr: placement enrolment and
 // migration sequencing. Its scheme must hold the types of AddToScheme.
-func SetupWithManager(mgr ctrl.Manager) error {
-	if err := SetupPlacement(mgr); err != nil {
+func SetupWithManager(mgr ctrl.Manager, o Options) error {
+	if err := AddToScheme(mgr.GetScheme()); err != nil {
 		return err
 	}
-	return (&migration.Reconciler{}).SetupWithManager(mgr)
+	if err := (&placement.Reconciler{Workers: o.Workers}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	return (&migration.Reconciler{Workers: o.Workers}).SetupWithManager(mgr)
 }
 
 // SetupPlacement adds only the placement controller (tests that play the

@@ -26,6 +26,12 @@ type Options struct {
 	LeaderElect      bool
 	LeaderElectionNS string
 	LeaderElectionID string
+	// QPS and Burst limit the manager's requests to the API server (the
+	// addon manager and both controllers share them); Workers is how many
+	// objects each controller reconciles at once. docs/scale.md sizes them.
+	QPS     float32
+	Burst   int
+	Workers int
 }
 
 // NewOptions returns the defaults used in manifests/.
@@ -36,6 +42,9 @@ func NewOptions() *Options {
 		ProbeAddr:        ":8081",
 		LeaderElect:      true,
 		LeaderElectionID: "stateful-migration-manager",
+		QPS:              50,
+		Burst:            100,
+		Workers:          4,
 	}
 }
 
@@ -58,6 +67,9 @@ func NewCommand() *cobra.Command {
 	f.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "Address of the Prometheus metrics endpoint; 0 disables it.")
 	f.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "Address of /healthz and /readyz.")
 	f.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "Elect a leader so that only one replica acts.")
+	f.Float32Var(&o.QPS, "kube-api-qps", o.QPS, "Requests per second to the hub API server, sustained.")
+	f.IntVar(&o.Burst, "kube-api-burst", o.Burst, "Requests to the hub API server in a burst.")
+	f.IntVar(&o.Workers, "workers", o.Workers, "Policies and Migrations each reconciled at once.")
 	f.StringVar(&o.LeaderElectionNS, "leader-election-namespace", o.LeaderElectionNS, "Namespace of the leader lease (default: the pod's namespace).")
 	return cmd
 }
@@ -65,6 +77,8 @@ func NewCommand() *cobra.Command {
 // Run starts the addon manager inside a controller-runtime manager, which
 // supplies leader election, metrics and health probes for every hub controller.
 func (o *Options) Run(ctx context.Context, cfg *rest.Config) error {
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = o.QPS, o.Burst
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress:  o.ProbeAddr,
@@ -84,7 +98,7 @@ func (o *Options) Run(ctx context.Context, cfg *rest.Config) error {
 	if err := AddAddonManager(mgr, cfg, o.AgentImage); err != nil {
 		return err
 	}
-	if err := hub.SetupWithManager(mgr); err != nil {
+	if err := hub.SetupWithManager(mgr, hub.Options{Workers: o.Workers}); err != nil {
 		return fmt.Errorf("setting up hub controllers: %w", err)
 	}
 	klog.InfoS("Starting hub manager", "agentImage", o.AgentImage)

@@ -10,7 +10,7 @@ import (
 	"github.com/stateful-migration/stateful-migration/pkg/agent/report"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
-	"github.com/stateful-migration/stateful-migration/pkg/hub/progress"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/reports"
 )
 
 func TestFindDecodesTheAgentsEncoding(t *testing.T) {
@@ -25,19 +25,19 @@ func TestFindDecodesTheAgentsEncoding(t *testing.T) {
 		report.DestinationCondition("abc12345", []replv1.ReplicationDestination{rd}),
 		{Type: "Available", Status: metav1.ConditionTrue},
 	}
-	src := progress.Find(conds, "abc12345", uplink.RoleSource)
-	if src == nil || src.Failed() || !progress.SourceAtLeast(src, replv1.SourceSyncing) || progress.SourceAtLeast(src, replv1.SourceVerified) ||
+	src := reports.Find(conds, "abc12345", uplink.RoleSource)
+	if src == nil || src.Failed() || !reports.SourceAtLeast(src, replv1.SourceSyncing) || reports.SourceAtLeast(src, replv1.SourceVerified) ||
 		src.BytesCopied != 7 || src.LagBytes != 3 || !*src.Protected || *src.PodsUsingVolumes != 0 {
 		t.Fatalf("source decoded wrong: %+v", src)
 	}
-	dst := progress.Find(conds, "abc12345", uplink.RoleDestination)
+	dst := reports.Find(conds, "abc12345", uplink.RoleDestination)
 	if dst == nil || !dst.Failed() || dst.Error() != "no class" || dst.Endpoints["app/data"] != "1.2.3.4:5" {
 		t.Fatalf("destination decoded wrong: %+v", dst)
 	}
-	if progress.Find(conds, "other", uplink.RoleSource) != nil {
+	if reports.Find(conds, "other", uplink.RoleSource) != nil {
 		t.Fatal("found a report of another migration")
 	}
-	if ids := progress.MigrationIDs(conds); !slices.Equal(ids, []string{"abc12345", "abc12345"}) {
+	if ids := reports.MigrationIDs(conds); !slices.Equal(ids, []string{"abc12345", "abc12345"}) {
 		t.Fatalf("MigrationIDs = %v", ids)
 	}
 }

@@ -17,10 +17,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -31,8 +31,9 @@ import (
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/clients"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/credentials"
-	"github.com/stateful-migration/stateful-migration/pkg/hub/progress"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/reports"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
 )
 
@@ -47,28 +48,19 @@ const (
 
 // Reconciler sequences Migrations.
 type Reconciler struct {
-	client.Client
-	// APIReader reads the actual decisions around the cache.
-	APIReader client.Reader
-	Recorder  events.EventRecorder
+	clients.Set
 	// RetryBackoff is the wait before the second attempt; it doubles per
 	// attempt up to MaxRetryBackoff. Defaults 10s and 5m.
 	RetryBackoff, MaxRetryBackoff time.Duration
 
 	phases phaseTracker
+	// Workers is how many objects are reconciled at once (0: one).
+	Workers int
 }
 
 // SetupWithManager registers the controller, its indexes and watches.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.Client == nil {
-		r.Client = mgr.GetClient()
-	}
-	if r.APIReader == nil {
-		r.APIReader = mgr.GetAPIReader()
-	}
-	if r.Recorder == nil {
-		r.Recorder = mgr.GetEventRecorder(ControllerName)
-	}
+	r.Fill(mgr, ControllerName)
 	if r.RetryBackoff == 0 {
 		r.RetryBackoff = 10 * time.Second
 	}
@@ -98,10 +90,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 				if o.GetName() != uplink.AddonName {
 					return nil
 				}
-				return r.byIDs(ctx, progress.MigrationIDs(o.(*addonv1beta1.ManagedClusterAddOn).Status.Conditions))
+				return r.byIDs(ctx, reports.MigrationIDs(o.(*addonv1beta1.ManagedClusterAddOn).Status.Conditions))
 			})).
 		// Our works (status, deletion) and the app's works on a destination.
 		Watches(&workv1.ManifestWork{}, handler.EnqueueRequestsFromMapFunc(r.forWork)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.Workers)}).
 		Complete(r)
 }
 

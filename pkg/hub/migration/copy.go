@@ -13,7 +13,7 @@ import (
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/credentials"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/decision"
-	"github.com/stateful-migration/stateful-migration/pkg/hub/progress"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/reports"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
 )
 
@@ -59,7 +59,7 @@ func (r *Reconciler) preparing(ctx context.Context, s *state) (ctrl.Result, erro
 		return ctrl.Result{}, err
 	}
 	endpoints, missing := destinationEndpoints(s.dst, refs)
-	if !progress.DestinationAtLeast(s.dst, replv1.DestinationReady) || len(missing) > 0 {
+	if !reports.DestinationAtLeast(s.dst, replv1.DestinationReady) || len(missing) > 0 {
 		s.progressing(ReasonWaitingForDestination, fmt.Sprintf("Waiting for cluster %s to report receivers for %v (%s)",
 			s.m.Spec.DestinationCluster, missing, describe("destination", s.dst)))
 		return requeue(left), nil
@@ -73,7 +73,7 @@ func (r *Reconciler) initialSync(ctx context.Context, s *state) (ctrl.Result, er
 	if res, done, err := r.replicate(ctx, s, s.policy.Spec.Timeouts.InitialSync, ReasonInitialSyncTimeout); done {
 		return res, err
 	}
-	if !progress.SourceAtLeast(s.src, replv1.SourceSyncing) {
+	if !reports.SourceAtLeast(s.src, replv1.SourceSyncing) {
 		s.progressing(ReasonInitialSync, fmt.Sprintf("Initial copy: %d of %d bytes (%s)", s.m.Status.Progress.BytesCopied,
 			s.m.Status.Progress.BytesTotal, describe("source", s.src)))
 		return requeue(leftInPhase(s, s.policy.Spec.Timeouts.InitialSync)), nil
@@ -156,11 +156,11 @@ func replicating(s *state) bool {
 }
 
 // cutoverAllowed applies the policy's cutover bounds to the source report.
-func cutoverAllowed(p *migrationv1alpha1.MigrationPolicy, src *progress.Report) (bool, string) {
+func cutoverAllowed(p *migrationv1alpha1.MigrationPolicy, src *reports.Report) (bool, string) {
 	if src == nil || src.DecodeError != nil {
 		return false, "Waiting for a readable source report"
 	}
-	if !progress.SourceAtLeast(src, replv1.SourceSyncing) {
+	if !reports.SourceAtLeast(src, replv1.SourceSyncing) {
 		return false, describe("source", src)
 	}
 	if src.Protected == nil || !*src.Protected {

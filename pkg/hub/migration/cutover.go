@@ -18,7 +18,7 @@ import (
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/decision"
-	"github.com/stateful-migration/stateful-migration/pkg/hub/progress"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/reports"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
 )
 
@@ -104,8 +104,8 @@ func (r *Reconciler) finalSync(ctx context.Context, s *state) (ctrl.Result, erro
 		return res, err
 	}
 	r.noteColdFinalSync(s)
-	srcOK := progress.SourceAtLeast(s.src, replv1.SourceVerified)
-	dstOK := progress.DestinationAtLeast(s.dst, replv1.DestinationVerified)
+	srcOK := reports.SourceAtLeast(s.src, replv1.SourceVerified)
+	dstOK := reports.DestinationAtLeast(s.dst, replv1.DestinationVerified)
 	if !srcOK || !dstOK {
 		s.progressing(ReasonFinalSync, fmt.Sprintf("Final sync: %s, %s", describe("source", s.src), describe("destination", s.dst)))
 		return requeue(leftSince(s, s.policy.Spec.Timeouts.FinalSync, s.m.Status.Timings.QuiesceStart)), nil
@@ -137,11 +137,11 @@ func (r *Reconciler) noteColdFinalSync(s *state) {
 		if !meta.IsStatusConditionFalse(s.m.Status.Conditions, c.Type) {
 			r.Recorder.Eventf(s.m, nil, corev1.EventTypeWarning, "SenderRestarted", "FinalSync", c.Message)
 		}
-	case progress.SourceAtLeast(s.src, replv1.SourceVerified) && s.src.FinalPassFull:
+	case reports.SourceAtLeast(s.src, replv1.SourceVerified) && s.src.FinalPassFull:
 		c.Status, c.Reason = metav1.ConditionTrue, "RunningSenderScannedAll"
 		c.Message = "The final sync ran in the sender that had tracked every change, but its final pass listed the whole volume " +
 			"(so T_copy grew with the number of files): " + fullPassWhy(s.src.UnseenChange, s.policy)
-	case progress.SourceAtLeast(s.src, replv1.SourceVerified):
+	case reports.SourceAtLeast(s.src, replv1.SourceVerified):
 		c.Status, c.Reason = metav1.ConditionTrue, "RunningSender"
 		c.Message = "The final sync ran in the sender that had tracked every change since the initial copy, and looked only at what changed"
 	default:

@@ -9,20 +9,20 @@ import (
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
-	"github.com/stateful-migration/stateful-migration/pkg/hub/progress"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/reports"
 )
 
 func TestCutoverAllowed(t *testing.T) {
 	pol := &migrationv1alpha1.MigrationPolicy{}
 	pol.Spec.Cutover.MaxLagBytes = ptr.To(int64(1000))
 	pol.Spec.Cutover.MaxEstimatedFinalSync = &metav1.Duration{Duration: 2 * time.Second}
-	rep := func(phase string, protected bool, lag, tput int64) *progress.Report {
-		return &progress.Report{Phase: phase, Healthy: true, Message: uplink.Message{Protected: &protected, LagBytes: lag, Throughput: tput}}
+	rep := func(phase string, protected bool, lag, tput int64) *reports.Report {
+		return &reports.Report{Phase: phase, Healthy: true, Message: uplink.Message{Protected: &protected, LagBytes: lag, Throughput: tput}}
 	}
-	est := func(r *progress.Report, ms int64) *progress.Report { r.EstimatedFinalSyncMillis = ms; return r }
+	est := func(r *reports.Report, ms int64) *reports.Report { r.EstimatedFinalSyncMillis = ms; return r }
 	for _, c := range []struct {
 		name string
-		r    *progress.Report
+		r    *reports.Report
 		want bool
 	}{
 		{"no report", nil, false},
@@ -58,7 +58,7 @@ func TestBackoff(t *testing.T) {
 func TestMirrorKeepsBytesCopiedAndLastRate(t *testing.T) {
 	s := &state{m: &migrationv1alpha1.Migration{}, now: time.Now()}
 	send := func(copied, rate int64) {
-		s.src = &progress.Report{Phase: "Syncing", Healthy: true, Message: uplink.Message{BytesTotal: 1000, BytesCopied: copied, Throughput: rate}}
+		s.src = &reports.Report{Phase: "Syncing", Healthy: true, Message: uplink.Message{BytesTotal: 1000, BytesCopied: copied, Throughput: rate}}
 		s.mirror()
 	}
 	send(800, 50)
@@ -77,7 +77,7 @@ func TestDescribeCarriesTheReportedError(t *testing.T) {
 	if got := describe("source", nil); got != "source has not reported" {
 		t.Errorf("got %q", got)
 	}
-	r := &progress.Report{Phase: "InitialSync", Healthy: true}
+	r := &reports.Report{Phase: "InitialSync", Healthy: true}
 	if got := describe("source", r); got != "source reports InitialSync" {
 		t.Errorf("got %q", got)
 	}

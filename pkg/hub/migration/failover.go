@@ -13,7 +13,7 @@ import (
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/decision"
-	"github.com/stateful-migration/stateful-migration/pkg/hub/progress"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/reports"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
 )
 
@@ -64,7 +64,7 @@ func (r *Reconciler) failingOver(ctx context.Context, s *state) (ctrl.Result, er
 		msg := fmt.Sprintf("The standby on %s could not be promoted: %s; the app runs nowhere: repair the volumes or bring %s back and edit the Placement",
 			s.m.Spec.DestinationCluster, s.dst.Error(), f.FencedCluster)
 		return r.endFailover(s, ReasonPromoteFailed, msg)
-	case !progress.DestinationAtLeast(s.dst, replv1.DestinationVerified):
+	case !reports.DestinationAtLeast(s.dst, replv1.DestinationVerified):
 		s.progressing(ReasonPromoting, fmt.Sprintf("Promoting the standby on %s to its point of %s (%s)", s.m.Spec.DestinationCluster,
 			f.PointTime.UTC().Format("2006-01-02T15:04:05Z"), describe("destination", s.dst)))
 		return requeue(pollLimit), nil

@@ -14,7 +14,7 @@ import (
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/credentials"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/decision"
-	"github.com/stateful-migration/stateful-migration/pkg/hub/progress"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/reports"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
 )
 
@@ -31,7 +31,7 @@ import (
 func (r *Reconciler) deleteWorks(ctx context.Context, s *state) error {
 	for _, side := range []struct {
 		w   *workv1.ManifestWork
-		rep *progress.Report
+		rep *reports.Report
 	}{{s.srcWork, s.src}, {s.dstWork, s.dst}} {
 		w := side.w
 		if w == nil || !w.DeletionTimestamp.IsZero() || w == s.srcWork && keepFencedSource(s) {

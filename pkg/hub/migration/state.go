@@ -17,7 +17,7 @@ import (
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
-	"github.com/stateful-migration/stateful-migration/pkg/hub/progress"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/reports"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
 )
 
@@ -33,7 +33,7 @@ type state struct {
 
 	policy    *migrationv1alpha1.MigrationPolicy // nil when gone
 	placement *clusterv1beta1.Placement          // nil when gone
-	src, dst  *progress.Report                   // nil when not reported
+	src, dst  *reports.Report                    // nil when not reported
 	srcAddon  *addonv1beta1.ManagedClusterAddOn
 	dstAddon  *addonv1beta1.ManagedClusterAddOn
 	srcWork   *workv1.ManifestWork // nil when absent
@@ -64,10 +64,10 @@ func (r *Reconciler) load(ctx context.Context, s *state) error {
 		return err
 	}
 	if s.srcAddon != nil {
-		s.src = progress.Find(s.srcAddon.Status.Conditions, s.id, uplink.RoleSource)
+		s.src = reports.Find(s.srcAddon.Status.Conditions, s.id, uplink.RoleSource)
 	}
 	if s.dstAddon != nil {
-		s.dst = progress.Find(s.dstAddon.Status.Conditions, s.id, uplink.RoleDestination)
+		s.dst = reports.Find(s.dstAddon.Status.Conditions, s.id, uplink.RoleDestination)
 	}
 	if s.srcWork, err = r.work(ctx, m.Spec.SourceCluster, work.SourceName(s.id)); err != nil {
 		return err
@@ -191,7 +191,7 @@ func (s *state) mirror() {
 
 // describe names a side's report for messages, with the error it reports:
 // a timeout message must say what the side was struggling with.
-func describe(role string, r *progress.Report) string {
+func describe(role string, r *reports.Report) string {
 	switch {
 	case r == nil:
 		return role + " has not reported"

@@ -17,7 +17,7 @@ import (
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/credentials"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/decision"
-	"github.com/stateful-migration/stateful-migration/pkg/hub/progress"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/reports"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
 )
 
@@ -89,7 +89,7 @@ func classMap(p *migrationv1alpha1.MigrationPolicy) map[string]string {
 }
 
 // destinationEndpoints returns the receivers the destination reports per volume.
-func destinationEndpoints(dst *progress.Report, refs []work.VolumeRef) (map[string]string, []string) {
+func destinationEndpoints(dst *reports.Report, refs []work.VolumeRef) (map[string]string, []string) {
 	out := map[string]string{}
 	var missing []string
 	for _, ref := range refs {

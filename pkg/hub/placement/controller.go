@@ -11,11 +11,11 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -24,6 +24,7 @@ import (
 	workv1alpha1 "open-cluster-management.io/api/work/v1alpha1"
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/clients"
 )
 
 const (
@@ -37,27 +38,17 @@ const (
 
 // Reconciler enrols Placements and keeps actual in step with desired.
 type Reconciler struct {
-	client.Client
-	// APIReader reads around the cache where a stale read could create a
-	// second Migration for the same move.
-	APIReader client.Reader
-	Recorder  events.EventRecorder
+	clients.Set
 	// StandbyRenewAfter is the age at which a standby is replaced by a new
 	// one with fresh credentials (default: a day before they expire).
 	StandbyRenewAfter time.Duration
+	// Workers is how many objects are reconciled at once (0: one).
+	Workers int
 }
 
 // SetupWithManager registers the controller and its index.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.Client == nil {
-		r.Client = mgr.GetClient()
-	}
-	if r.APIReader == nil {
-		r.APIReader = mgr.GetAPIReader()
-	}
-	if r.Recorder == nil {
-		r.Recorder = mgr.GetEventRecorder(ControllerName)
-	}
+	r.Fill(mgr, ControllerName)
 	err := mgr.GetFieldIndexer().IndexField(context.Background(), &migrationv1alpha1.MigrationPolicy{}, indexPlacement,
 		func(o client.Object) []string {
 			p := o.(*migrationv1alpha1.MigrationPolicy)
@@ -97,6 +88,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 				}
 				return r.policiesFor(ctx, o.GetNamespace(), name)
 			})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.Workers)}).
 		Complete(r)
 }
 

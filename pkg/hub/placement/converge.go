@@ -71,93 +71,126 @@ func (r *Reconciler) converge(ctx context.Context, s *state) (bool, error) {
 			fmt.Sprintf("Waiting for the scheduler to decide Placement %s", s.companion.Name))
 		return false, nil
 	}
-	active := s.active()
+	c := s.changes()
+	if err := r.pair(ctx, s, c); err != nil {
+		return true, err
+	}
+	if err := r.unpaired(ctx, s, c); err != nil {
+		return true, err
+	}
+	status, reason, msg := c.outcome(s)
+	s.setConverged(status, reason, msg)
+	return false, nil
+}
+
+// changes is what converge found between desired and actual, and what it
+// did about it.
+type changes struct {
+	active         []migrationv1alpha1.Migration
+	removed, added []string                      // outside active migrations, sorted
+	blocked        []string                      // pairs not retried, and why
+	held           []migrationv1alpha1.Migration // standbys of lost clusters kept decided
+	waiting        bool                          // unpaired changes wait for active migrations
+}
+
+func (s *state) changes() *changes {
+	c := &changes{active: s.active()}
 	locked := sets.New[string]()
-	for _, m := range active {
+	for _, m := range c.active {
 		locked.Insert(m.Spec.SourceCluster, m.Spec.DestinationCluster)
 	}
 	desired, actual := sets.New(s.desired...), sets.New(s.actual...)
-	removed := sets.List(actual.Difference(desired).Difference(locked))
-	added := sets.List(desired.Difference(actual).Difference(locked))
-	n := min(len(removed), len(added))
+	c.removed = sets.List(actual.Difference(desired).Difference(locked))
+	c.added = sets.List(desired.Difference(actual).Difference(locked))
+	return c
+}
 
-	var blocked []string
-	for i := range n {
-		if m, err := r.failover(ctx, s, removed[i], added[i]); err != nil {
-			return true, err
-		} else if m != nil {
-			s.migrations = append(s.migrations, *m)
-			active = append(active, *m)
-			continue
-		}
-		if m := s.previous(removed[i], added[i]); m != nil {
-			blocked = append(blocked, fmt.Sprintf("%s (%s)", m.Name, m.CurrentPhase()))
-			continue
-		}
-		m, err := r.createMigration(ctx, s, removed[i], added[i])
+// pair fails over, or records a move, for each removed cluster paired with
+// an added one, unless an unsuccessful move of that pair blocks it.
+func (r *Reconciler) pair(ctx context.Context, s *state, c *changes) error {
+	for i := range min(len(c.removed), len(c.added)) {
+		src, dst := c.removed[i], c.added[i]
+		m, err := r.failover(ctx, s, src, dst)
 		if err != nil {
-			return true, err
+			return err
+		}
+		if m == nil {
+			if prev := s.previous(src, dst); prev != nil {
+				c.blocked = append(c.blocked, fmt.Sprintf("%s (%s)", prev.Name, prev.CurrentPhase()))
+				continue
+			}
+			if m, err = r.createMigration(ctx, s, src, dst); err != nil {
+				return err
+			}
 		}
 		s.migrations = append(s.migrations, *m)
-		active = append(active, *m)
+		c.active = append(c.active, *m)
 	}
+	return nil
+}
 
-	extraAdd, extraRemove := added[n:], removed[n:]
+// unpaired applies the changes left without a partner straight to actual,
+// when no migration is active, except an addition a failed failover left
+// unsafe and the removal of a lost cluster whose standby holds the point.
+func (r *Reconciler) unpaired(ctx context.Context, s *state, c *changes) error {
+	n := min(len(c.removed), len(c.added))
 	// A failover that could not promote its standby leaves volumes that are
 	// not its point there: adding that cluster would start the app on them.
-	extraAdd = slices.DeleteFunc(slices.Clone(extraAdd), func(c string) bool {
-		if m := s.failedFailover(c); m != nil {
-			blocked = append(blocked, fmt.Sprintf("%s (failover to %s: %s)", m.Name, c, m.Status.Reason))
-			return true
+	var add []string
+	for _, cl := range c.added[n:] {
+		if m := s.failedFailover(cl); m != nil {
+			c.blocked = append(c.blocked, fmt.Sprintf("%s (failover to %s: %s)", m.Name, cl, m.Status.Reason))
+			continue
 		}
-		return false
-	})
+		add = append(add, cl)
+	}
 	// OCM taints a lost cluster and the scheduler drops it: removing it here
 	// would remove its standby too, and with it the point to fail over to.
-	var held []migrationv1alpha1.Migration
-	var removable []string
-	for _, c := range extraRemove {
-		sb, err := r.lostWithStandby(ctx, s, c, "")
+	var remove []string
+	for _, cl := range c.removed[n:] {
+		sb, err := r.lostWithStandby(ctx, s, cl, "")
 		if err != nil {
-			return true, err
+			return err
 		}
 		if sb != nil {
-			held = append(held, *sb)
+			c.held = append(c.held, *sb)
 		} else {
-			removable = append(removable, c)
+			remove = append(remove, cl)
 		}
 	}
-	extraRemove = removable
-	waiting := len(extraAdd)+len(extraRemove) > 0 && len(active) > 0
-	if !waiting && len(extraAdd)+len(extraRemove) > 0 {
-		next := actual.Clone().Insert(extraAdd...).Delete(extraRemove...)
-		if err := decision.SetActualClusters(ctx, r.Client, s.placement, sets.List(next)); err != nil {
-			return true, err
-		}
-		klog.FromContext(ctx).Info("Applied change without data to move", "added", extraAdd, "removed", extraRemove)
-		r.Recorder.Eventf(s.placement, s.policy, corev1.EventTypeNormal, "ActualUpdated", "UpdateDecision",
-			"Added %v, removed %v: no data to move", extraAdd, extraRemove)
-		s.actual = sets.List(next)
+	if len(add)+len(remove) == 0 {
+		return nil
 	}
+	if c.waiting = len(c.active) > 0; c.waiting {
+		return nil
+	}
+	next := sets.New(s.actual...).Insert(add...).Delete(remove...)
+	if err := decision.SetActualClusters(ctx, r.Client, s.placement, sets.List(next)); err != nil {
+		return err
+	}
+	klog.FromContext(ctx).Info("Applied change without data to move", "added", add, "removed", remove)
+	r.Recorder.Eventf(s.placement, s.policy, corev1.EventTypeNormal, "ActualUpdated", "UpdateDecision",
+		"Added %v, removed %v: no data to move", add, remove)
+	s.actual = sets.List(next)
+	return nil
+}
 
+// outcome is the Converged condition after converge.
+func (c *changes) outcome(s *state) (metav1.ConditionStatus, string, string) {
 	switch {
-	case len(active) > 0:
-		s.setConverged(metav1.ConditionFalse, migrationv1alpha1.ReasonMigrationInProgress,
-			"Migrations in progress: "+names(active))
-	case len(blocked) > 0:
-		s.setConverged(metav1.ConditionFalse, migrationv1alpha1.ReasonMigrationBlocked,
-			fmt.Sprintf("Moves not retried after they ended unsuccessfully: %s; delete the Migration to retry, or edit the Placement", strings.Join(blocked, ", ")))
-	case len(held) > 0:
-		s.setConverged(metav1.ConditionFalse, migrationv1alpha1.ReasonWaitingForFailover, heldMessage(s, held))
-	case waiting:
-		s.setConverged(metav1.ConditionFalse, migrationv1alpha1.ReasonWaitingForMigration,
-			"Changes without data to move wait for active migrations")
-	case !slices.Equal(sets.List(desired), s.actual):
-		s.setConverged(metav1.ConditionFalse, migrationv1alpha1.ReasonMigrationInProgress, "Actual clusters differ from desired")
-	default:
-		s.setConverged(metav1.ConditionTrue, migrationv1alpha1.ReasonActualMatchesDesired, "")
+	case len(c.active) > 0:
+		return metav1.ConditionFalse, migrationv1alpha1.ReasonMigrationInProgress, "Migrations in progress: " + names(c.active)
+	case len(c.blocked) > 0:
+		return metav1.ConditionFalse, migrationv1alpha1.ReasonMigrationBlocked,
+			fmt.Sprintf("Moves not retried after they ended unsuccessfully: %s; delete the Migration to retry, or edit the Placement", strings.Join(c.blocked, ", "))
+	case len(c.held) > 0:
+		return metav1.ConditionFalse, migrationv1alpha1.ReasonWaitingForFailover, heldMessage(s, c.held)
+	case c.waiting:
+		return metav1.ConditionFalse, migrationv1alpha1.ReasonWaitingForMigration, "Changes without data to move wait for active migrations"
+	case !slices.Equal(sets.List(sets.New(s.desired...)), s.actual):
+		return metav1.ConditionFalse, migrationv1alpha1.ReasonMigrationInProgress, "Actual clusters differ from desired"
 	}
-	return false, nil
+	return metav1.ConditionTrue, migrationv1alpha1.ReasonActualMatchesDesired, ""
 }
 
 func heldMessage(s *state, held []migrationv1alpha1.Migration) string {

@@ -38,41 +38,12 @@ func (r *Reconciler) keepStandby(ctx context.Context, s *state) (bool, error) {
 		return false, nil
 	}
 	if active := s.active(); len(active) > 0 {
-		for i := range s.standbys {
-			m := &s.standbys[i]
-			for _, mv := range active {
-				if m.Spec.DestinationCluster == mv.Spec.DestinationCluster && !awaitsSource(&mv) {
-					if err := r.removeStandby(ctx, s, m, "the move "+mv.Name+" writes there"); err != nil {
-						return true, err
-					}
-				}
-			}
-		}
-		if sb != nil {
-			s.setStandby(metav1.ConditionFalse, migrationv1alpha1.ReasonStandbyWaitingForMove, "A move is in progress: "+names(active))
-		}
-		return false, nil
+		err := r.standbysDuringMove(ctx, s, active)
+		return err != nil, err
 	}
-	var src, dst string
-	switch {
-	case sb == nil:
-	case len(s.actual) != 1:
-		s.setStandby(metav1.ConditionFalse, migrationv1alpha1.ReasonStandbyAppNotOnOneSite,
-			fmt.Sprintf("A standby is kept for an app on one cluster; Placement %s decides %v", s.placement.Name, s.actual))
-	default:
-		candidates, err := decision.StandbyClusters(ctx, r.Client, s.policy)
-		if err != nil {
-			return true, err
-		}
-		if dst = s.pickStandby(s.actual[0], candidates); dst != "" {
-			src = s.actual[0]
-		} else if sb.ClusterName != "" {
-			s.setStandby(metav1.ConditionFalse, migrationv1alpha1.ReasonStandbyOnAppCluster,
-				fmt.Sprintf("The app runs on the standby cluster %s: no standby is kept there", sb.ClusterName))
-		} else {
-			s.setStandby(metav1.ConditionFalse, migrationv1alpha1.ReasonStandbyNoCluster,
-				fmt.Sprintf("Placement %s decides %v: no cluster other than the app's (%s) to keep the standby on", sb.PlacementRef.Name, candidates, s.actual[0]))
-		}
+	src, dst, err := r.wantedStandby(ctx, s)
+	if err != nil {
+		return true, err
 	}
 	var kept *migrationv1alpha1.Migration
 	for i := range s.standbys {
@@ -85,19 +56,74 @@ func (r *Reconciler) keepStandby(ctx context.Context, s *state) (bool, error) {
 			return true, err
 		}
 	}
-	switch {
-	case dst == "":
+	if dst == "" {
 		return false, nil
+	}
+	return false, r.tendStandby(ctx, s, kept, src, dst)
+}
+
+// standbysDuringMove removes a standby on a move's destination once the
+// move's source answered; the others keep replicating.
+func (r *Reconciler) standbysDuringMove(ctx context.Context, s *state, active []migrationv1alpha1.Migration) error {
+	for i := range s.standbys {
+		m := &s.standbys[i]
+		for _, mv := range active {
+			if m.Spec.DestinationCluster == mv.Spec.DestinationCluster && !awaitsSource(&mv) {
+				if err := r.removeStandby(ctx, s, m, "the move "+mv.Name+" writes there"); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if s.policy.Spec.Standby != nil {
+		s.setStandby(metav1.ConditionFalse, migrationv1alpha1.ReasonStandbyWaitingForMove, "A move is in progress: "+names(active))
+	}
+	return nil
+}
+
+// wantedStandby is the pair the policy asks for now, none (and the
+// condition saying why) when there is no cluster to keep it on.
+func (r *Reconciler) wantedStandby(ctx context.Context, s *state) (src, dst string, err error) {
+	sb := s.policy.Spec.Standby
+	switch {
+	case sb == nil:
+		return "", "", nil
+	case len(s.actual) != 1:
+		s.setStandby(metav1.ConditionFalse, migrationv1alpha1.ReasonStandbyAppNotOnOneSite,
+			fmt.Sprintf("A standby is kept for an app on one cluster; Placement %s decides %v", s.placement.Name, s.actual))
+		return "", "", nil
+	}
+	candidates, err := decision.StandbyClusters(ctx, r.Client, s.policy)
+	if err != nil {
+		return "", "", err
+	}
+	if dst = s.pickStandby(s.actual[0], candidates); dst != "" {
+		return s.actual[0], dst, nil
+	}
+	if sb.ClusterName != "" {
+		s.setStandby(metav1.ConditionFalse, migrationv1alpha1.ReasonStandbyOnAppCluster,
+			fmt.Sprintf("The app runs on the standby cluster %s: no standby is kept there", sb.ClusterName))
+	} else {
+		s.setStandby(metav1.ConditionFalse, migrationv1alpha1.ReasonStandbyNoCluster,
+			fmt.Sprintf("Placement %s decides %v: no cluster other than the app's (%s) to keep the standby on", sb.PlacementRef.Name, candidates, s.actual[0]))
+	}
+	return "", "", nil
+}
+
+// tendStandby creates the wanted standby, renews it when its credentials
+// near their end, and says how it is.
+func (r *Reconciler) tendStandby(ctx context.Context, s *state, kept *migrationv1alpha1.Migration, src, dst string) error {
+	switch {
 	case kept == nil:
 		m, err := r.create(ctx, s, src, dst, true)
 		if err != nil {
-			return true, err
+			return err
 		}
 		s.standbys = append(s.standbys, *m)
 		s.setStandby(metav1.ConditionTrue, migrationv1alpha1.ReasonStandbyKept, fmt.Sprintf("Standby %s: %s -> %s", m.Name, src, dst))
 	case kept.DeletionTimestamp.IsZero() && time.Since(kept.CreationTimestamp.Time) >= r.renewAfter():
 		if err := r.removeStandby(ctx, s, kept, fmt.Sprintf("renewing its credentials (valid %s)", credentials.Validity)); err != nil {
-			return true, err
+			return err
 		}
 		s.setStandby(metav1.ConditionTrue, migrationv1alpha1.ReasonStandbyKept, fmt.Sprintf("Standby %s: %s -> %s, being renewed", kept.Name, src, dst))
 	case kept.CurrentPhase().IsFinished():
@@ -110,7 +136,7 @@ func (r *Reconciler) keepStandby(ctx context.Context, s *state) (bool, error) {
 			s.requeueAfter = max(time.Second, time.Until(kept.CreationTimestamp.Add(r.renewAfter())))
 		}
 	}
-	return false, nil
+	return nil
 }
 
 // pickStandby chooses the standby's cluster among candidates (sorted): the

@@ -3,8 +3,6 @@ package addon
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -16,12 +14,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	addonv1beta1 "open-cluster-management.io/api/addon/v1beta1"
 	clusterv1 "open-cluster-management.io/api/cluster/v1"
 
 	"github.com/stateful-migration/stateful-migration/pkg/apis/uplink"
+	"github.com/stateful-migration/stateful-migration/test/integration/framework"
 )
 
 // enableAddon does what `clusteradm addon enable` and OCM's addon manager do:
@@ -94,16 +91,7 @@ func impersonate(as rest.ImpersonationConfig) *rest.Config {
 // writeKubeconfig writes a kubeconfig that authenticates as the envtest admin
 // and impersonates as, standing in for the agent's hub client certificate.
 func writeKubeconfig(path string, as rest.ImpersonationConfig) {
-	c := clientcmdapi.NewConfig()
-	c.Clusters["hub"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	c.AuthInfos["agent"] = &clientcmdapi.AuthInfo{
-		ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData,
-		Impersonate: as.UserName, ImpersonateGroups: as.Groups,
-	}
-	c.Contexts["hub"] = &clientcmdapi.Context{Cluster: "hub", AuthInfo: "agent"}
-	c.CurrentContext = "hub"
-	Expect(os.MkdirAll(filepath.Dir(path), 0o700)).To(Succeed())
-	Expect(clientcmd.WriteToFile(*c, path)).To(Succeed())
+	Expect(framework.WriteKubeconfig(cfg, path, as)).To(Succeed())
 }
 
 // applyAgentRBAC creates what the work agent would apply from the ManifestWork

@@ -4,9 +4,6 @@ package addon
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -70,10 +67,7 @@ var _ = BeforeSuite(func() {
 	installHub()
 
 	By("running the addon manager as its own ServiceAccount, with only the shipped RBAC")
-	managerCfg := impersonate(rest.ImpersonationConfig{
-		UserName: "system:serviceaccount:open-cluster-management-addon:stateful-migration-manager",
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:open-cluster-management-addon", "system:authenticated"},
-	})
+	managerCfg := impersonate(framework.ManagerIdentity)
 	mgr, err := ctrl.NewManager(managerCfg, ctrl.Options{
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
@@ -86,16 +80,10 @@ var _ = BeforeSuite(func() {
 	}()
 })
 
-// installHub applies manifests/ with the kubectl built next to the envtest
-// binaries: CRDs, RBAC, the manager Deployment (never scheduled here) and the
-// ClusterManagementAddOn.
+// installHub applies manifests/ as `make deploy` does.
 func installHub() {
-	kubeconfig := filepath.Join(GinkgoT().TempDir(), "admin.kubeconfig")
-	writeKubeconfig(kubeconfig, rest.ImpersonationConfig{})
-	kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
-	out, err := exec.Command(kubectl, "--kubeconfig", kubeconfig, "apply", "-k", filepath.Join(framework.RepoRoot(), "manifests")).CombinedOutput()
-	Expect(err).NotTo(HaveOccurred(), "kubectl apply -k manifests/: %s", out)
-	_, err = addonClient.AddonV1beta1().ClusterManagementAddOns().Get(suiteCtx, uplink.AddonName, metav1.GetOptions{})
+	Expect(framework.InstallHub(cfg, GinkgoT().TempDir())).To(Succeed())
+	_, err := addonClient.AddonV1beta1().ClusterManagementAddOns().Get(suiteCtx, uplink.AddonName, metav1.GetOptions{})
 	Expect(err).NotTo(HaveOccurred())
 }
 

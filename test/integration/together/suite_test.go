@@ -191,7 +191,7 @@ func startHub() {
 		Metrics: metricsserver.Options{BindAddress: "0"},
 	})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(hub.SetupWithManager(mgr)).To(Succeed())
+	Expect(hub.SetupWithManager(mgr, hub.Options{})).To(Succeed())
 	go func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(suiteCtx)).To(Succeed())

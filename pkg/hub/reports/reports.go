@@ -1,7 +1,7 @@
-// Package progress decodes what the agents report about one migration on
+// Package reports decodes what the agents report about one migration on
 // their ManagedClusterAddOn (docs/protocol.md, "Uplink"): one condition per
 // migration and role, reason = phase, message = pkg/apis/uplink.Message.
-package progress
+package reports
 
 import (
 	"encoding/json"
