@@ -72,6 +72,10 @@ bench-e2e: ## T_copy and T_down on kind with 0.5, 2 and 8 GiB on the volume (E2E
 bench-mover: ## Mover throughput against rsync and a raw pipe, on the same data (docs/mover.md).
 	hack/bench-mover.sh
 
+.PHONY: bench-hub
+bench-hub: ## The hub with 100, 500 and 1,000 simulated clusters and 10, 50, 100 migrations at once (envtest; FLEETS, HUB_ARGS; docs/scale.md).
+	hack/bench-hub.sh
+
 ##@ Deploy
 .PHONY: deploy
 deploy: ## Install the hub side (CRDs, RBAC, ClusterManagementAddOn, manager) into the current kubectl context.

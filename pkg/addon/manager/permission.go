@@ -2,6 +2,10 @@ package manager
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"time"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -57,9 +61,42 @@ func AgentHubRole() *rbacv1.Role {
 	}
 }
 
+// hubPermissions grants AgentHubRole to the agent's hub identity in its
+// cluster namespace. addon-framework calls it on every change of the
+// ManagedClusterAddOn, and the agents report on that object's status: the
+// grant is applied again only when the identity changed or every
+// reapplyPermissions (so a deleted Role comes back), not two uncached reads
+// per report (docs/scale.md).
 func hubPermissions(kubeClient kubernetes.Interface) agent.PermissionConfigFunc {
 	build := utils.NewRBACPermissionConfigBuilder(kubeClient).BindKubeClientRole(AgentHubRole()).Build()
+	var mu sync.Mutex
+	applied := map[string]time.Time{} // cluster and identity -> when granted
 	return func(ctx context.Context, cluster *clusterv1.ManagedCluster, addon *addonv1beta1.ManagedClusterAddOn) error {
-		return build(ctx, cluster, addon)
+		who, err := json.Marshal(addon.Status.Registrations)
+		if err != nil {
+			return err
+		}
+		key := cluster.Name + "\x00" + string(who)
+		mu.Lock()
+		at, ok := applied[key]
+		mu.Unlock()
+		if ok && time.Since(at) < reapplyPermissions {
+			return nil
+		}
+		if err := build(ctx, cluster, addon); err != nil {
+			return err
+		}
+		mu.Lock()
+		for k := range applied {
+			if strings.HasPrefix(k, cluster.Name+"\x00") {
+				delete(applied, k)
+			}
+		}
+		applied[key] = time.Now()
+		mu.Unlock()
+		return nil
 	}
 }
+
+// reapplyPermissions is how often an unchanged grant is checked again.
+const reapplyPermissions = 10 * time.Minute

@@ -12,11 +12,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -79,7 +81,55 @@ var ErrRefused = errors.New("credentials secret refused")
 // tenant may write Secrets in its namespace, but must not choose the keys
 // a migration trusts. r should read around the cache: the hub has no
 // business caching every Secret of the cluster.
-func Ensure(ctx context.Context, c client.Client, r client.Reader, m *migrationv1alpha1.Migration) (*Bundle, error) {
+//
+// The Keeper holds each bundle it trusted for the Migration (UID and
+// recorded fingerprint) it trusted it for: every step of a migration needs
+// it, and reading the Secret each time was the hub's most frequent request
+// at fleet scale (docs/scale.md). A Secret rewritten after that is never
+// shipped by this process, which ships the bundle it minted or checked; the
+// next process reads it, and refuses it.
+func (k *Keeper) Ensure(ctx context.Context, c client.Client, r client.Reader, m *migrationv1alpha1.Migration) (*Bundle, error) {
+	if b := k.get(m); b != nil {
+		return b, nil
+	}
+	b, err := ensure(ctx, c, r, m)
+	if err == nil {
+		k.put(m, b)
+	}
+	return b, err
+}
+
+// Keeper mints, reads back and deletes migrations' credentials, keeping
+// the bundles it trusted in memory. Its zero value is ready for use.
+type Keeper struct {
+	mu    sync.Mutex
+	known map[types.UID]kept
+}
+
+type kept struct {
+	fingerprint string
+	b           *Bundle
+}
+
+func (k *Keeper) get(m *migrationv1alpha1.Migration) *Bundle {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if e, ok := k.known[m.UID]; ok && e.fingerprint != "" && e.fingerprint == m.Status.CredentialsFingerprint {
+		return e.b
+	}
+	return nil
+}
+
+func (k *Keeper) put(m *migrationv1alpha1.Migration, b *Bundle) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.known == nil {
+		k.known = map[types.UID]kept{}
+	}
+	k.known[m.UID] = kept{fingerprint: Fingerprint(b.Server.CA), b: b}
+}
+
+func ensure(ctx context.Context, c client.Client, r client.Reader, m *migrationv1alpha1.Migration) (*Bundle, error) {
 	s := &corev1.Secret{}
 	err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: SecretName(m)}, s)
 	switch {
@@ -163,7 +213,10 @@ func Fingerprint(caPEM []byte) string {
 
 // Delete revokes the hub copy of m's credentials; a Secret of that name the
 // hub did not mint for m is left alone.
-func Delete(ctx context.Context, c client.Client, r client.Reader, m *migrationv1alpha1.Migration) error {
+func (k *Keeper) Delete(ctx context.Context, c client.Client, r client.Reader, m *migrationv1alpha1.Migration) error {
+	k.mu.Lock()
+	delete(k.known, m.UID)
+	k.mu.Unlock()
 	s := &corev1.Secret{}
 	if err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: SecretName(m)}, s); err != nil {
 		return client.IgnoreNotFound(err)

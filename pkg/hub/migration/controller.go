@@ -54,6 +54,7 @@ type Reconciler struct {
 	RetryBackoff, MaxRetryBackoff time.Duration
 
 	phases phaseTracker
+	creds  credentials.Keeper
 	// Workers is how many objects are reconciled at once (0: one).
 	Workers int
 }

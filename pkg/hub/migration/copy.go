@@ -11,7 +11,6 @@ import (
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	replv1 "github.com/stateful-migration/stateful-migration/pkg/apis/replication/v1alpha1"
-	"github.com/stateful-migration/stateful-migration/pkg/hub/credentials"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/decision"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/reports"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
@@ -31,7 +30,7 @@ func (r *Reconciler) preparing(ctx context.Context, s *state) (ctrl.Result, erro
 		return r.failBeforeQuiesce(ctx, s, ReasonPrepareTimeout, fmt.Sprintf("Destination not ready within %s: %s",
 			s.policy.Spec.Timeouts.Prepare.Duration, s.m.Status.Message), false)
 	}
-	creds, err := credentials.Ensure(ctx, r.Client, r.APIReader, s.m)
+	creds, err := r.creds.Ensure(ctx, r.Client, r.APIReader, s.m)
 	if err != nil {
 		return ctrl.Result{}, err
 	}

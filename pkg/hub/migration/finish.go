@@ -12,7 +12,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
-	"github.com/stateful-migration/stateful-migration/pkg/hub/credentials"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/decision"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/reports"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
@@ -64,7 +63,7 @@ func (r *Reconciler) cleanup(ctx context.Context, s *state, creds bool) error {
 		return err
 	}
 	if creds || s.m.CurrentPhase().IsFinished() {
-		return credentials.Delete(ctx, r.Client, r.APIReader, s.m)
+		return r.creds.Delete(ctx, r.Client, r.APIReader, s.m)
 	}
 	return nil
 }

@@ -12,7 +12,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
-	"github.com/stateful-migration/stateful-migration/pkg/hub/credentials"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/decision"
 )
 
@@ -33,7 +32,7 @@ func (r *Reconciler) failBeforeQuiesce(ctx context.Context, s *state, reason, ms
 				msg, m.Spec.SourceCluster, m.Status.Attempts, maxAttempts(s.policy), wait))
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
-	if err := credentials.Delete(ctx, r.Client, r.APIReader, m); err != nil {
+	if err := r.creds.Delete(ctx, r.Client, r.APIReader, m); err != nil {
 		return ctrl.Result{}, err
 	}
 	now := metav1.NewTime(s.now)

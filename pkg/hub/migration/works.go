@@ -57,7 +57,7 @@ func (r *Reconciler) rewriteDestination(ctx context.Context, s *state, final boo
 	if s.srcWork == nil || s.dstWork == nil {
 		return nil
 	}
-	creds, err := credentials.Ensure(ctx, r.Client, r.APIReader, s.m)
+	creds, err := r.creds.Ensure(ctx, r.Client, r.APIReader, s.m)
 	if err != nil {
 		return err
 	}
@@ -167,7 +167,7 @@ func (r *Reconciler) ensureReplicating(ctx context.Context, s *state, ask source
 	} else if s.m.Status.Source.Released {
 		ask = srcRelease
 	}
-	creds, err := credentials.Ensure(ctx, r.Client, r.APIReader, s.m)
+	creds, err := r.creds.Ensure(ctx, r.Client, r.APIReader, s.m)
 	if err != nil {
 		return err
 	}
@@ -217,13 +217,13 @@ func releaseApplied(s *state) bool {
 }
 
 // setActual adds add and removes remove from the Placement's actual
-// clusters, reading the current ones from the API server. Reconciles of this
-// controller are serialised, so two migrations of one Placement never
-// interleave their read-modify-write.
+// clusters, reading the current ones from the API server, held against
+// other writers of that Placement (decision.Hold).
 func (r *Reconciler) setActual(ctx context.Context, s *state, add, remove string) error {
 	if s.placement == nil {
 		return nil
 	}
+	defer decision.Hold(s.placement.Namespace, s.placement.Name)()
 	cur, err := decision.Clusters(ctx, r.APIReader, s.placement.Namespace, s.placement.Name)
 	if err != nil {
 		return err

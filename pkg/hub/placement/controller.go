@@ -8,6 +8,7 @@ package placement
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -16,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -25,6 +27,7 @@ import (
 
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/clients"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/decision"
 )
 
 const (
@@ -66,7 +69,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named(ControllerName).
 		For(&migrationv1alpha1.MigrationPolicy{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		Owns(&migrationv1alpha1.Migration{}).
+		Owns(&migrationv1alpha1.Migration{}, builder.WithPredicates(predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+			return migrationMatters(e.ObjectOld.(*migrationv1alpha1.Migration), e.ObjectNew.(*migrationv1alpha1.Migration))
+		}})).
 		Watches(&clusterv1beta1.Placement{}, handler.EnqueueRequestsFromMapFunc(
 			func(ctx context.Context, o client.Object) []reconcile.Request {
 				return r.policiesFor(ctx, o.GetNamespace(), o.GetName())
@@ -90,6 +95,19 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.Workers)}).
 		Complete(r)
+}
+
+// migrationMatters tells whether a change of a policy's Migration is one
+// the policy's steps read: its phase and reason, deletion, a failover, a
+// standby's first point. Progress (bytes, lag, timings), written at every
+// agent report, is not: at fleet scale it would reconcile every policy with
+// a move in progress every poll, each reconcile reading around the cache.
+func migrationMatters(o, n *migrationv1alpha1.Migration) bool {
+	return o.Status.Phase != n.Status.Phase || o.Status.Reason != n.Status.Reason ||
+		o.Generation != n.Generation || !o.DeletionTimestamp.Equal(n.DeletionTimestamp) ||
+		(o.Status.Failover == nil) != (n.Status.Failover == nil) ||
+		(o.Status.Standby == nil || o.Status.Standby.PointTime == nil) != (n.Status.Standby == nil || n.Status.Standby.PointTime == nil) ||
+		!slices.Equal(o.Finalizers, n.Finalizers)
 }
 
 // policiesFor maps a Placement (user's or companion) to the policies governing it.
@@ -118,6 +136,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Get(ctx, req.NamespacedName, policy); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	// What it reads of the actual decisions and what it writes are one step
+	// against the sequencing controller's (decision.Hold).
+	defer decision.Hold(policy.Namespace, policy.Spec.PlacementRef.Name)()
 	s := newState(policy)
 	if !policy.DeletionTimestamp.IsZero() {
 		return r.unenrol(ctx, s)

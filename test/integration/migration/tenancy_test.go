@@ -11,7 +11,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -240,9 +239,10 @@ var _ = Describe("Tenancy and trust", func() {
 			credentials.KeyClientCert: own.Client.Cert, credentials.KeyClientKey: own.Client.Key}
 		Expect(k8s.Update(ctx, minted)).To(Succeed())
 		Expect(metav1.GetControllerOf(minted).UID).To(Equal(m.UID))
-		// Any event makes the hub read its credentials again.
-		touched := get(m)
-		Expect(k8s.Patch(ctx, touched, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"touch":"1"}}}`)))).To(Succeed())
+		// The running hub keeps shipping the bundle it minted; a restarted
+		// one reads the Secret again, and must refuse it.
+		stopManager()
+		startManager()
 
 		Eventually(phaseOf(m), timeout, interval).Should(Equal(migrationv1alpha1.PhaseFailed))
 		Expect(get(m).Status.Reason).To(Equal(migration.ReasonCredentialsRefused))
