@@ -7,6 +7,8 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	addonv1beta1 "open-cluster-management.io/api/addon/v1beta1"
 	clusterv1 "open-cluster-management.io/api/cluster/v1"
@@ -18,6 +20,7 @@ import (
 	migrationv1alpha1 "github.com/stateful-migration/stateful-migration/pkg/apis/migration/v1alpha1"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/migration"
 	"github.com/stateful-migration/stateful-migration/pkg/hub/placement"
+	"github.com/stateful-migration/stateful-migration/pkg/hub/work"
 )
 
 // AddToScheme registers every type the hub controllers read or write.
@@ -51,6 +54,35 @@ type Options struct {
 	// Workers is how many objects each controller reconciles at once
 	// (policies, Migrations); 0 means one.
 	Workers int
+}
+
+// CacheOptions keep the manager's cache to what the hub controllers read.
+// Every cluster namespace holds the agent's ManifestWork, which embeds the
+// agent's manifests and CRDs (the addon manager keeps its own copy): the
+// hub reads the spec of its own works only, and of the others just their
+// labels and status, so the rest is dropped as objects enter the cache —
+// with managed fields, which nothing reads (docs/scale.md: memory per
+// cluster).
+func CacheOptions() cache.Options {
+	return cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&workv1.ManifestWork{}: {Transform: trimForeignWork},
+		},
+	}
+}
+
+func trimForeignWork(o any) (any, error) {
+	w, ok := o.(*workv1.ManifestWork)
+	if !ok {
+		return o, nil
+	}
+	w.ManagedFields = nil
+	if w.Labels[work.MigrationIDLabel] == "" {
+		w.Spec.Workload.Manifests = nil
+		w.Status.ResourceStatus.Manifests = nil
+	}
+	return w, nil
 }
 
 // SetupWithManager adds the hub controllers to mgr: placement enrolment and
