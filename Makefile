@@ -58,7 +58,7 @@ test-alerts: ## The shipped alert rules against promtool unit tests (promtool fr
 .PHONY: test-integration
 test-integration: ## Integration tests on a real kube-apiserver and etcd (envtest).
 	assets=$$(hack/envtest-assets.sh); export KUBEBUILDER_ASSETS=$$assets; \
-	$(GO) test -count=1 -timeout 30m ./test/integration/... -ginkgo.v
+	$(GO) test -p 1 -count=1 -timeout 30m ./test/integration/... -ginkgo.v
 
 .PHONY: test-e2e
 test-e2e: ## hub + cluster1 + cluster2 on kind with OCM, then the e2e/ suite (E2E_KEEP=1 keeps the clusters).
