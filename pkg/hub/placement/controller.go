@@ -98,12 +98,15 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 }
 
 // migrationMatters tells whether a change of a policy's Migration is one
-// the policy's steps read: its phase and reason, deletion, a failover, a
-// standby's first point. Progress (bytes, lag, timings), written at every
-// agent report, is not: at fleet scale it would reconcile every policy with
-// a move in progress every poll, each reconcile reading around the cache.
+// the policy's steps read: its phase (and in Preparing its reason: whether
+// the source answered, awaitsSource), deletion, a failover, a standby's
+// first point. Progress (bytes, lag, timings, reasons within a phase),
+// written at every agent report, is not: at fleet scale it would reconcile
+// every policy with a move in progress every poll, each reconcile reading
+// around the cache.
 func migrationMatters(o, n *migrationv1alpha1.Migration) bool {
-	return o.Status.Phase != n.Status.Phase || o.Status.Reason != n.Status.Reason ||
+	return o.Status.Phase != n.Status.Phase ||
+		(n.Status.Phase == migrationv1alpha1.PhasePreparing && o.Status.Reason != n.Status.Reason) ||
 		o.Generation != n.Generation || !o.DeletionTimestamp.Equal(n.DeletionTimestamp) ||
 		(o.Status.Failover == nil) != (n.Status.Failover == nil) ||
 		(o.Status.Standby == nil || o.Status.Standby.PointTime == nil) != (n.Status.Standby == nil || n.Status.Standby.PointTime == nil) ||

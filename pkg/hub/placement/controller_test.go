@@ -34,7 +34,7 @@ func TestMigrationMatters(t *testing.T) {
 			m.Status.Progress.BytesCopied = 400
 		}, false},
 		"phase":    {func(m *migrationv1alpha1.Migration) { m.Status.Phase = migrationv1alpha1.PhaseSyncing }, true},
-		"reason":   {func(m *migrationv1alpha1.Migration) { m.Status.Reason = "CatchingUp" }, true},
+		"reason":   {func(m *migrationv1alpha1.Migration) { m.Status.Reason = "CatchingUp" }, false},
 		"deleted":  {func(m *migrationv1alpha1.Migration) { m.DeletionTimestamp = &now }, true},
 		"failover": {func(m *migrationv1alpha1.Migration) { m.Status.Failover = &migrationv1alpha1.FailoverStatus{} }, true},
 		"first point": {func(m *migrationv1alpha1.Migration) {
@@ -49,5 +49,12 @@ func TestMigrationMatters(t *testing.T) {
 		if got := migrationMatters(base, n); got != c.want {
 			t.Errorf("%s: %v, want %v", name, got, c.want)
 		}
+	}
+	// In Preparing the reason says whether the source answered (awaitsSource).
+	prep := &migrationv1alpha1.Migration{Status: migrationv1alpha1.MigrationStatus{Phase: migrationv1alpha1.PhasePreparing, Reason: "Started"}}
+	answered := prep.DeepCopy()
+	answered.Status.Reason = "WaitingForDestination"
+	if !migrationMatters(prep, answered) {
+		t.Error("a reason change in Preparing does not reconcile the policy")
 	}
 }

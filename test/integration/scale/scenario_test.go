@@ -105,6 +105,8 @@ func moveAll(scenario string, apps []string, target func(i int) string) {
 	theSim.reset()
 	r0, err := requests()
 	Expect(err).NotTo(HaveOccurred())
+	rec0, err := scrape("controller_runtime_reconcile_total{", "controller")
+	Expect(err).NotTo(HaveOccurred())
 	cpu0, _, _ := usage()
 	start := time.Now()
 	parallel(len(apps), func(i int) error { return selectCluster(suiteCtx, apps[i], target(i)) })
@@ -123,11 +125,17 @@ func moveAll(scenario string, apps []string, target func(i int) string) {
 	r1, err := requests()
 	Expect(err).NotTo(HaveOccurred())
 	cpu1, rss, peak := usage()
+	rec1, err := scrape("controller_runtime_reconcile_total{", "controller")
+	Expect(err).NotTo(HaveOccurred())
+	perMove := func(a, b map[string]float64, k string) string {
+		return fmt.Sprintf("%.0f", (a[k]-b[k])/float64(len(apps)))
+	}
 	all := theSim.all()
 	p50, p99, worst := percentile(all, 50), percentile(all, 99), percentile(all, 100)
 	row(scenario, fmt.Sprintf("reaction p50 %s p99 %s max %s (%d steps)", ms(p50), ms(p99), ms(worst), len(all)),
 		fmt.Sprintf("all completed in %s", took.Round(100*time.Millisecond)),
-		fmt.Sprintf("requests %.1f/s", (r1["all"]-r0["all"])/took.Seconds()),
+		fmt.Sprintf("requests %.1f/s, %s per move (reconciles per move: %s Migration, %s policy)", (r1["all"]-r0["all"])/took.Seconds(),
+			perMove(r1, r0, "all"), perMove(rec1, rec0, "migration-sequencing"), perMove(rec1, rec0, "migrationpolicy-placement")),
 		fmt.Sprintf("CPU %.0f%%", 100*(cpu1-cpu0)/took.Seconds()), fmt.Sprintf("RSS %s (peak %s)", mib(rss), mib(peak)))
 	for _, m := range []string{"workqueue_queue_duration_seconds", "controller_runtime_reconcile_time_seconds", "rest_client_rate_limiter_duration_seconds"} {
 		sum, _ := scrape(m+"_sum", "name")
