@@ -4,6 +4,9 @@
 # fleet size, and its figures as one table. FLEETS lists "clusters:migrations"
 # pairs (default "100:10 500:50 1000:100"); HUB_ARGS passes the manager's
 # tuning flags (e.g. "--workers=1 --kube-api-qps=20 --kube-api-burst=30").
+# It reports the reaction times it measures against the 1 s target instead of
+# failing on them; it fails when a move does not complete or the hub is busy
+# at rest.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,7 +20,7 @@ status=0
 for f in $FLEETS; do
   n=${f%%:*} m=${f##*:}
   echo "== $n clusters, $m migrations ${HUB_ARGS:+($HUB_ARGS)}" >&2
-  if ! SCALE_CLUSTERS=$n SCALE_MIGRATIONS=$m SCALE_HUB_ARGS=${HUB_ARGS:-} \
+  if ! SCALE_CLUSTERS=$n SCALE_MIGRATIONS=$m SCALE_HUB_ARGS=${HUB_ARGS:-} SCALE_MEASURE_ONLY=1 \
       go test -v -count=1 -timeout 40m ./test/integration/scale/ -ginkgo.v >"$out/$n.log" 2>&1; then
     echo "fleet $n:$m failed; its log:" >&2
     grep -E 'FAIL|Expected|\[It\]' "$out/$n.log" | head -20 >&2

@@ -16,12 +16,15 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -84,19 +87,43 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		For(&migrationv1alpha1.Migration{}).
-		// Agents' reports: both the old and the new object are mapped, so a
-		// withdrawn condition wakes its Migration too.
-		Watches(&addonv1beta1.ManagedClusterAddOn{}, handler.EnqueueRequestsFromMapFunc(
-			func(ctx context.Context, o client.Object) []reconcile.Request {
-				if o.GetName() != uplink.AddonName {
-					return nil
-				}
-				return r.byIDs(ctx, reports.MigrationIDs(o.(*addonv1beta1.ManagedClusterAddOn).Status.Conditions))
-			})).
+		// Agents' reports: a written or withdrawn condition wakes its Migration.
+		Watches(&addonv1beta1.ManagedClusterAddOn{}, r.onReports()).
 		// Our works (status, deletion) and the app's works on a destination.
 		Watches(&workv1.ManifestWork{}, handler.EnqueueRequestsFromMapFunc(r.forWork)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.Workers)}).
 		Complete(r)
+}
+
+// onReports wakes the Migrations whose agent report on a cluster's
+// ManagedClusterAddOn changed: on an update only those (reports.ChangedIDs),
+// otherwise every one it carries.
+func (r *Reconciler) onReports() handler.EventHandler {
+	conds := func(o client.Object) []metav1.Condition {
+		if a, ok := o.(*addonv1beta1.ManagedClusterAddOn); ok && a.Name == uplink.AddonName {
+			return a.Status.Conditions
+		}
+		return nil
+	}
+	add := func(ctx context.Context, ids []string, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		for _, req := range r.byIDs(ctx, ids) {
+			q.Add(req)
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(ctx, reports.MigrationIDs(conds(e.Object)), q)
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(ctx, reports.ChangedIDs(conds(e.ObjectOld), conds(e.ObjectNew)), q)
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(ctx, reports.MigrationIDs(conds(e.Object)), q)
+		},
+		GenericFunc: func(ctx context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(ctx, reports.MigrationIDs(conds(e.Object)), q)
+		},
+	}
 }
 
 func (r *Reconciler) byIDs(ctx context.Context, ids []string) []reconcile.Request {

@@ -86,6 +86,29 @@ func MigrationIDs(conds []metav1.Condition) []string {
 	return out
 }
 
+// ChangedIDs lists the migrations whose report differs between two
+// versions of one ManagedClusterAddOn's conditions (added, removed or
+// rewritten): a cluster that is the source of many migrations carries all
+// their reports, and one agent report must not wake every one of them.
+func ChangedIDs(old, cur []metav1.Condition) []string {
+	before := map[string]metav1.Condition{}
+	for _, c := range old {
+		before[c.Type] = c
+	}
+	var changed []metav1.Condition
+	for _, c := range cur {
+		o, ok := before[c.Type]
+		delete(before, c.Type)
+		if !ok || o.Status != c.Status || o.Reason != c.Reason || o.Message != c.Message || !o.LastTransitionTime.Equal(&c.LastTransitionTime) {
+			changed = append(changed, c)
+		}
+	}
+	for _, c := range before { // removed
+		changed = append(changed, c)
+	}
+	return MigrationIDs(changed)
+}
+
 // SourceAtLeast tells whether the source reached phase p (in the source's order).
 func SourceAtLeast(r *Report, p replv1.SourcePhase) bool {
 	return r != nil && r.Healthy && uplink.SourceRank(replv1.SourcePhase(r.Phase)) >= uplink.SourceRank(p)

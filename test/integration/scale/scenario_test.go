@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -153,8 +154,12 @@ func moveAll(scenario string, apps []string, target func(i int) string) {
 		Expect(d).To(HaveLen(len(apps)), "every move reacted to %q once", st)
 	}
 	// The target is 1 s at 1,000 clusters (docs/scale.md has where it
-	// stands); the bound here catches a hub that queues its reactions.
-	Expect(p99).To(BeNumerically("<", 2*time.Second), "p99 of the hub's reactions")
+	// stands); the bound here catches a hub that queues its reactions in
+	// make test's small fleet. make bench-hub measures larger ones and
+	// reports what it finds (SCALE_MEASURE_ONLY).
+	if os.Getenv("SCALE_MEASURE_ONLY") == "" {
+		Expect(p99).To(BeNumerically("<", 2*time.Second), "p99 of the hub's reactions")
+	}
 }
 
 // createApp enrols one app on cluster: its namespace bound to the fleet's

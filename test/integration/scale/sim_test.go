@@ -164,16 +164,20 @@ func (s *sim) sourceAgent(ctx context.Context, w *workv1.ManifestWork, id string
 	case rs == nil:
 	case rs.Spec.HubVerified:
 		if !m.movedOut {
+			if err := s.reportSource(ctx, cluster, id, rs, replv1.SourceVerified, 0, true); err != nil {
+				return ctrl.Result{}, err
+			}
 			m.movedOut, m.srcReported = true, true
 			s.stamped(m, stepHanded)
-			return ctrl.Result{}, s.reportSource(ctx, cluster, id, rs, replv1.SourceVerified, 0, true)
 		}
 	case rs.Spec.FinalSync:
 		s.seen(m, stepCaughtUp)
 		if !m.stopped {
+			if err := s.reportSource(ctx, cluster, id, rs, replv1.SourceSyncing, 0, false); err != nil {
+				return ctrl.Result{}, err
+			}
 			m.stopped, m.srcReported = true, true
 			s.stamped(m, stepStopped)
-			return ctrl.Result{}, s.reportSource(ctx, cluster, id, rs, replv1.SourceSyncing, 0, false)
 		}
 	default:
 		s.seen(m, stepReady)
@@ -193,8 +197,9 @@ func (s *sim) copy(ctx context.Context, cluster, id string, rs replv1.Replicatio
 		rs.Status.BytesCopied = int64(time.Since(start) * 1000 / copyFor)
 		_ = s.reportSource(ctx, cluster, id, &rs, replv1.SourceInitialSync, 1, false)
 	}
-	s.stamped(m, stepCaughtUp)
-	_ = s.reportSource(ctx, cluster, id, &rs, replv1.SourceSyncing, 1, false)
+	if s.reportSource(ctx, cluster, id, &rs, replv1.SourceSyncing, 1, false) == nil {
+		s.stamped(m, stepCaughtUp)
+	}
 }
 
 func (s *sim) destinationAgent(ctx context.Context, w *workv1.ManifestWork, id string, m *simMove) error {
@@ -211,20 +216,25 @@ func (s *sim) destinationAgent(ctx context.Context, w *workv1.ManifestWork, id s
 	case rd.Spec.HubVerified:
 		s.seen(m, stepVerified)
 		if !m.launched {
-			m.launched, m.dstReported = true, true
 			if err := s.launchApp(ctx, cluster, id); err != nil {
 				return err
 			}
+			m.launched = true
+			if err := s.reportDestination(ctx, cluster, id, rd, replv1.DestinationVerified, true); err != nil {
+				return err
+			}
+			m.dstReported = true
 			s.stamped(m, stepHanded)
-			return s.reportDestination(ctx, cluster, id, rd, replv1.DestinationVerified, true)
 		}
 	case rd.Spec.FinalSync:
 	default:
 		s.seen(m, stepSizes)
 		if !m.ready {
+			if err := s.reportDestination(ctx, cluster, id, rd, replv1.DestinationReady, false); err != nil {
+				return err
+			}
 			m.ready, m.dst, m.dstReported = true, cluster, true
 			s.stamped(m, stepReady)
-			return s.reportDestination(ctx, cluster, id, rd, replv1.DestinationReady, false)
 		}
 	}
 	return nil
@@ -245,14 +255,17 @@ func (s *sim) migration(ctx context.Context, req ctrl.Request) (ctrl.Result, err
 	case migrationv1alpha1.PhaseFinalSync:
 		s.seen(m, stepStopped)
 		if !m.verified {
-			m.verified, m.srcReported, m.dstReported = true, true, true
 			rs := replv1.ReplicationSource{ObjectMeta: metav1.ObjectMeta{Namespace: m.appNS, Name: "smig-" + id}}
 			rd := replv1.ReplicationDestination{ObjectMeta: metav1.ObjectMeta{Namespace: m.appNS, Name: "smig-" + id}}
 			if err := s.reportDestination(ctx, mig.Spec.DestinationCluster, id, &rd, replv1.DestinationVerified, false); err != nil {
 				return ctrl.Result{}, err
 			}
+			m.dstReported = true
+			if err := s.reportSource(ctx, mig.Spec.SourceCluster, id, &rs, replv1.SourceVerified, 0, false); err != nil {
+				return ctrl.Result{}, err
+			}
+			m.verified, m.srcReported = true, true
 			s.stamped(m, stepVerified)
-			return ctrl.Result{}, s.reportSource(ctx, mig.Spec.SourceCluster, id, &rs, replv1.SourceVerified, 0, false)
 		}
 	case migrationv1alpha1.PhaseCompleted:
 		s.seen(m, stepHanded)
@@ -297,12 +310,30 @@ func (s *sim) reportDestination(ctx context.Context, cluster, id string, rd *rep
 	return writeCondition(ctx, cluster, report.DestinationCondition(id, []replv1.ReplicationDestination{o}))
 }
 
+// writeCondition and withdraw write as the agent does, and keep trying as
+// the agent's next reconcile would: many migrations on one cluster share
+// its ManagedClusterAddOn, and the writer's own conflict retries can run out.
 func writeCondition(ctx context.Context, cluster string, c metav1.Condition) error {
-	return agent.NewStatusWriter(addons, cluster, uplink.AddonName).Update(ctx, []metav1.Condition{c})
+	return persist(ctx, func() error {
+		return agent.NewStatusWriter(addons, cluster, uplink.AddonName).Update(ctx, []metav1.Condition{c})
+	})
 }
 
 func withdraw(ctx context.Context, cluster, id, role string) error {
-	return agent.NewStatusWriter(addons, cluster, uplink.AddonName).Update(ctx, nil, uplink.ConditionType(id, role))
+	return persist(ctx, func() error {
+		return agent.NewStatusWriter(addons, cluster, uplink.AddonName).Update(ctx, nil, uplink.ConditionType(id, role))
+	})
+}
+
+func persist(ctx context.Context, write func() error) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := write()
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // feedPVCs is the work agent's status feedback for the PVCs the source work
