@@ -50,48 +50,53 @@ type written struct {
 // ReplicationSource of that migration: self as given (fresher than the
 // cache), or without self when gone is true (its cleanup is done).
 func (r *Reporter) SyncSource(ctx context.Context, self *replv1.ReplicationSource, gone bool) error {
-	migrationID := self.Spec.MigrationID
 	var list replv1.ReplicationSourceList
 	if err := r.Client.List(ctx, &list); err != nil {
 		return err
 	}
-	var items []replv1.ReplicationSource
-	if !gone {
-		items = append(items, *self)
-	}
-	for _, o := range list.Items {
-		if o.Spec.MigrationID == migrationID && o.UID != self.UID {
-			items = append(items, o)
-		}
-	}
-	typ := uplink.ConditionType(migrationID, uplink.RoleSource)
-	if len(items) == 0 {
-		return r.remove(ctx, typ)
-	}
-	return r.set(ctx, SourceCondition(migrationID, items))
+	id := self.Spec.MigrationID
+	items := withSelf(*self, gone, list.Items, func(o replv1.ReplicationSource) bool {
+		return o.Spec.MigrationID == id && o.UID != self.UID
+	})
+	return r.publish(ctx, uplink.ConditionType(id, uplink.RoleSource), len(items) > 0,
+		func() metav1.Condition { return SourceCondition(id, items) })
 }
 
 // SyncDestination is SyncSource for ReplicationDestinations.
 func (r *Reporter) SyncDestination(ctx context.Context, self *replv1.ReplicationDestination, gone bool) error {
-	migrationID := self.Spec.MigrationID
 	var list replv1.ReplicationDestinationList
 	if err := r.Client.List(ctx, &list); err != nil {
 		return err
 	}
-	var items []replv1.ReplicationDestination
+	id := self.Spec.MigrationID
+	items := withSelf(*self, gone, list.Items, func(o replv1.ReplicationDestination) bool {
+		return o.Spec.MigrationID == id && o.UID != self.UID
+	})
+	return r.publish(ctx, uplink.ConditionType(id, uplink.RoleDestination), len(items) > 0,
+		func() metav1.Condition { return DestinationCondition(id, items) })
+}
+
+// withSelf is self (unless gone) and the listed objects of its migration
+// other than self.
+func withSelf[T any](self T, gone bool, listed []T, sibling func(T) bool) []T {
+	var out []T
 	if !gone {
-		items = append(items, *self)
+		out = append(out, self)
 	}
-	for _, o := range list.Items {
-		if o.Spec.MigrationID == migrationID && o.UID != self.UID {
-			items = append(items, o)
+	for _, o := range listed {
+		if sibling(o) {
+			out = append(out, o)
 		}
 	}
-	typ := uplink.ConditionType(migrationID, uplink.RoleDestination)
-	if len(items) == 0 {
+	return out
+}
+
+// publish sets the condition typ, or removes it when no object reports.
+func (r *Reporter) publish(ctx context.Context, typ string, reporting bool, cond func() metav1.Condition) error {
+	if !reporting {
 		return r.remove(ctx, typ)
 	}
-	return r.set(ctx, DestinationCondition(migrationID, items))
+	return r.set(ctx, cond())
 }
 
 // SourceCondition aggregates the ReplicationSources of one migration: the
