@@ -64,13 +64,12 @@ type sim struct {
 	ms map[string]*simMove // by migration ID
 	// reactions by step
 	reactions map[string][]time.Duration
-	done      map[string]time.Time // migration ID -> Completed seen
 }
 
 // simMove is what the simulated agents did for one migration.
 type simMove struct {
 	mu                          sync.Mutex // one agent acts on it at a time
-	src, dst, appNS             string
+	appNS                       string
 	fed, ready, copying, caught bool
 	stopped, verified, launched bool
 	movedOut, completed         bool
@@ -83,7 +82,7 @@ var theSim *sim
 func startSim(ctx context.Context, cfg *rest.Config) {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: hub.NewScheme(), Metrics: metricsserver.Options{BindAddress: "0"}})
 	Expect(err).NotTo(HaveOccurred())
-	theSim = &sim{c: mgr.GetClient(), ms: map[string]*simMove{}, reactions: map[string][]time.Duration{}, done: map[string]time.Time{}}
+	theSim = &sim{c: mgr.GetClient(), ms: map[string]*simMove{}, reactions: map[string][]time.Duration{}}
 	ours := predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetLabels()[work.MigrationIDLabel] != "" })
 	Expect(ctrl.NewControllerManagedBy(mgr).Named("sim-agents").
 		For(&workv1.ManifestWork{}, builder.WithPredicates(ours)).
@@ -159,7 +158,7 @@ func (s *sim) sourceAgent(ctx context.Context, w *workv1.ManifestWork, id string
 		if err := s.feedPVCs(ctx, w); err != nil {
 			return ctrl.Result{}, err
 		}
-		m.fed, m.src = true, cluster
+		m.fed = true
 		s.stamped(m, stepSizes)
 	case rs == nil:
 	case rs.Spec.HubVerified:
@@ -233,7 +232,7 @@ func (s *sim) destinationAgent(ctx context.Context, w *workv1.ManifestWork, id s
 			if err := s.reportDestination(ctx, cluster, id, rd, replv1.DestinationReady, false); err != nil {
 				return err
 			}
-			m.ready, m.dst, m.dstReported = true, cluster, true
+			m.ready, m.dstReported = true, true
 			s.stamped(m, stepReady)
 		}
 	}
@@ -269,11 +268,6 @@ func (s *sim) migration(ctx context.Context, req ctrl.Request) (ctrl.Result, err
 		}
 	case migrationv1alpha1.PhaseCompleted:
 		s.seen(m, stepHanded)
-		s.mu.Lock()
-		if _, ok := s.done[id]; !ok {
-			s.done[id] = time.Now()
-		}
-		s.mu.Unlock()
 	}
 	return ctrl.Result{}, nil
 }
