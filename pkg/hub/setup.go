@@ -88,10 +88,7 @@ func trimForeignWork(o any) (any, error) {
 // SetupWithManager adds the hub controllers to mgr: placement enrolment and
 // migration sequencing. Its scheme must hold the types of AddToScheme.
 func SetupWithManager(mgr ctrl.Manager, o Options) error {
-	if err := AddToScheme(mgr.GetScheme()); err != nil {
-		return err
-	}
-	if err := (&placement.Reconciler{Workers: o.Workers}).SetupWithManager(mgr); err != nil {
+	if err := SetupPlacement(mgr, o); err != nil {
 		return err
 	}
 	return (&migration.Reconciler{Workers: o.Workers}).SetupWithManager(mgr)
@@ -100,9 +97,9 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 // SetupPlacement adds only the placement controller (tests that play the
 // sequencing controller themselves, on an API server without OCM's work and
 // addon APIs).
-func SetupPlacement(mgr ctrl.Manager) error {
+func SetupPlacement(mgr ctrl.Manager, o Options) error {
 	if err := AddToScheme(mgr.GetScheme()); err != nil {
 		return err
 	}
-	return (&placement.Reconciler{}).SetupWithManager(mgr)
+	return (&placement.Reconciler{Workers: o.Workers}).SetupWithManager(mgr)
 }

@@ -64,7 +64,7 @@ var _ = BeforeSuite(func() {
 		Metrics: metricsserver.Options{BindAddress: "0"},
 	})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(hub.SetupPlacement(mgr)).To(Succeed()) // this suite plays the sequencing controller
+	Expect(hub.SetupPlacement(mgr, hub.Options{})).To(Succeed()) // this suite plays the sequencing controller
 	go func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())
